@@ -1,0 +1,134 @@
+//! The decoded-block cache. Decoding with iced-x86 costs about as much as
+//! executing, so each straight-line run of guest code is decoded once and
+//! kept, keyed by where it is (linear RIP, CS base, backing address of the
+//! first byte) and how it was decoded (mode). A block never crosses a page;
+//! its backing page is marked as code in guest memory so that any write to
+//! it, by the CPU or by DMA, drops the page's blocks.
+
+use crate::bus::Bus;
+use crate::cpu::Cpu;
+use crate::exception::Result;
+use iced_x86::Instruction;
+use rustc_hash::FxHashMap;
+use std::cell::Cell;
+use std::rc::Rc;
+
+/// An instruction implementation. `cpu.s.rip` already points past the
+/// instruction when it runs; on `Err` the executor rewinds it.
+pub type Handler = fn(&mut Cpu, &mut dyn Bus, &Instruction) -> Result<()>;
+
+pub struct Block {
+    pub insns: Box<[(Instruction, Handler)]>,
+    /// Cleared when the block's page is written.
+    pub valid: Cell<bool>,
+    pub page: u64,
+}
+
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+pub struct BlockKey {
+    pub rip: u64,
+    pub cs_base: u64,
+    /// Backing-memory address of the first byte.
+    pub backing: u64,
+    pub mode: u8,
+}
+
+const FAST_ENTRIES: usize = 4096;
+
+#[derive(Default, Clone, Copy, Debug)]
+pub struct BlockStats {
+    pub decoded_blocks: u64,
+    pub decoded_insns: u64,
+    pub invalidated_pages: u64,
+}
+
+pub struct BlockCache {
+    map: FxHashMap<BlockKey, Rc<Block>>,
+    by_page: FxHashMap<u64, Vec<BlockKey>>,
+    fast: Vec<Option<(BlockKey, Rc<Block>)>>,
+    pub stats: BlockStats,
+}
+
+impl Default for BlockCache {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl BlockCache {
+    pub fn new() -> BlockCache {
+        BlockCache {
+            map: FxHashMap::default(),
+            by_page: FxHashMap::default(),
+            fast: vec![None; FAST_ENTRIES],
+            stats: BlockStats::default(),
+        }
+    }
+
+    pub fn clear(&mut self) {
+        for b in self.map.values() {
+            b.valid.set(false);
+        }
+        self.map.clear();
+        self.by_page.clear();
+        self.fast.fill(None);
+    }
+
+    #[inline]
+    fn slot(key: &BlockKey) -> usize {
+        ((key.rip ^ (key.backing >> 5) ^ key.mode as u64) as usize) & (FAST_ENTRIES - 1)
+    }
+
+    #[inline]
+    pub fn get(&mut self, key: &BlockKey) -> Option<Rc<Block>> {
+        let slot = Self::slot(key);
+        if let Some((k, b)) = &self.fast[slot] {
+            if k == key && b.valid.get() {
+                return Some(b.clone());
+            }
+        }
+        let b = self.map.get(key)?.clone();
+        self.fast[slot] = Some((*key, b.clone()));
+        Some(b)
+    }
+
+    pub fn insert(&mut self, key: BlockKey, block: Block) -> Rc<Block> {
+        self.stats.decoded_blocks += 1;
+        self.stats.decoded_insns += block.insns.len() as u64;
+        let page = block.page;
+        let b = Rc::new(block);
+        if let Some(old) = self.map.insert(key, b.clone()) {
+            old.valid.set(false);
+        }
+        self.by_page.entry(page).or_default().push(key);
+        self.fast[Self::slot(&key)] = Some((key, b.clone()));
+        b
+    }
+
+    /// Drop every block decoded from a backing page.
+    pub fn invalidate_page(&mut self, page: u64) {
+        if let Some(keys) = self.by_page.remove(&page) {
+            self.stats.invalidated_pages += 1;
+            for k in keys {
+                if let Some(b) = self.map.remove(&k) {
+                    b.valid.set(false);
+                }
+            }
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+}
+
+impl Cpu {
+    /// Statistics of the decoded-block cache.
+    pub fn block_stats(&self) -> BlockStats {
+        self.blocks.stats
+    }
+}

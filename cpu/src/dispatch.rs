@@ -1,0 +1,79 @@
+//! One dispatch table from iced-x86 `Code` to the handler that implements
+//! it, built once from the instruction families' `lookup` functions. A code
+//! no family claims raises #UD (and is logged once, so gaps show up).
+
+use crate::block::Handler;
+use crate::bus::Bus;
+use crate::cpu::{Cpu, CpuModel};
+use crate::exception::{Exception, Result};
+use iced_x86::{Code, Instruction, OpCodeTableKind};
+use std::sync::OnceLock;
+
+static TABLE: OnceLock<Box<[Option<Handler>]>> = OnceLock::new();
+
+fn table() -> &'static [Option<Handler>] {
+    TABLE.get_or_init(|| {
+        let n = Code::values().count();
+        let mut t: Vec<Option<Handler>> = vec![None; n];
+        for code in Code::values() {
+            t[code as usize] = crate::insn::lookup(code)
+                .or_else(|| crate::system::lookup(code))
+                .or_else(|| crate::fpu::lookup(code))
+                .or_else(|| crate::simd::lookup(code));
+        }
+        t.into_boxed_slice()
+    })
+}
+
+/// Whether kagami implements this instruction (used by CPUID tests and the
+/// differential tester to skip what is not there yet).
+pub fn implemented(code: Code) -> bool {
+    table()[code as usize].is_some()
+}
+
+fn invalid_opcode(_: &mut Cpu, _: &mut dyn Bus, _: &Instruction) -> Result<()> {
+    Err(Exception::InvalidOpcode)
+}
+
+fn unimplemented(_: &mut Cpu, _: &mut dyn Bus, i: &Instruction) -> Result<()> {
+    tracing::warn!(target: "kagami::cpu", "unimplemented instruction {:?} ({i}) raises #UD", i.code());
+    Err(Exception::InvalidOpcode)
+}
+
+fn too_long(_: &mut Cpu, _: &mut dyn Bus, _: &Instruction) -> Result<()> {
+    Err(Exception::GP0)
+}
+
+/// On a 286 without a coprocessor an ESC opcode computes its address (which
+/// can fault at offset 0xFFFF) and does nothing else.
+fn esc_without_fpu(cpu: &mut Cpu, _: &mut dyn Bus, i: &Instruction) -> Result<()> {
+    if i.op_count() > 0 && i.op_kind(0) == iced_x86::OpKind::Memory {
+        let (seg, off) = cpu.mem_operand(i);
+        cpu.seg_lin(seg, off, i.memory_size().size().clamp(1, 2), crate::mmu::Access::Read)?;
+    }
+    Ok(())
+}
+
+fn is_esc(i: &Instruction) -> bool {
+    let oc = i.op_code();
+    oc.table() == OpCodeTableKind::Normal && (0xd8..=0xdf).contains(&oc.op_code())
+}
+
+/// The handler for a decoded instruction on the given model.
+pub fn handler_for(i: &Instruction, model: CpuModel) -> Handler {
+    if i.is_invalid() {
+        return invalid_opcode;
+    }
+    match model {
+        CpuModel::I80286 => {
+            if i.len() > 10 {
+                return too_long;
+            }
+            if is_esc(i) {
+                return esc_without_fpu;
+            }
+        }
+        CpuModel::X86_64 => {}
+    }
+    table()[i.code() as usize].unwrap_or(unimplemented)
+}

@@ -1,0 +1,255 @@
+//! The interpreter's main loop: interrupts at instruction boundaries, block
+//! lookup/decode, and executing one decoded instruction at a time with
+//! precise faults.
+
+use crate::block::{Block, BlockKey, Handler};
+use crate::bus::Bus;
+use crate::cpu::{Cpu, CpuModel, Exit};
+use crate::dispatch::handler_for;
+use crate::exception::{Exception, Result};
+use crate::memory::{PAGE_SHIFT, PAGE_SIZE};
+use crate::state::{flags, Mode, CS};
+use iced_x86::{Decoder, DecoderOptions, FlowControl, Instruction};
+use std::cell::Cell;
+
+/// Longest block, in instructions.
+const MAX_BLOCK: usize = 48;
+
+impl Cpu {
+    fn decoder_options(&self) -> u32 {
+        match self.model {
+            // The 286 ignores LOCK where a 386 would raise #UD.
+            CpuModel::I80286 => DecoderOptions::NO_INVALID_CHECK,
+            CpuModel::X86_64 => DecoderOptions::NONE,
+        }
+    }
+
+    fn max_insn_len(&self) -> usize {
+        match self.model {
+            CpuModel::I80286 => 10,
+            CpuModel::X86_64 => 15,
+        }
+    }
+
+    /// Run until `budget` instructions have retired, the CPU halts, or the
+    /// machine asks to stop. Interrupts are taken between instructions.
+    pub fn run(&mut self, bus: &mut dyn Bus, budget: u64) -> Exit {
+        let end = self.s.icount.saturating_add(budget);
+        loop {
+            if self.shutdown {
+                return Exit::TripleFault;
+            }
+            if self.s.icount >= end {
+                return Exit::Budget;
+            }
+            if let Some(pages) = self.mem.take_dirty_code() {
+                for p in pages {
+                    self.blocks.invalidate_page(p);
+                }
+            }
+            if self.s.irq_shadow != 0 {
+                // The instruction after STI / MOV SS runs before any interrupt.
+                self.s.irq_shadow = 0;
+                self.step_uncached(bus);
+                continue;
+            }
+            if self.check_interrupts(bus) {
+                continue;
+            }
+            if self.s.halted != 0 {
+                return Exit::Halted;
+            }
+            if bus.stop_requested() {
+                return Exit::Stopped;
+            }
+            if self.s.rflags & flags::TF != 0 {
+                self.step_uncached(bus);
+                if !self.shutdown && self.s.halted == 0 {
+                    self.s.dr[6] |= 1 << 14;
+                    self.raise(bus, Exception::Debug);
+                }
+                continue;
+            }
+            if !self.use_block_cache {
+                self.step_uncached(bus);
+                continue;
+            }
+            match self.lookup_block(bus) {
+                Ok(Some(block)) => self.exec_block(bus, &block, end),
+                Ok(None) => self.step_uncached(bus),
+                Err(e) => self.raise(bus, e),
+            }
+        }
+    }
+
+    /// Execute exactly one instruction (or deliver one pending interrupt).
+    pub fn step(&mut self, bus: &mut dyn Bus) -> Exit {
+        let save = self.use_block_cache;
+        self.use_block_cache = false;
+        let r = self.run(bus, 1);
+        self.use_block_cache = save;
+        r
+    }
+
+    /// Take a pending NMI or maskable interrupt. Returns true if one was delivered.
+    fn check_interrupts(&mut self, bus: &mut dyn Bus) -> bool {
+        if self.s.nmi_blocked == 0 && bus.take_nmi() {
+            self.s.halted = 0;
+            self.s.nmi_blocked = 1;
+            self.deliver_external(bus, 2);
+            return true;
+        }
+        if self.s.rflags & flags::IF != 0 && bus.interrupt_pending() {
+            if let Some(v) = bus.acknowledge_interrupt() {
+                self.s.halted = 0;
+                self.deliver_external(bus, v);
+                return true;
+            }
+        }
+        false
+    }
+
+    fn mode_key(&self) -> u8 {
+        self.s.mode as u8
+    }
+
+    /// Find or decode the block at CS:RIP. `Ok(None)` when the code cannot be
+    /// cached (it is in MMIO space, or its first instruction crosses a page).
+    fn lookup_block(&mut self, bus: &mut dyn Bus) -> Result<Option<std::rc::Rc<Block>>> {
+        let cs_base = if self.s.mode == Mode::Long64 { 0 } else { self.s.segs[CS].base };
+        let lin = cs_base.wrapping_add(self.s.rip) & self.lin_mask();
+        let Some((page, _phys)) = self.code_page(bus, lin)? else {
+            return Ok(None);
+        };
+        let backing = (page << PAGE_SHIFT) | (lin & (PAGE_SIZE - 1));
+        let key = BlockKey {
+            rip: self.s.rip,
+            cs_base,
+            backing,
+            mode: self.mode_key(),
+        };
+        if let Some(b) = self.blocks.get(&key) {
+            return Ok(Some(b));
+        }
+        // Decode from the rest of the page.
+        let off = (lin & (PAGE_SIZE - 1)) as usize;
+        let mut bytes = [0u8; PAGE_SIZE as usize];
+        let avail = PAGE_SIZE as usize - off;
+        self.mem.read(backing, &mut bytes[..avail]);
+        let mut dec = Decoder::with_ip(self.s.mode.bitness(), &bytes[..avail], self.s.rip, self.decoder_options());
+        let mut insns: Vec<(Instruction, Handler)> = Vec::with_capacity(16);
+        let mut insn = Instruction::default();
+        while dec.can_decode() && insns.len() < MAX_BLOCK {
+            let pos = dec.position();
+            dec.decode_out(&mut insn);
+            if dec.last_error() == iced_x86::DecoderError::NoMoreBytes {
+                // Crosses into the next page: end the block before it.
+                let _ = pos;
+                break;
+            }
+            let ends = insn.flow_control() != FlowControl::Next || insn.is_invalid() || insn.len() > self.max_insn_len();
+            insns.push((insn, handler_for(&insn, self.model)));
+            if ends {
+                break;
+            }
+        }
+        if insns.is_empty() {
+            return Ok(None);
+        }
+        self.mem.set_code_page(page);
+        self.protect_code_page(page);
+        let block = Block {
+            insns: insns.into_boxed_slice(),
+            valid: Cell::new(true),
+            page,
+        };
+        Ok(Some(self.blocks.insert(key, block)))
+    }
+
+    fn exec_block(&mut self, bus: &mut dyn Bus, block: &Block, end: u64) {
+        self.break_block = false;
+        for (insn, handler) in block.insns.iter() {
+            if !self.exec_insn(bus, insn, *handler) {
+                return;
+            }
+            if self.break_block || self.s.icount >= end || !block.valid.get() {
+                return;
+            }
+        }
+    }
+
+    /// Execute one decoded instruction. Returns false if it faulted.
+    #[inline(always)]
+    fn exec_insn(&mut self, bus: &mut dyn Bus, insn: &Instruction, handler: Handler) -> bool {
+        self.s.icount += 1;
+        if self.s.mode != Mode::Long64 && insn.next_ip().wrapping_sub(1) > self.s.segs[CS].limit as u64 {
+            self.raise(bus, Exception::GP0);
+            return false;
+        }
+        self.s.rip = insn.next_ip();
+        match handler(self, bus, insn) {
+            Ok(()) => true,
+            Err(e) => {
+                if !e.is_trap() {
+                    self.s.rip = insn.ip();
+                }
+                self.raise(bus, e);
+                false
+            }
+        }
+    }
+
+    /// Fetch, decode and execute one instruction without the block cache
+    /// (code in MMIO, instructions crossing pages, single-stepping).
+    fn step_uncached(&mut self, bus: &mut dyn Bus) {
+        self.break_block = false;
+        let mut bytes = [0u8; 15];
+        let n = self.max_insn_len();
+        let cs_base = if self.s.mode == Mode::Long64 { 0 } else { self.s.segs[CS].base };
+        let mut fetched = 0;
+        for (k, b) in bytes.iter_mut().enumerate().take(n) {
+            let lin = cs_base.wrapping_add(self.s.rip.wrapping_add(k as u64)) & self.lin_mask();
+            let mmu = if self.s.cpl == 3 {
+                crate::mmu::MMU_USER
+            } else {
+                crate::mmu::MMU_SUPER_NOSMAP
+            };
+            match self.fetch_byte(bus, lin, mmu) {
+                Ok(v) => {
+                    *b = v;
+                    fetched += 1;
+                }
+                Err(e) => {
+                    // Only a fault on a byte the instruction needs counts.
+                    let mut dec = Decoder::with_ip(self.s.mode.bitness(), &bytes[..fetched], self.s.rip, self.decoder_options());
+                    let insn = dec.decode();
+                    if dec.last_error() == iced_x86::DecoderError::NoMoreBytes || fetched == 0 {
+                        self.s.icount += 1;
+                        self.raise(bus, e);
+                        return;
+                    }
+                    let _ = insn;
+                    break;
+                }
+            }
+        }
+        let mut dec = Decoder::with_ip(self.s.mode.bitness(), &bytes[..fetched], self.s.rip, self.decoder_options());
+        let insn = dec.decode();
+        if dec.last_error() == iced_x86::DecoderError::NoMoreBytes {
+            // Longer than the limit: #GP on the 286 and 386+ alike.
+            self.s.icount += 1;
+            self.raise(bus, Exception::GP0);
+            return;
+        }
+        let h = handler_for(&insn, self.model);
+        self.exec_insn(bus, &insn, h);
+    }
+
+    fn fetch_byte(&mut self, bus: &mut dyn Bus, lin: u64, mmu: usize) -> Result<u8> {
+        let phys = {
+            let _ = mmu;
+            self.translate(bus, lin, crate::mmu::Access::Exec)?
+        };
+        Ok(self.read_phys(bus, phys, 1) as u8)
+    }
+}

@@ -1,0 +1,275 @@
+//! Lazy arithmetic flags (the scheme of QEMU's `CC_OP` and Bochs' lazy flags).
+//!
+//! Flag-setting instructions store the operation, its result and its sources in
+//! `cc_op`/`cc_dst`/`cc_src1`/`cc_src2`; the six arithmetic flags are computed
+//! only when something reads them. `CC_EFLAGS` means they are already in
+//! `rflags`. An op value is `base | size` where size is log2 of the operand
+//! width in bytes (0 = 8-bit … 3 = 64-bit).
+
+use crate::state::{flags::*, CcOp, CpuState};
+
+pub const CC_EFLAGS: CcOp = 0;
+/// dst = src1 + src2.
+pub const CC_ADD: CcOp = 4;
+/// dst = src1 + src2 + carry.
+pub const CC_ADC: CcOp = 8;
+/// dst = src1 - src2.
+pub const CC_SUB: CcOp = 12;
+/// dst = src1 - src2 - borrow.
+pub const CC_SBB: CcOp = 16;
+/// dst = logic result; CF = OF = AF = 0.
+pub const CC_LOGIC: CcOp = 20;
+/// dst = src1 + 1; src2 = the CF to keep (0/1).
+pub const CC_INC: CcOp = 24;
+/// dst = src1 - 1; src2 = the CF to keep (0/1).
+pub const CC_DEC: CcOp = 28;
+/// dst = result; src1 = value shifted left by count-1 (CF is its top bit).
+pub const CC_SHL: CcOp = 32;
+/// dst = result; src1 = value shifted right by count-1 (CF is its bit 0).
+/// OF = top bit of (src1 ^ dst), which is right for SHR and SAR by one.
+pub const CC_SHR: CcOp = 36;
+/// dst = low half of the product; CF = OF = (src1 != 0).
+pub const CC_MUL: CcOp = 40;
+
+#[inline(always)]
+pub fn size_mask(size: u32) -> u64 {
+    match size {
+        0 => 0xff,
+        1 => 0xffff,
+        2 => 0xffff_ffff,
+        _ => u64::MAX,
+    }
+}
+
+#[inline(always)]
+fn sign_bit(size: u32) -> u64 {
+    1u64 << ((8u32 << size) - 1)
+}
+
+/// log2 of an operand size in bytes (1, 2, 4, 8).
+#[inline(always)]
+pub fn size_log2(bytes: usize) -> u32 {
+    bytes.trailing_zeros()
+}
+
+#[inline(always)]
+pub fn parity(v: u64) -> u64 {
+    if (v as u8).count_ones() & 1 == 0 {
+        PF
+    } else {
+        0
+    }
+}
+
+#[inline(always)]
+fn szp(dst: u64, size: u32) -> u64 {
+    let d = dst & size_mask(size);
+    let mut f = parity(d);
+    if d == 0 {
+        f |= ZF;
+    }
+    if d & sign_bit(size) != 0 {
+        f |= SF;
+    }
+    f
+}
+
+/// Compute the six arithmetic flags from the lazy fields.
+pub fn compute(s: &CpuState) -> u64 {
+    let op = s.cc_op;
+    if op == CC_EFLAGS {
+        return s.rflags & ARITH;
+    }
+    let size = op & 3;
+    let m = size_mask(size);
+    let sb = sign_bit(size);
+    let (dst, a, b) = (s.cc_dst & m, s.cc_src1 & m, s.cc_src2 & m);
+    let base = op & !3;
+    let mut f = szp(dst, size);
+    match base {
+        CC_ADD | CC_ADC => {
+            let cin = if base == CC_ADC {
+                dst.wrapping_sub(a).wrapping_sub(b) & m
+            } else {
+                0
+            };
+            if dst < a || (cin != 0 && dst == a) {
+                f |= CF;
+            }
+            if (a ^ dst) & (b ^ dst) & sb != 0 {
+                f |= OF;
+            }
+            f |= (a ^ b ^ dst) & AF;
+        }
+        CC_SUB | CC_SBB => {
+            let bin = if base == CC_SBB {
+                a.wrapping_sub(b).wrapping_sub(dst) & m
+            } else {
+                0
+            };
+            if a < b || (bin != 0 && a == b) {
+                f |= CF;
+            }
+            if (a ^ b) & (a ^ dst) & sb != 0 {
+                f |= OF;
+            }
+            f |= (a ^ b ^ dst) & AF;
+        }
+        CC_LOGIC => {}
+        CC_INC => {
+            f |= s.cc_src2 & CF;
+            if dst == sb {
+                f |= OF;
+            }
+            f |= (a ^ dst) & AF;
+        }
+        CC_DEC => {
+            f |= s.cc_src2 & CF;
+            if dst == sb - 1 {
+                f |= OF;
+            }
+            f |= (a ^ dst) & AF;
+        }
+        CC_SHL => {
+            if a & sb != 0 {
+                f |= CF;
+            }
+            if ((a & sb != 0) as u64) ^ ((dst & sb != 0) as u64) != 0 {
+                f |= OF;
+            }
+        }
+        CC_SHR => {
+            f |= a & CF;
+            if (a ^ dst) & sb != 0 {
+                f |= OF;
+            }
+        }
+        CC_MUL => {
+            if a != 0 {
+                f |= CF | OF;
+            }
+        }
+        _ => panic!("corrupt cc_op {op:#x}"),
+    }
+    f
+}
+
+impl CpuState {
+    /// Record a flag-setting operation. `op` is a `CC_*` base; `size` is log2 bytes.
+    #[inline(always)]
+    pub fn set_cc(&mut self, op: CcOp, size: u32, dst: u64, src1: u64, src2: u64) {
+        self.cc_op = op | size;
+        self.cc_dst = dst;
+        self.cc_src1 = src1;
+        self.cc_src2 = src2;
+    }
+
+    /// The full RFLAGS value.
+    #[inline]
+    pub fn flags(&self) -> u64 {
+        (self.rflags & !ARITH) | compute(self)
+    }
+
+    /// Replace the whole RFLAGS (callers apply privilege rules first).
+    #[inline]
+    pub fn set_flags(&mut self, v: u64) {
+        self.rflags = (v & LIVE) | FIXED1;
+        self.cc_op = CC_EFLAGS;
+    }
+
+    /// Replace the bits in `mask` with those of `v`, keeping the rest.
+    #[inline]
+    pub fn set_flag_bits(&mut self, mask: u64, v: u64) {
+        let cur = self.flags();
+        self.set_flags((cur & !mask) | (v & mask));
+    }
+
+    #[inline(always)]
+    pub fn cf(&self) -> bool {
+        match self.cc_op {
+            CC_EFLAGS => self.rflags & CF != 0,
+            op if op & !3 == CC_SUB => {
+                let m = size_mask(op & 3);
+                (self.cc_src1 & m) < (self.cc_src2 & m)
+            }
+            op if op & !3 == CC_LOGIC => false,
+            _ => compute(self) & CF != 0,
+        }
+    }
+
+    #[inline(always)]
+    pub fn zf(&self) -> bool {
+        if self.cc_op == CC_EFLAGS {
+            self.rflags & ZF != 0
+        } else {
+            self.cc_dst & size_mask(self.cc_op & 3) == 0
+        }
+    }
+
+    #[inline(always)]
+    pub fn sf(&self) -> bool {
+        if self.cc_op == CC_EFLAGS {
+            self.rflags & SF != 0
+        } else {
+            self.cc_dst & sign_bit(self.cc_op & 3) != 0
+        }
+    }
+
+    #[inline(always)]
+    pub fn of(&self) -> bool {
+        compute(self) & OF != 0
+    }
+
+    #[inline(always)]
+    pub fn pf(&self) -> bool {
+        compute(self) & PF != 0
+    }
+
+    /// Evaluate a condition code (the `cc` of Jcc/SETcc/CMOVcc, 0..15).
+    #[inline]
+    pub fn cond(&self, cc: u8) -> bool {
+        let r = match cc >> 1 {
+            0 => self.of(),
+            1 => self.cf(),
+            2 => self.zf(),
+            3 => self.cf() || self.zf(),
+            4 => self.sf(),
+            5 => self.pf(),
+            6 => {
+                let f = compute(self);
+                ((f & SF) != 0) != ((f & OF) != 0)
+            }
+            _ => {
+                let f = compute(self);
+                f & ZF != 0 || (((f & SF) != 0) != ((f & OF) != 0))
+            }
+        };
+        r ^ (cc & 1 != 0)
+    }
+
+    #[inline(always)]
+    pub fn df(&self) -> bool {
+        self.rflags & DF != 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn add_sub_flags_match_definitions() {
+        let mut s = CpuState::default();
+        s.set_cc(CC_ADD, 0, 0x7f_u64.wrapping_add(1), 0x7f, 1);
+        let f = compute(&s);
+        assert_eq!(f & (OF | SF | AF | CF | ZF), OF | SF | AF);
+        s.set_cc(CC_SUB, 2, 0u64.wrapping_sub(1), 0, 1);
+        let f = compute(&s);
+        assert_eq!(f & (CF | SF | ZF | OF), CF | SF);
+        assert!(s.cf());
+        assert!(s.cond(2)); // B
+        assert!(!s.cond(3)); // AE
+        s.set_cc(CC_SBB, 1, 0xffff, 0, 0);
+        assert!(s.cf(), "0 - 0 - 1 borrows");
+    }
+}

@@ -1,0 +1,8 @@
+//! (family `stack`: not implemented yet)
+
+use crate::block::Handler;
+use iced_x86::Code;
+
+pub fn lookup(_code: Code) -> Option<Handler> {
+    None
+}
