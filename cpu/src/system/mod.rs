@@ -9,6 +9,7 @@ pub mod desc;
 pub mod far;
 pub mod idt;
 pub mod msr;
+pub mod protfar;
 pub mod task;
 
 /// The handler for `code`, from whichever family implements it.
