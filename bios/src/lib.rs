@@ -4,6 +4,7 @@
 //! it writes guest memory through [`boot::GuestWriter`] and describes the
 //! entry state as a [`boot::BootEntry`].
 
+pub mod acpi;
 pub mod boot;
 pub mod e820;
 pub mod linux;
