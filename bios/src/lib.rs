@@ -9,3 +9,4 @@ pub mod boot;
 pub mod e820;
 pub mod linux;
 pub mod multiboot;
+pub mod pvh;
