@@ -396,6 +396,33 @@ fn crc32(cpu: &mut Cpu, bus: &mut dyn Bus, i: &Instruction) -> Result<()> {
     Ok(())
 }
 
+/// VEX-encoded instructions do not exist in real and virtual-8086 mode
+/// (SDM Vol. 2, BMI1/BMI2 "Real-Address Mode Exceptions": #UD).
+macro_rules! vex_only_protected {
+    ($name:ident, $inner:expr) => {
+        fn $name(cpu: &mut Cpu, bus: &mut dyn Bus, i: &Instruction) -> Result<()> {
+            if matches!(cpu.s.mode, Mode::Real | Mode::V86) {
+                return Err(crate::exception::Exception::InvalidOpcode);
+            }
+            $inner(cpu, bus, i)
+        }
+    };
+}
+
+vex_only_protected!(andn_p, andn);
+vex_only_protected!(bextr_p, bextr);
+vex_only_protected!(blsi_p, bls::<BLSI>);
+vex_only_protected!(blsmsk_p, bls::<BLSMSK>);
+vex_only_protected!(blsr_p, bls::<BLSR>);
+vex_only_protected!(bzhi_p, bzhi);
+vex_only_protected!(mulx_p, mulx);
+vex_only_protected!(pdep_p, deposit::<PDEP>);
+vex_only_protected!(pext_p, deposit::<PEXT>);
+vex_only_protected!(rorx_p, rorx);
+vex_only_protected!(sarx_p, shiftx::<SARX>);
+vex_only_protected!(shlx_p, shiftx::<SHLX>);
+vex_only_protected!(shrx_p, shiftx::<SHRX>);
+
 pub fn lookup(code: Code) -> Option<Handler> {
     use Mnemonic as M;
     let m = code.mnemonic();
@@ -414,20 +441,20 @@ pub fn lookup(code: Code) -> Option<Handler> {
         M::Sets | M::Setns | M::Setp | M::Setnp | M::Setl | M::Setge | M::Setle | M::Setg => setcc,
         M::Cmovo | M::Cmovno | M::Cmovb | M::Cmovae | M::Cmove | M::Cmovne | M::Cmovbe | M::Cmova => cmovcc,
         M::Cmovs | M::Cmovns | M::Cmovp | M::Cmovnp | M::Cmovl | M::Cmovge | M::Cmovle | M::Cmovg => cmovcc,
-        M::Andn => andn,
+        M::Andn => andn_p,
         // Only the BMI1 (VEX) BEXTR; AMD TBM's XOP form with an immediate is not implemented.
-        M::Bextr if matches!(code, Code::VEX_Bextr_r32_rm32_r32 | Code::VEX_Bextr_r64_rm64_r64) => bextr,
-        M::Blsi => bls::<BLSI>,
-        M::Blsmsk => bls::<BLSMSK>,
-        M::Blsr => bls::<BLSR>,
-        M::Bzhi => bzhi,
-        M::Mulx => mulx,
-        M::Pdep => deposit::<PDEP>,
-        M::Pext => deposit::<PEXT>,
-        M::Rorx => rorx,
-        M::Sarx => shiftx::<SARX>,
-        M::Shlx => shiftx::<SHLX>,
-        M::Shrx => shiftx::<SHRX>,
+        M::Bextr if matches!(code, Code::VEX_Bextr_r32_rm32_r32 | Code::VEX_Bextr_r64_rm64_r64) => bextr_p,
+        M::Blsi => blsi_p,
+        M::Blsmsk => blsmsk_p,
+        M::Blsr => blsr_p,
+        M::Bzhi => bzhi_p,
+        M::Mulx => mulx_p,
+        M::Pdep => pdep_p,
+        M::Pext => pext_p,
+        M::Rorx => rorx_p,
+        M::Sarx => sarx_p,
+        M::Shlx => shlx_p,
+        M::Shrx => shrx_p,
         M::Adcx => adx::<ADCX>,
         M::Adox => adx::<ADOX>,
         M::Movbe => movbe,
