@@ -146,6 +146,14 @@ fn bit_scans_and_counts() {
         assert!(c.s.zf());
     }
     let mut c = machine(64);
+    // Zero source: a 32-bit destination keeps its low half, upper half cleared (Intel).
+    c.s.gpr[RCX] = 0;
+    c.s.gpr[RAX] = 0xffff_ffff_1234_5678;
+    exec(&mut c, |a| a.bsf(eax, ecx).unwrap()).unwrap();
+    assert_eq!(c.s.gpr[RAX], 0x1234_5678);
+    c.s.gpr[RAX] = 0xffff_ffff_1234_5678;
+    exec(&mut c, |a| a.bsr(rax, rcx).unwrap()).unwrap();
+    assert_eq!(c.s.gpr[RAX], 0xffff_ffff_1234_5678);
     c.s.gpr[RCX] = 1 << 40;
     exec(&mut c, |a| a.bsr(rax, rcx).unwrap()).unwrap();
     assert_eq!(c.s.gpr[RAX], 40);

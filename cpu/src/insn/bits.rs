@@ -5,8 +5,9 @@
 //! Flags the SDM leaves undefined are left unchanged here (BT*: OF SF AF PF;
 //! BSF/BSR, LZCNT/TZCNT: the ones they do not define), except for the BMI
 //! group, where AF and PF follow the result like a logic instruction.
-//! BSF/BSR with a zero source leave the destination unchanged (what Intel
-//! and AMD hardware do), upper half of a 64-bit register included.
+//! BSF/BSR with a zero source leave the destination's value unchanged (what
+//! Intel and AMD hardware do); a 32-bit destination is zero-extended as on
+//! Intel.
 //! BSWAP of a 16-bit register (undefined) writes 0, as Intel hardware does.
 
 use crate::block::Handler;
@@ -98,6 +99,12 @@ fn bit_scan<const OP: u8>(cpu: &mut Cpu, bus: &mut dyn Bus, i: &Instruction) -> 
     match OP {
         BSF | BSR => {
             if src == 0 {
+                // The destination keeps its value; like every 32-bit write
+                // on Intel hardware, a 32-bit one still clears bits 63..32
+                // (the architects' answer quoted in Linux's bitops.h; AMD
+                // leaves them alone).
+                let cur = cpu.reg(dst);
+                cpu.set_reg(dst, cur);
                 cpu.s.set_flag_bits(ZF, ZF);
             } else {
                 let r = if OP == BSF {
