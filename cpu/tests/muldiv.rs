@@ -189,3 +189,93 @@ fn divide_error_is_delivered_in_real_mode() {
     let ip = peek(&c, c.s.segs[2].base + top, 2);
     assert_eq!(ip, vec![0, 0]);
 }
+
+#[test]
+fn random_operands_match_wide_arithmetic() {
+    let mut c = machine(64);
+    let mut st = 0x2545_f491_4f6c_dd1du64;
+    let mut next = || {
+        st ^= st << 13;
+        st ^= st >> 7;
+        st ^= st << 17;
+        match st % 5 {
+            0 => 0,
+            1 => u64::MAX,
+            2 => 1u64 << (st >> 58),
+            _ => st,
+        }
+    };
+    for n in 0..8000u32 {
+        let size = 1usize << (n % 4);
+        let bits = 8 * size as u32;
+        let m = if size == 8 { u64::MAX } else { (1u64 << bits) - 1 };
+        let sx = |v: u64| (((v as u128) << (128 - bits)) as i128) >> (128 - bits);
+        let (a, d, s) = (next(), next(), next());
+        c.s.gpr[RAX] = a;
+        c.s.gpr[RDX] = d;
+        c.s.gpr[RCX] = s;
+        let signed = n % 8 >= 4;
+        let divide = n % 16 >= 8;
+        let r = match (size, signed, divide) {
+            (1, false, false) => exec(&mut c, |x| x.mul(cl).unwrap()),
+            (2, false, false) => exec(&mut c, |x| x.mul(cx).unwrap()),
+            (4, false, false) => exec(&mut c, |x| x.mul(ecx).unwrap()),
+            (8, false, false) => exec(&mut c, |x| x.mul(rcx).unwrap()),
+            (1, true, false) => exec(&mut c, |x| x.imul(cl).unwrap()),
+            (2, true, false) => exec(&mut c, |x| x.imul(cx).unwrap()),
+            (4, true, false) => exec(&mut c, |x| x.imul(ecx).unwrap()),
+            (8, true, false) => exec(&mut c, |x| x.imul(rcx).unwrap()),
+            (1, false, true) => exec(&mut c, |x| x.div(cl).unwrap()),
+            (2, false, true) => exec(&mut c, |x| x.div(cx).unwrap()),
+            (4, false, true) => exec(&mut c, |x| x.div(ecx).unwrap()),
+            (8, false, true) => exec(&mut c, |x| x.div(rcx).unwrap()),
+            (1, true, true) => exec(&mut c, |x| x.idiv(cl).unwrap()),
+            (2, true, true) => exec(&mut c, |x| x.idiv(cx).unwrap()),
+            (4, true, true) => exec(&mut c, |x| x.idiv(ecx).unwrap()),
+            _ => exec(&mut c, |x| x.idiv(rcx).unwrap()),
+        };
+        let what = format!("size {size} signed {signed} divide {divide} a {a:#x} d {d:#x} s {s:#x}");
+        // Wide operands: the accumulator pair and the source.
+        let (lo_in, hi_in) = if size == 1 { (a & 0xff, (a >> 8) & 0xff) } else { (a & m, d & m) };
+        let src = s & m;
+        let (lo, hi, ok, ovf) = if !divide && signed {
+            let p = sx(lo_in) * sx(src);
+            let lo = p as u64 & m;
+            (lo, (p >> bits) as u64 & m, true, p != sx(lo))
+        } else if !divide {
+            let p = (lo_in as u128) * (src as u128);
+            (p as u64 & m, (p >> bits) as u64 & m, true, p >> bits != 0)
+        } else if signed {
+            // The 2*bits-wide dividend, sign-extended to i128.
+            let wide = (hi_in as u128) << bits | lo_in as u128;
+            let n = ((wide << (128 - 2 * bits)) as i128) >> (128 - 2 * bits);
+            let dv = sx(src);
+            match n.checked_div(dv) {
+                Some(q) if q >= -(1i128 << (bits - 1)) && q < (1i128 << (bits - 1)) => (q as u64 & m, (n % dv) as u64 & m, true, false),
+                _ => (0, 0, false, false),
+            }
+        } else {
+            let n = (hi_in as u128) << bits | lo_in as u128;
+            match n.checked_div(src as u128) {
+                Some(q) if q <= m as u128 => (q as u64, (n % src as u128) as u64, true, false),
+                _ => (0, 0, false, false),
+            }
+        };
+        if !ok {
+            assert_eq!(r, Err(Exception::DivideError), "{what}");
+            assert_eq!((c.s.gpr[RAX], c.s.gpr[RDX]), (a, d), "{what}");
+            continue;
+        }
+        r.unwrap();
+        if size == 1 {
+            assert_eq!(c.s.gpr[RAX], (a & !0xffff) | lo | (hi << 8), "{what}");
+        } else {
+            let keep = if size == 2 { !0xffff } else { 0 };
+            assert_eq!(c.s.gpr[RAX], (a & keep) | lo, "{what}");
+            assert_eq!(c.s.gpr[RDX], (d & keep) | hi, "{what}");
+        }
+        if !divide {
+            assert_eq!((c.s.cf(), c.s.of()), (ovf, ovf), "{what}");
+        }
+    }
+}
