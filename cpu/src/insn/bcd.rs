@@ -11,10 +11,10 @@
 
 use crate::block::Handler;
 use crate::bus::Bus;
-use crate::cpu::Cpu;
+use crate::cpu::{Cpu, CpuModel};
 use crate::exception::{Exception, Result};
 use crate::flags::*;
-use crate::state::flags::{AF, ARITH, CF, ZF};
+use crate::state::flags::{AF, ARITH, CF, PF, SF, ZF};
 use crate::state::RAX;
 use iced_x86::{Code, Instruction, Mnemonic};
 
@@ -98,9 +98,17 @@ fn ascii_adjust<const OP: u8>(cpu: &mut Cpu, _: &mut dyn Bus, _: &Instruction) -
 }
 
 /// AAM imm8: AH = AL / imm8, AL = AL % imm8; #DE when imm8 is 0.
+///
+/// The 80286 data shows that AAM 0 sets SF, ZF and PF from AL >> 1 (a
+/// first step of its division microcode) before it raises #DE; the flags
+/// are visible in the pushed FLAGS image. Other models leave them alone.
 fn aam(cpu: &mut Cpu, _: &mut dyn Bus, i: &Instruction) -> Result<()> {
     let base = i.immediate8() as u64;
     if base == 0 {
+        if cpu.model == CpuModel::I80286 {
+            let f = szp8(al(cpu) >> 1);
+            cpu.s.set_flag_bits(SF | ZF | PF, f);
+        }
         return Err(Exception::DivideError);
     }
     let a = al(cpu);

@@ -5,8 +5,9 @@
 //! Flags the SDM leaves undefined are left unchanged here (BT*: OF SF AF PF;
 //! BSF/BSR, LZCNT/TZCNT: the ones they do not define), except for the BMI
 //! group, where AF and PF follow the result like a logic instruction.
-//! BSF/BSR with a zero source leave the destination unchanged (what Intel
-//! and AMD hardware do), upper half of a 64-bit register included.
+//! BSF/BSR with a zero source leave the destination's value unchanged (what
+//! Intel and AMD hardware do); a 32-bit destination is zero-extended as on
+//! Intel.
 //! BSWAP of a 16-bit register (undefined) writes 0, as Intel hardware does.
 
 use crate::block::Handler;
@@ -98,6 +99,12 @@ fn bit_scan<const OP: u8>(cpu: &mut Cpu, bus: &mut dyn Bus, i: &Instruction) -> 
     match OP {
         BSF | BSR => {
             if src == 0 {
+                // The destination keeps its value; like every 32-bit write
+                // on Intel hardware, a 32-bit one still clears bits 63..32
+                // (the architects' answer quoted in Linux's bitops.h; AMD
+                // leaves them alone).
+                let cur = cpu.reg(dst);
+                cpu.set_reg(dst, cur);
                 cpu.s.set_flag_bits(ZF, ZF);
             } else {
                 let r = if OP == BSF {
@@ -396,6 +403,33 @@ fn crc32(cpu: &mut Cpu, bus: &mut dyn Bus, i: &Instruction) -> Result<()> {
     Ok(())
 }
 
+/// VEX-encoded instructions do not exist in real and virtual-8086 mode
+/// (SDM Vol. 2, BMI1/BMI2 "Real-Address Mode Exceptions": #UD).
+macro_rules! vex_only_protected {
+    ($name:ident, $inner:expr) => {
+        fn $name(cpu: &mut Cpu, bus: &mut dyn Bus, i: &Instruction) -> Result<()> {
+            if matches!(cpu.s.mode, Mode::Real | Mode::V86) {
+                return Err(crate::exception::Exception::InvalidOpcode);
+            }
+            $inner(cpu, bus, i)
+        }
+    };
+}
+
+vex_only_protected!(andn_p, andn);
+vex_only_protected!(bextr_p, bextr);
+vex_only_protected!(blsi_p, bls::<BLSI>);
+vex_only_protected!(blsmsk_p, bls::<BLSMSK>);
+vex_only_protected!(blsr_p, bls::<BLSR>);
+vex_only_protected!(bzhi_p, bzhi);
+vex_only_protected!(mulx_p, mulx);
+vex_only_protected!(pdep_p, deposit::<PDEP>);
+vex_only_protected!(pext_p, deposit::<PEXT>);
+vex_only_protected!(rorx_p, rorx);
+vex_only_protected!(sarx_p, shiftx::<SARX>);
+vex_only_protected!(shlx_p, shiftx::<SHLX>);
+vex_only_protected!(shrx_p, shiftx::<SHRX>);
+
 pub fn lookup(code: Code) -> Option<Handler> {
     use Mnemonic as M;
     let m = code.mnemonic();
@@ -414,20 +448,20 @@ pub fn lookup(code: Code) -> Option<Handler> {
         M::Sets | M::Setns | M::Setp | M::Setnp | M::Setl | M::Setge | M::Setle | M::Setg => setcc,
         M::Cmovo | M::Cmovno | M::Cmovb | M::Cmovae | M::Cmove | M::Cmovne | M::Cmovbe | M::Cmova => cmovcc,
         M::Cmovs | M::Cmovns | M::Cmovp | M::Cmovnp | M::Cmovl | M::Cmovge | M::Cmovle | M::Cmovg => cmovcc,
-        M::Andn => andn,
+        M::Andn => andn_p,
         // Only the BMI1 (VEX) BEXTR; AMD TBM's XOP form with an immediate is not implemented.
-        M::Bextr if matches!(code, Code::VEX_Bextr_r32_rm32_r32 | Code::VEX_Bextr_r64_rm64_r64) => bextr,
-        M::Blsi => bls::<BLSI>,
-        M::Blsmsk => bls::<BLSMSK>,
-        M::Blsr => bls::<BLSR>,
-        M::Bzhi => bzhi,
-        M::Mulx => mulx,
-        M::Pdep => deposit::<PDEP>,
-        M::Pext => deposit::<PEXT>,
-        M::Rorx => rorx,
-        M::Sarx => shiftx::<SARX>,
-        M::Shlx => shiftx::<SHLX>,
-        M::Shrx => shiftx::<SHRX>,
+        M::Bextr if matches!(code, Code::VEX_Bextr_r32_rm32_r32 | Code::VEX_Bextr_r64_rm64_r64) => bextr_p,
+        M::Blsi => blsi_p,
+        M::Blsmsk => blsmsk_p,
+        M::Blsr => blsr_p,
+        M::Bzhi => bzhi_p,
+        M::Mulx => mulx_p,
+        M::Pdep => pdep_p,
+        M::Pext => pext_p,
+        M::Rorx => rorx_p,
+        M::Sarx => sarx_p,
+        M::Shlx => shlx_p,
+        M::Shrx => shrx_p,
         M::Adcx => adx::<ADCX>,
         M::Adox => adx::<ADOX>,
         M::Movbe => movbe,
