@@ -48,7 +48,7 @@ pub fn propagate_nan(a: F80, b: F80) -> (F80, bool) {
 }
 
 /// Pre-screen operands: unsupported encodings and NaNs decide the result
-/// alone; denormals raise DE. Returns Some(result) if the operation is done.
+/// alone. Returns Some(result) if the operation is done.
 fn screen(env: &mut Env, ops: &[F80]) -> Option<F80> {
     if ops.iter().any(|v| v.class() == Class::Unsupported) {
         env.flags |= IE;
@@ -65,17 +65,28 @@ fn screen(env: &mut Env, ops: &[F80]) -> Option<F80> {
         }
         return Some(r);
     }
+    None
+}
+
+/// The denormal-operand check, which ranks below invalid operations and
+/// division by zero (SDM Vol. 1, 8.7 exception priority). Returns false
+/// when DE is unmasked (the operation stops).
+fn denormal_check(env: &mut Env, ops: &[F80]) -> bool {
     if ops.iter().any(|v| v.class() == Class::Denormal) {
         env.flags |= DE;
-        if !env.masked(DE) {
-            return Some(F80::INDEFINITE);
-        }
+        return env.masked(DE);
     }
-    None
+    true
 }
 
 /// x op y with full x87 special-case handling.
 pub fn compute(env: &mut Env, op: Op, x: F80, y: F80) -> F80 {
+    compute_ex(env, op, x, y, false)
+}
+
+/// `compute`, where `mem_denormal` says a single/double memory operand was
+/// denormal (it widens to a normal extended value but still raises DE).
+pub fn compute_ex(env: &mut Env, op: Op, x: F80, y: F80, mem_denormal: bool) -> F80 {
     if let Some(r) = screen(env, &[x, y]) {
         return r;
     }
@@ -84,39 +95,42 @@ pub fn compute(env: &mut Env, op: Op, x: F80, y: F80) -> F80 {
         env.flags |= IE;
         F80::INDEFINITE
     };
+    let y = if op == Op::Sub { y.neg() } else { y };
+    let s = x.sign() ^ y.sign();
+    // Invalid operations and division by zero first.
     match op {
-        Op::Add | Op::Sub => {
-            let y = if op == Op::Sub { y.neg() } else { y };
-            match (cx == Class::Inf, cy == Class::Inf) {
-                (true, true) if x.sign() != y.sign() => invalid(env),
-                (true, _) => x,
-                (_, true) => y,
-                _ => add_finite(env, x, y),
-            }
+        Op::Add | Op::Sub if cx == Class::Inf && cy == Class::Inf && x.sign() != y.sign() => return invalid(env),
+        Op::Mul if matches!((cx, cy), (Class::Inf, Class::Zero) | (Class::Zero, Class::Inf)) => return invalid(env),
+        Op::Div if matches!((cx, cy), (Class::Inf, Class::Inf) | (Class::Zero, Class::Zero)) => return invalid(env),
+        Op::Div if cy == Class::Zero && cx != Class::Inf => {
+            env.flags |= ZE;
+            return F80::inf(s);
         }
-        Op::Mul => {
-            let s = x.sign() ^ y.sign();
-            match (cx, cy) {
-                (Class::Inf, Class::Zero) | (Class::Zero, Class::Inf) => invalid(env),
-                (Class::Inf, _) | (_, Class::Inf) => F80::inf(s),
-                (Class::Zero, _) | (_, Class::Zero) => F80::zero(s),
-                _ => mul_finite(env, x, y),
-            }
-        }
-        Op::Div => {
-            let s = x.sign() ^ y.sign();
-            match (cx, cy) {
-                (Class::Inf, Class::Inf) | (Class::Zero, Class::Zero) => invalid(env),
-                (Class::Inf, _) => F80::inf(s),
-                (_, Class::Inf) => F80::zero(s),
-                (_, Class::Zero) => {
-                    env.flags |= ZE;
-                    F80::inf(s)
-                }
-                (Class::Zero, _) => F80::zero(s),
-                _ => div_finite(env, x, y),
-            }
-        }
+        _ => {}
+    }
+    if mem_denormal {
+        env.flags |= DE;
+    }
+    if !denormal_check(env, &[x, y]) || !env.masked(DE) && mem_denormal {
+        return F80::INDEFINITE;
+    }
+    match op {
+        Op::Add | Op::Sub => match (cx == Class::Inf, cy == Class::Inf) {
+            (true, _) => x,
+            (_, true) => y,
+            _ => add_finite(env, x, y),
+        },
+        Op::Mul => match (cx, cy) {
+            (Class::Inf, _) | (_, Class::Inf) => F80::inf(s),
+            (Class::Zero, _) | (_, Class::Zero) => F80::zero(s),
+            _ => mul_finite(env, x, y),
+        },
+        Op::Div => match (cx, cy) {
+            (Class::Inf, _) => F80::inf(s),
+            (_, Class::Inf) => F80::zero(s),
+            (Class::Zero, _) => F80::zero(s),
+            _ => div_finite(env, x, y),
+        },
     }
 }
 
@@ -143,7 +157,7 @@ fn arith_reg<const OP: u8, const R: bool, const POP: bool>(cpu: &mut Cpu, _: &mu
     }
     let (a, b) = (f.st(d), f.st(s));
     let mut env = Env::new(f.fcw);
-    let r = apply::<OP, R>(&mut env, a, b);
+    let r = apply::<OP, R>(&mut env, a, b, false);
     if f.finish(&env) {
         f.set_st(d, r);
         if POP {
@@ -153,7 +167,7 @@ fn arith_reg<const OP: u8, const R: bool, const POP: bool>(cpu: &mut Cpu, _: &mu
     Ok(())
 }
 
-fn apply<const OP: u8, const R: bool>(env: &mut Env, a: F80, b: F80) -> F80 {
+fn apply<const OP: u8, const R: bool>(env: &mut Env, a: F80, b: F80, mem_denormal: bool) -> F80 {
     let op = match OP {
         0 => Op::Add,
         1 => Op::Sub,
@@ -161,9 +175,9 @@ fn apply<const OP: u8, const R: bool>(env: &mut Env, a: F80, b: F80) -> F80 {
         _ => Op::Div,
     };
     if R {
-        compute(env, op, b, a)
+        compute_ex(env, op, b, a, mem_denormal)
     } else {
-        compute(env, op, a, b)
+        compute_ex(env, op, a, b, mem_denormal)
     }
 }
 
@@ -173,7 +187,7 @@ fn arith_mem<const OP: u8, const R: bool>(cpu: &mut Cpu, bus: &mut dyn Bus, i: &
     let size = i.memory_size();
     let raw = cpu.read_op(bus, i, 0)?;
     let mut env = Env::new(cpu.s.fpu.fcw);
-    let b = super::convert::load_mem_operand(&mut env, size, raw);
+    let b = super::convert::mem_operand(size, raw);
     let f = &mut cpu.s.fpu;
     if f.is_empty(0) {
         if f.underflow() {
@@ -182,15 +196,7 @@ fn arith_mem<const OP: u8, const R: bool>(cpu: &mut Cpu, bus: &mut dyn Bus, i: &
         return Ok(());
     }
     let a = f.st(0);
-    let r = if env.flags & IE != 0 {
-        // An SNaN memory operand: the quieted NaN, propagated with ST(0).
-        let (r, _) = propagate_nan(a, b);
-        r
-    } else if env.flags & DE != 0 && !env.masked(DE) {
-        F80::INDEFINITE
-    } else {
-        apply::<OP, R>(&mut env, a, b)
-    };
+    let r = apply::<OP, R>(&mut env, a, b, super::convert::mem_is_denormal(size, raw));
     if f.finish(&env) {
         f.set_st(0, r);
     }
@@ -209,6 +215,7 @@ fn fsqrt(cpu: &mut Cpu, _: &mut dyn Bus, i: &Instruction) -> Result<()> {
                 F80::INDEFINITE
             }
             Class::Inf => a,
+            _ if !denormal_check(env, &[a]) => a,
             _ => sqrt_finite(env, a),
         }
     })
@@ -221,6 +228,7 @@ fn frndint(cpu: &mut Cpu, _: &mut dyn Bus, i: &Instruction) -> Result<()> {
         }
         match a.class() {
             Class::Zero | Class::Inf => a,
+            _ if !denormal_check(env, &[a]) => a,
             _ => {
                 let rc = env.rc;
                 round_to_int(env, a, rc)
@@ -292,6 +300,7 @@ fn fprem<const NEAREST: bool>(cpu: &mut Cpu, _: &mut dyn Bus, i: &Instruction) -
                 env.flags |= IE;
                 F80::INDEFINITE
             }
+            _ if !denormal_check(&mut env, &[a, b]) => a,
             (_, Class::Inf) => {
                 q = Some((0, true));
                 a
@@ -353,6 +362,7 @@ pub fn scale(env: &mut Env, a: F80, b: F80) -> F80 {
             env.flags |= IE;
             F80::INDEFINITE
         }
+        _ if !denormal_check(env, &[a, b]) => a,
         (Class::Zero, _) | (Class::Inf, _) => a,
         (_, Class::Inf) => {
             if b.sign() {
@@ -361,7 +371,7 @@ pub fn scale(env: &mut Env, a: F80, b: F80) -> F80 {
                 F80::inf(a.sign())
             }
         }
-        (_, Class::Zero) => round_value(env, a),
+        (_, Class::Zero) => a,
         _ => {
             let (bs, be, bm) = b.unpack();
             // |trunc(ST(1))|, saturated: anything beyond ±2^16 over/underflows.
@@ -373,8 +383,10 @@ pub fn scale(env: &mut Env, a: F80, b: F80) -> F80 {
                 (bm >> (63 - be)) as i32
             };
             let n = if bs { -n } else { n };
+            // The scaling is exact; only a result outside the range rounds,
+            // with the full 64-bit precision (precision control does not apply).
             let (s, e, m) = a.unpack();
-            round_ext(env, s, e + 64 + n, m as u128)
+            round(env, s, e + 64 + n, m as u128, EXT, 64).to_f80()
         }
     }
 }
@@ -408,6 +420,7 @@ fn fxtract(cpu: &mut Cpu, _: &mut dyn Bus, i: &Instruction) -> Result<()> {
                 (F80::inf(true), a)
             }
             Class::Inf => (F80::inf(false), a),
+            _ if !denormal_check(&mut env, &[a]) => (a, a),
             _ => {
                 let (s, e, m) = a.unpack();
                 (

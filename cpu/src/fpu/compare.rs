@@ -80,12 +80,11 @@ fn fcom<const QUIET: bool, const POPS: u8>(cpu: &mut Cpu, bus: &mut dyn Bus, i: 
     cpu.fpu_enter(i)?;
     let mut env = Env::new(cpu.s.fpu.fcw);
     let mem = i.op_count() > 0 && i.op_kind(0) == OpKind::Memory;
+    let mut mem_denormal = false;
     let (b, src) = if mem {
         let raw = cpu.read_op(bus, i, 0)?;
-        let mut e2 = Env::new(cpu.s.fpu.fcw);
-        // The compare itself reports NaNs: a quieted SNaN still raises IE below.
-        let v = super::convert::load_mem_operand(&mut e2, i.memory_size(), raw);
-        env.flags |= e2.flags & (IE | DE);
+        let v = super::convert::mem_operand(i.memory_size(), raw);
+        mem_denormal = super::convert::mem_is_denormal(i.memory_size(), raw);
         (v, None)
     } else {
         let s = match i.code() {
@@ -105,9 +104,15 @@ fn fcom<const QUIET: bool, const POPS: u8>(cpu: &mut Cpu, bus: &mut dyn Bus, i: 
         }
         return Ok(());
     }
-    let r = compare(&mut env, f.st(0), b, QUIET);
+    let a = f.st(0);
+    let r = compare(&mut env, a, b, QUIET);
+    if mem_denormal && !a.is_nan() && a.class() != Class::Unsupported && !b.is_nan() {
+        env.flags |= DE;
+    }
+    // The condition codes are written even when the exception is unmasked;
+    // the pops are not.
+    set_cc(f, r);
     if f.raise(env.flags) {
-        set_cc(f, r);
         for _ in 0..POPS {
             f.pop();
         }
@@ -121,22 +126,19 @@ fn fcomi<const QUIET: bool, const POP: bool>(cpu: &mut Cpu, _: &mut dyn Bus, i: 
     let s = sti(i.op1_register());
     let f = &mut cpu.s.fpu;
     let r = if f.is_empty(0) || f.is_empty(s) {
-        if !f.underflow() {
-            return Ok(());
+        if f.underflow() && POP {
+            f.pop();
         }
         None
     } else {
         let mut env = Env::new(f.fcw);
         let r = compare(&mut env, f.st(0), f.st(s), QUIET);
-        if !f.raise(env.flags) {
-            return Ok(());
-        }
         f.set_c1(false);
+        if f.raise(env.flags) && POP {
+            f.pop();
+        }
         r
     };
-    if POP {
-        f.pop();
-    }
     let bits = match r {
         Some(Ordering::Greater) => 0,
         Some(Ordering::Less) => flags::CF,
@@ -159,9 +161,8 @@ fn ftst(cpu: &mut Cpu, _: &mut dyn Bus, i: &Instruction) -> Result<()> {
     }
     let mut env = Env::new(f.fcw);
     let r = compare(&mut env, f.st(0), F80::ZERO, false);
-    if f.raise(env.flags) {
-        set_cc(f, r);
-    }
+    set_cc(f, r);
+    f.raise(env.flags);
     Ok(())
 }
 

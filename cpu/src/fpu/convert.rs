@@ -11,7 +11,31 @@ use crate::exception::Result;
 use iced_x86::{Code, Instruction, MemorySize};
 
 /// Convert a memory operand (m32fp, m64fp, m16int, m32int) to F80 for
-/// arithmetic and compares: SNaN → IE (quieted), denormal source → DE.
+/// arithmetic and compares, exactly: an SNaN stays signalling and a
+/// single/double denormal becomes a (normal) extended value, so the
+/// operation itself sees the encodings it reports on... except that the
+/// denormal must still raise DE: see `mem_is_denormal`.
+pub fn mem_operand(size: MemorySize, raw: u64) -> F80 {
+    match size {
+        MemorySize::Float32 => from_f32(raw as u32),
+        MemorySize::Float64 => from_f64(raw),
+        MemorySize::Int16 => from_int(raw as u16 as i16 as i64),
+        MemorySize::Int32 => from_int(raw as u32 as i32 as i64),
+        _ => from_int(raw as i64),
+    }
+}
+
+/// A single or double memory operand that is denormal.
+pub fn mem_is_denormal(size: MemorySize, raw: u64) -> bool {
+    match size {
+        MemorySize::Float32 => raw & 0x7f80_0000 == 0 && raw & 0x7f_ffff != 0,
+        MemorySize::Float64 => raw & 0x7ff0_0000_0000_0000 == 0 && raw & 0xf_ffff_ffff_ffff != 0,
+        _ => false,
+    }
+}
+
+/// FLD m32fp/m64fp/m16int/m32int/m64int: SNaN → IE (quieted), denormal
+/// source → DE (the load completes even with DE unmasked).
 pub fn load_mem_operand(env: &mut Env, size: MemorySize, raw: u64) -> F80 {
     match size {
         MemorySize::Float32 => {
@@ -62,7 +86,9 @@ fn fld_mem(cpu: &mut Cpu, bus: &mut dyn Bus, i: &Instruction) -> Result<()> {
         }
         return Ok(());
     }
-    if f.finish(&env) {
+    // Only an unmasked IE (SNaN source) stops the load; DE does not.
+    f.finish(&env);
+    if env.flags & IE == 0 || env.masked(IE) {
         f.push(v);
     }
     Ok(())
@@ -139,6 +165,11 @@ fn fst_mem<const POP: bool>(cpu: &mut Cpu, bus: &mut dyn Bus, i: &Instruction) -
             _ => store_int(&mut env, v, 64, truncate) as u128,
         })
     };
+    // With OE/UE unmasked a memory store reports only that exception.
+    if env.flags & !env.masks & (OE | UE) != 0 {
+        env.flags &= !PE;
+    }
+    let unmasked = env.flags & !env.masks & (IE | DE | ZE | OE | UE) != 0;
     let out = match out {
         Some(o) => {
             // An unmasked exception other than PE stores nothing.
@@ -164,7 +195,8 @@ fn fst_mem<const POP: bool>(cpu: &mut Cpu, bus: &mut dyn Bus, i: &Instruction) -
         }
         return Ok(());
     }
-    if f.finish(&env) && POP {
+    f.finish(&env);
+    if !unmasked && POP {
         f.pop();
     }
     Ok(())
@@ -208,12 +240,8 @@ fn store_narrow(env: &mut Env, v: F80, fmt: Format) -> Option<Rounded> {
             sig: 0,
             inf: false,
         }),
-        c => {
-            if c == Class::Denormal {
-                env.flags |= DE;
-            }
-            Some(narrow(env, v, fmt))
-        }
+        // A denormal source raises no DE here (checked against hardware).
+        _ => Some(narrow(env, v, fmt)),
     }
 }
 
@@ -245,9 +273,6 @@ pub fn store_int(env: &mut Env, v: F80, bits: u32, truncate: bool) -> u64 {
             env.flags |= IE;
             return indefinite;
         }
-    }
-    if v.class() == Class::Denormal {
-        env.flags |= DE;
     }
     let (s, e, m) = v.unpack();
     if e >= 63 {
@@ -296,9 +321,6 @@ pub fn store_bcd(env: &mut Env, v: F80) -> u128 {
             env.flags |= IE;
             return indefinite;
         }
-    }
-    if v.class() == Class::Denormal {
-        env.flags |= DE;
     }
     let (s, e, m) = v.unpack();
     if e >= 63 {

@@ -563,8 +563,8 @@ pub fn partial_rem(env: &mut Env, a: F80, b: F80, nearest: bool) -> (F80, u64, b
     if r == 0 {
         return (F80::zero(sa), q as u64, complete);
     }
-    // r × 2^(res_exp - 63) = (r << 64) × 2^(res_exp + 1 - 128)
-    (round_exact(env, sign, res_exp + 64, r << 64), q as u64, complete)
+    // r × 2^(res_exp - 63) = (r << 64) × 2^(res_exp - 127)
+    (round_exact(env, sign, res_exp, r << 64), q as u64, complete)
 }
 
 /// Pack an exact value (no rounding needed except denormalization).
