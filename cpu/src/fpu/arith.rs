@@ -302,8 +302,9 @@ fn fprem<const NEAREST: bool>(cpu: &mut Cpu, _: &mut dyn Bus, i: &Instruction) -
             }
             _ if !denormal_check(&mut env, &[a, b]) => a,
             (_, Class::Inf) => {
+                // The dividend itself, normalised like any result.
                 q = Some((0, true));
-                a
+                repack(&mut env, a)
             }
             _ => {
                 let (r, qb, complete) = partial_rem(&mut env, a, b, NEAREST);

@@ -249,7 +249,32 @@ pub fn round(env: &mut Env, sign: bool, exp: i32, sig: u128, fmt: Format, prec: 
     let ue_masked = env.masked(UE);
     let oe_masked = env.masked(OE);
     let mut sig = sig;
-    if exp < fmt.emin && (ue_masked || fmt.bias_adjust == 0) {
+    // Unmasked underflow/overflow deliver a result with the exponent
+    // adjusted by ±24576 when that brings it into range; otherwise the
+    // masked response is delivered (checked against hardware with FSCALE).
+    let adjustable_under = !ue_masked && fmt.bias_adjust != 0 && exp + fmt.bias_adjust >= fmt.emin;
+    if fmt.bias_adjust != 0 && !ue_masked && !adjustable_under {
+        // Beyond even the adjusted range: a signed zero, inexact, not rounded up.
+        env.flags |= UE | PE;
+        env.round_up = false;
+        return Rounded {
+            sign,
+            exp: fmt.emin,
+            sig: 0,
+            inf: false,
+        };
+    }
+    if fmt.bias_adjust != 0 && !oe_masked && exp - fmt.bias_adjust > fmt.emax {
+        env.flags |= OE | PE;
+        env.round_up = true;
+        return Rounded {
+            sign,
+            exp: 0,
+            sig: INT_BIT,
+            inf: true,
+        };
+    }
+    if exp < fmt.emin && !adjustable_under {
         // Tininess after rounding: would the result, rounded with an
         // unbounded exponent, still be below the normal range?
         let rb = sig & mask;
@@ -298,7 +323,7 @@ pub fn round(env: &mut Env, sign: bool, exp: i32, sig: u128, fmt: Format, prec: 
         exp += fmt.bias_adjust;
     } else if exp > fmt.emax {
         env.flags |= OE;
-        if !oe_masked && fmt.bias_adjust != 0 {
+        if !oe_masked && fmt.bias_adjust != 0 && exp - fmt.bias_adjust <= fmt.emax {
             exp -= fmt.bias_adjust;
         } else {
             // Masked response (SDM table 4-10): infinity or the largest
@@ -540,7 +565,7 @@ pub fn partial_rem(env: &mut Env, a: F80, b: F80, nearest: bool) -> (F80, u64, b
             let r = y - x;
             return (round_exact(env, !sa, ea + 1, r), 1, true);
         }
-        return (a, 0, true);
+        return (round_exact(env, sa, ea, (ma as u128) << 64), 0, true);
     }
     let (n, complete) = if d < 64 {
         (d as u32, true)
@@ -565,6 +590,16 @@ pub fn partial_rem(env: &mut Env, a: F80, b: F80, nearest: bool) -> (F80, u64, b
     }
     // r × 2^(res_exp - 63) = (r << 64) × 2^(res_exp - 127)
     (round_exact(env, sign, res_exp, r << 64), q as u64, complete)
+}
+
+/// A finite value re-encoded as a result: pseudo-denormals become normal,
+/// denormals signal underflow when UE is unmasked.
+pub fn repack(env: &mut Env, a: F80) -> F80 {
+    if a.class() == Class::Zero {
+        return a;
+    }
+    let (s, e, m) = a.unpack();
+    round_exact(env, s, e + 64, m as u128)
 }
 
 /// Pack an exact value (no rounding needed except denormalization).
