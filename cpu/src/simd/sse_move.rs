@@ -1,0 +1,6 @@
+use crate::block::Handler;
+use iced_x86::Code;
+
+pub fn lookup(_code: Code) -> Option<Handler> {
+    None
+}
