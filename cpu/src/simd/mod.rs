@@ -28,7 +28,7 @@ pub mod xsave;
 /// The handler for `code`, from whichever family implements it. Only
 /// legacy (non-VEX/EVEX) encodings are claimed.
 pub fn lookup(code: Code) -> Option<Handler> {
-    if code.encoding() != EncodingKind::Legacy {
+    if code.encoding() != EncodingKind::Legacy || !is_simd(code) {
         return None;
     }
     mmx::lookup(code)
@@ -40,6 +40,25 @@ pub fn lookup(code: Code) -> Option<Handler> {
         .or_else(|| sse_convert::lookup(code))
         .or_else(|| sse42_string::lookup(code))
         .or_else(|| xsave::lookup(code))
+}
+
+/// Whether `code` belongs to these families by its CPUID feature (so that,
+/// e.g., the string MOVSD/CMPSD are not taken for the SSE2 ones). CRC32 and
+/// POPCNT belong to the integer families; MONITOR/MWAIT to the system ones.
+fn is_simd(code: Code) -> bool {
+    use iced_x86::CpuidFeature as F;
+    if matches!(
+        code.mnemonic(),
+        Mnemonic::Crc32 | Mnemonic::Popcnt | Mnemonic::Monitor | Mnemonic::Mwait | Mnemonic::Pause
+    ) {
+        return false;
+    }
+    code.cpuid_features().iter().any(|f| {
+        matches!(
+            f,
+            F::MMX | F::SSE | F::SSE2 | F::SSE3 | F::SSSE3 | F::SSE4_1 | F::SSE4_2 | F::FXSR | F::XSAVE | F::XSAVEOPT | F::XSAVEC
+        )
+    })
 }
 
 /// MXCSR bits software may set (MXCSR_MASK as FXSAVE reports it: DAZ supported).

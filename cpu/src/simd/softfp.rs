@@ -297,7 +297,7 @@ impl Env {
         let (e, m1, m2) = if diff < 64 {
             (e2, m1 << diff, m2)
         } else {
-            let r = diff - 72 + 8; // m2 moves right by diff - 72 (>= -8)
+            let r = diff - 64; // m2 moves right by diff - 72 (>= -8)
             let m2 = if r < 8 {
                 m2 << (8 - r)
             } else if r - 8 >= 120 {
@@ -344,6 +344,12 @@ impl Env {
         if f.is_nan(a) || f.is_nan(b) {
             return self.nan2(f, a, b);
         }
+        // Hardware reports a zero divisor (ZE) without DE for a denormal
+        // dividend.
+        if f.is_zero(self.daz_only(f, b)) && !f.is_zero(self.daz_only(f, a)) && !f.is_inf(a) {
+            self.flags |= ZE;
+            return f.inf(f.sign(a) != f.sign(b));
+        }
         let a = self.input(f, a);
         let b = self.input(f, b);
         let sign = f.sign(a) != f.sign(b);
@@ -382,12 +388,13 @@ impl Env {
             }
             return f.quiet(a);
         }
+        // A negative operand is invalid before a denormal one is reported.
+        if f.sign(a) && !f.is_zero(self.daz_only(f, a)) {
+            return self.invalid(f);
+        }
         let a = self.input(f, a);
         if f.is_zero(a) {
             return a;
-        }
-        if f.sign(a) {
-            return self.invalid(f);
         }
         if f.is_inf(a) {
             return a;
@@ -550,7 +557,7 @@ impl Env {
     pub fn min_max(&mut self, f: Fmt, a: u64, b: u64, max: bool) -> u64 {
         if f.is_nan(a) || f.is_nan(b) {
             self.flags |= IE;
-            return b;
+            return self.daz_only(f, b);
         }
         let a = self.input(f, a);
         let b = self.input(f, b);
