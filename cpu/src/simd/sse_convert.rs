@@ -30,7 +30,11 @@ fn convert(cpu: &mut Cpu, bus: &mut dyn Bus, i: &Instruction) -> Result<()> {
     let old = get_reg(cpu, dst);
     let mut env = Env::from_mxcsr(cpu.s.fpu.mxcsr);
     let trunc = matches!(m, Cvttps2pi | Cvttpd2pi | Cvttss2si | Cvttsd2si | Cvttps2dq | Cvttpd2dq);
-    let src_size = if i.op_kind(1) == OpKind::Register { i.op_register(1).size() } else { i.memory_size().size() };
+    let src_size = if i.op_kind(1) == OpKind::Register {
+        i.op_register(1).size()
+    } else {
+        i.memory_size().size()
+    };
     let r: u128 = match m {
         Cvtpi2ps => {
             let mut r = old;
@@ -103,8 +107,10 @@ fn convert(cpu: &mut Cpu, bus: &mut dyn Bus, i: &Instruction) -> Result<()> {
 pub fn lookup(code: Code) -> Option<Handler> {
     use Mnemonic::*;
     Some(match code.mnemonic() {
-        Cvtpi2ps | Cvtpi2pd | Cvtdq2pd | Cvtdq2ps | Cvtsi2ss | Cvtsi2sd | Cvtps2pi | Cvttps2pi | Cvtps2dq | Cvttps2dq | Cvtpd2pi | Cvttpd2pi | Cvtpd2dq
-        | Cvttpd2dq | Cvtss2si | Cvttss2si | Cvtsd2si | Cvttsd2si | Cvtps2pd | Cvtpd2ps | Cvtss2sd | Cvtsd2ss => convert,
+        Cvtpi2ps | Cvtpi2pd | Cvtdq2pd | Cvtdq2ps | Cvtsi2ss | Cvtsi2sd | Cvtps2pi | Cvttps2pi | Cvtps2dq | Cvttps2dq | Cvtpd2pi
+        | Cvttpd2pi | Cvtpd2dq | Cvttpd2dq | Cvtss2si | Cvttss2si | Cvtsd2si | Cvttsd2si | Cvtps2pd | Cvtpd2ps | Cvtss2sd | Cvtsd2ss => {
+            convert
+        }
         _ => return None,
     })
 }
