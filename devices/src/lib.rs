@@ -27,6 +27,7 @@
 pub mod bus;
 pub mod irq;
 pub mod pic;
+pub mod pit;
 pub mod request;
 pub mod sink;
 pub mod snapshot;
@@ -35,6 +36,7 @@ pub mod time;
 pub use bus::{MmioDevice, PortIoDevice};
 pub use irq::{IrqLine, IrqPins, NoIrq, PinChanges, RecordingIrq};
 pub use pic::Pic8259;
+pub use pit::Pit8254;
 pub use request::{MachineRequest, NoRequests, RequestQueue, RequestSink};
 pub use sink::{ByteSink, SharedBuffer};
 pub use snapshot::{Snapshot, StateError};
