@@ -33,6 +33,7 @@ pub mod rtc;
 pub mod sink;
 pub mod snapshot;
 pub mod time;
+pub mod uart;
 
 pub use bus::{MmioDevice, PortIoDevice};
 pub use irq::{IrqLine, IrqPins, NoIrq, PinChanges, RecordingIrq};
@@ -43,3 +44,4 @@ pub use rtc::Rtc;
 pub use sink::{ByteSink, SharedBuffer};
 pub use snapshot::{Snapshot, StateError};
 pub use time::{Clock, TestClock, Timed};
+pub use uart::Uart16550;
