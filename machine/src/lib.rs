@@ -1,1 +1,2 @@
+pub mod clock;
 pub mod kvm;
