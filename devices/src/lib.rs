@@ -25,9 +25,11 @@
 //!   debugcon) go to a `Box<dyn Write + Send>` the machine provides.
 
 pub mod bus;
+pub mod i8042;
 pub mod irq;
 pub mod pic;
 pub mod pit;
+pub mod ps2;
 pub mod request;
 pub mod rtc;
 pub mod sink;
@@ -36,6 +38,7 @@ pub mod time;
 pub mod uart;
 
 pub use bus::{MmioDevice, PortIoDevice};
+pub use i8042::I8042;
 pub use irq::{IrqLine, IrqPins, NoIrq, PinChanges, RecordingIrq};
 pub use pic::Pic8259;
 pub use pit::Pit8254;
