@@ -218,12 +218,11 @@ impl I8042 {
         v
     }
 
+    /// Every write reports the A20 gate, changed or not: port 0x92 drives
+    /// the same line, and the last writer wins.
     fn write_output_port(&mut self, v: u8) {
-        let old = self.s.output_port;
         self.s.output_port = v & 0x0f | OUT_RESET;
-        if (old ^ v) & OUT_A20 != 0 {
-            self.requests.request(MachineRequest::SetA20(v & OUT_A20 != 0));
-        }
+        self.requests.request(MachineRequest::SetA20(v & OUT_A20 != 0));
         if v & OUT_RESET == 0 {
             self.requests.request(MachineRequest::Reset);
         }

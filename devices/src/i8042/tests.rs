@@ -193,10 +193,14 @@ fn output_port_a20_and_reset_requests() {
     r.cmd(0xdf);
     assert_eq!(r.req.take(), vec![MachineRequest::SetA20(true)]);
     r.cmd(0xdf);
-    assert!(r.req.take().is_empty(), "no change, no request");
+    assert_eq!(
+        r.req.take(),
+        vec![MachineRequest::SetA20(true)],
+        "reported even unchanged: last writer wins"
+    );
     r.cmd(0xd1);
     r.data(0x02);
-    assert_eq!(r.req.take(), vec![MachineRequest::Reset]);
+    assert_eq!(r.req.take(), vec![MachineRequest::SetA20(true), MachineRequest::Reset]);
     r.cmd(0xfe);
     assert_eq!(r.req.take(), vec![MachineRequest::Reset]);
     r.cmd(0xff);
