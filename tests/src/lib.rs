@@ -1,1 +1,4 @@
-//! placeholder
+//! kagami-tests: cross-crate tests and CPU conformance harnesses.
+
+#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+pub mod diff;
