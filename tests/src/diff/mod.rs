@@ -216,3 +216,32 @@ pub fn check_class(class: Class) {
         class.name()
     );
 }
+
+/// A stream from hand-written instructions (for the harness's own checks).
+pub fn stream_of(insns: &[iced_x86::Instruction], seed: u64) -> gen::Stream {
+    let mut r = rng::Rng::new(seed);
+    let mut s = gen::stream(Class::Int, &[iced_x86::Code::Nopd], &[], &mut r);
+    let mut bytes = Vec::new();
+    let mut decoded = Vec::new();
+    for i in insns {
+        let ip = layout::STREAM + bytes.len() as u64;
+        let mut enc = iced_x86::Encoder::new(64);
+        enc.encode(i, ip).expect("encodable");
+        let b = enc.take_buffer();
+        let mut dec = iced_x86::Decoder::with_ip(64, &b, ip, iced_x86::DecoderOptions::NONE);
+        decoded.push(dec.decode());
+        bytes.extend_from_slice(&b);
+    }
+    s.insns = decoded;
+    s.bytes = bytes;
+    s.undefined_flags = 0;
+    s.undefined_fsw = 0;
+    s
+}
+
+/// Run a stream on both sides (for the harness's own checks).
+pub fn run_pair(s: &gen::Stream) -> (state::Outcome, state::Outcome) {
+    let mut native = native::NativeRunner::spawn().unwrap_or_else(|e| panic!("{e}"));
+    let mut emu = emu::Emu::new();
+    run_both(&mut native, &mut emu, s).unwrap_or_else(|e| panic!("{e}"))
+}
