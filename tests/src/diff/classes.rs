@@ -55,6 +55,9 @@ fn denied(m: Mnemonic) -> bool {
         // Monitor/wait, transactional memory, cache-line writes outside the
         // data window, serialising hints: nothing to compare or host-dependent.
         | Monitor | Mwait | Monitorx | Mwaitx | Umonitor | Umwait | Tpause | Xbegin | Xend | Xabort | Xtest
+        // Approximations whose exact bits are implementation-specific (SDM:
+        // relative error at most 1.5*2^-12).
+        | Rcpps | Rcpss | Rsqrtps | Rsqrtss
         | Clzero | Enqcmd | Enqcmds | Movdir64b | Serialize | Hreset | Wbnoinvd
     )
 }
@@ -133,6 +136,9 @@ pub fn classify(code: Code) -> Option<Class> {
         || !op.cpl3()
         || op.is_save_restore()
         || denied(code.mnemonic())
+        // 16-bit SHLD/SHRD by CL: counts 17..31 (known only at run time)
+        // give an undefined result; the immediate forms are kept in range.
+        || matches!(code, Code::Shld_rm16_r16_CL | Code::Shrd_rm16_r16_CL)
     {
         return None;
     }

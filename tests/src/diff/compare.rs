@@ -22,6 +22,9 @@ use std::fmt::Write;
 /// Differences between native (`n`) and kagami (`k`), one line each.
 pub fn diff(s: &Stream, n: &Outcome, k: &Outcome) -> Vec<String> {
     let mut out = Vec::new();
+    // At a fault, flags are as the instructions before it left them.
+    let at_fault = n.fault.and_then(|f| s.insns.iter().position(|i| i.ip() == f.rip));
+    let (undefined_flags, undefined_fsw) = at_fault.map_or((s.undefined_flags, s.undefined_fsw), |k| s.masks_before[k]);
     match (n.fault, k.fault) {
         (None, None) => {}
         (a, b) if a == b => {}
@@ -44,7 +47,7 @@ pub fn diff(s: &Stream, n: &Outcome, k: &Outcome) -> Vec<String> {
             ));
         }
     }
-    let mask = (f::ARITH | f::DF) & !s.undefined_flags;
+    let mask = (f::ARITH | f::DF) & !undefined_flags;
     if (n.state.rflags ^ k.state.rflags) & mask != 0 {
         out.push(format!(
             "rflags: native {} kagami {} (compared: {})",
@@ -57,7 +60,7 @@ pub fn diff(s: &Stream, n: &Outcome, k: &Outcome) -> Vec<String> {
     if nf.fcw != kf.fcw {
         out.push(format!("fcw: native {:#06x} kagami {:#06x}", nf.fcw, kf.fcw));
     }
-    let fsw_mask = !s.undefined_fsw;
+    let fsw_mask = !undefined_fsw;
     if (nf.fsw ^ kf.fsw) & fsw_mask != 0 {
         out.push(format!(
             "fsw: native {:#06x} kagami {:#06x} (mask {:#06x})",
@@ -173,5 +176,12 @@ pub fn input_summary(s: &Stream) -> String {
         "\n    rflags={:#x} fcw={:#06x} fsw={:#06x} ftw={:#04x} mxcsr={:#010x}",
         s.input.rflags, fx.fcw, fx.fsw, fx.ftw, fx.mxcsr
     );
+    let _ = write!(out, "\n    st(0..7):");
+    for (i, r) in fx.st.iter().enumerate() {
+        if i % 4 == 0 {
+            out.push_str("\n     ");
+        }
+        let _ = write!(out, " {}", f80_hex(r));
+    }
     out
 }

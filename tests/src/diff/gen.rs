@@ -23,6 +23,9 @@ pub struct Stream {
     pub undefined_flags: u64,
     /// x87 condition-code bits of FSW (C0..C3) left undefined at the end.
     pub undefined_fsw: u16,
+    /// `(undefined_flags, undefined_fsw)` before each instruction, for
+    /// comparing the state at a fault.
+    pub masks_before: Vec<(u64, u16)>,
 }
 
 const GPR8: [Register; 16] = [
@@ -207,6 +210,12 @@ fn build(code: Code, class: Class, ctx: &mut Ctx) -> Instruction {
             other => unreachable!("classes::fillable admitted {other:?}"),
         }
     }
+    // SHLD/SHRD on 16-bit operands: a count above 16 gives an undefined
+    // result (SDM SHLD/SHRD), so keep the immediate within 0..=16.
+    if matches!(code, Code::Shld_rm16_r16_imm8 | Code::Shrd_rm16_r16_imm8) {
+        let c = insn.immediate8() % 17;
+        insn.set_immediate8(c | (ctx.rng.below(8) as u8) << 5);
+    }
     if class == Class::Str && op.can_use_rep_prefix() && ctx.rng.chance(60) {
         let cmp = matches!(
             code.mnemonic(),
@@ -269,6 +278,7 @@ pub fn stream(class: Class, codes: &[Code], int_codes: &[Code], rng: &mut Rng) -
     let mut bytes = Vec::new();
     let mut undefined = 0u64;
     let mut undefined_fsw = 0u16;
+    let mut masks_before = Vec::new();
     let mut info = InstructionInfoFactory::new();
     while insns.len() < count {
         let ip = STREAM + bytes.len() as u64;
@@ -309,6 +319,7 @@ pub fn stream(class: Class, codes: &[Code], int_codes: &[Code], rng: &mut Rng) -
         if bad_write {
             continue;
         }
+        masks_before.push((undefined, undefined_fsw));
         (undefined, undefined_fsw) = after(undefined, undefined_fsw, &d);
         bytes.extend_from_slice(&buf);
         insns.push(d);
@@ -321,12 +332,15 @@ pub fn stream(class: Class, codes: &[Code], int_codes: &[Code], rng: &mut Rng) -
         data,
         undefined_flags: undefined,
         undefined_fsw,
+        masks_before,
     }
 }
 
-/// The undefined-flag masks after `d` runs.
-fn after(undefined: u64, undefined_fsw: u16, d: &Instruction) -> (u64, u16) {
-    let modified = d.rflags_modified();
+/// The undefined-flag masks after `d` runs. A shift or rotate whose count
+/// can be zero (CL, or an immediate that masks to 0) may leave every flag
+/// as it was, so it cannot make an undefined flag defined again.
+pub fn after(undefined: u64, undefined_fsw: u16, d: &Instruction) -> (u64, u16) {
+    let modified = if count_may_be_zero(d) { 0 } else { d.rflags_modified() };
     (
         (undefined & !hw_flags(modified)) | hw_flags(d.rflags_undefined()),
         (undefined_fsw & !fsw_flags(modified)) | fsw_flags(d.rflags_undefined()),
@@ -339,7 +353,9 @@ impl Stream {
         let insns = self.insns[..k].to_vec();
         let len: usize = insns.iter().map(|i| i.len()).sum();
         let (mut u, mut uf) = (0, 0);
+        let mut masks_before = Vec::new();
         for d in &insns {
+            masks_before.push((u, uf));
             (u, uf) = after(u, uf, d);
         }
         Stream {
@@ -349,7 +365,28 @@ impl Stream {
             data: self.data.clone(),
             undefined_flags: u,
             undefined_fsw: uf,
+            masks_before,
         }
+    }
+}
+
+fn count_may_be_zero(d: &Instruction) -> bool {
+    use iced_x86::Mnemonic::*;
+    if !matches!(d.mnemonic(), Rol | Ror | Rcl | Rcr | Shl | Sal | Shr | Sar | Shld | Shrd) {
+        return false;
+    }
+    let n = d.op_count() - 1;
+    match d.op_kind(n) {
+        OpKind::Register => d.op_register(n) == Register::CL,
+        OpKind::Immediate8 => {
+            let mask = if d.op0_kind() == OpKind::Register && d.op0_register().size() == 8 || d.memory_size().size() == 8 {
+                63
+            } else {
+                31
+            };
+            d.immediate8() & mask == 0
+        }
+        _ => false,
     }
 }
 

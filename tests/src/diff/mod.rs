@@ -236,6 +236,7 @@ pub fn stream_of(insns: &[iced_x86::Instruction], seed: u64) -> gen::Stream {
     s.bytes = bytes;
     s.undefined_flags = 0;
     s.undefined_fsw = 0;
+    s.masks_before = vec![(0, 0); s.insns.len()];
     s
 }
 
