@@ -210,6 +210,19 @@ fn host() -> &'static HostCpuid {
     })
 }
 
+/// Whether the host is an AMD processor (for the few documented vendor
+/// differences the comparison allows).
+pub fn host_is_amd() -> bool {
+    use std::sync::OnceLock;
+    static AMD: OnceLock<bool> = OnceLock::new();
+    *AMD.get_or_init(|| {
+        #[allow(unused_unsafe)]
+        // SAFETY: CPUID exists on every x86-64 processor.
+        let l0 = unsafe { std::arch::x86_64::__cpuid(0) };
+        l0.ebx == u32::from_le_bytes(*b"Auth")
+    })
+}
+
 /// Whether the host implements every CPUID feature the instruction needs.
 /// Features not listed here count as missing (the code is skipped).
 pub fn host_supports(feats: &[CpuidFeature]) -> bool {

@@ -339,11 +339,19 @@ pub fn stream(class: Class, codes: &[Code], int_codes: &[Code], rng: &mut Rng) -
 /// The undefined-flag masks after `d` runs. A shift or rotate whose count
 /// can be zero (CL, or an immediate that masks to 0) may leave every flag
 /// as it was, so it cannot make an undefined flag defined again.
+///
+/// FCOMI/FCOMIP/FUCOMI/FUCOMIP: the SDM says they clear C1; AMD processors
+/// leave it unchanged, so on an AMD host C1 counts as undefined after them.
 pub fn after(undefined: u64, undefined_fsw: u16, d: &Instruction) -> (u64, u16) {
+    use iced_x86::Mnemonic::*;
     let modified = if count_may_be_zero(d) { 0 } else { d.rflags_modified() };
+    let mut fsw_undefined = fsw_flags(d.rflags_undefined());
+    if matches!(d.mnemonic(), Fcomi | Fcomip | Fucomi | Fucomip) && super::classes::host_is_amd() {
+        fsw_undefined |= 1 << 9;
+    }
     (
         (undefined & !hw_flags(modified)) | hw_flags(d.rflags_undefined()),
-        (undefined_fsw & !fsw_flags(modified)) | fsw_flags(d.rflags_undefined()),
+        (undefined_fsw & !fsw_flags(modified)) | fsw_undefined,
     )
 }
 

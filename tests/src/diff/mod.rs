@@ -10,7 +10,8 @@
 //!
 //! Environment: `KAGAMI_DIFF_COUNT` streams per class (default
 //! [`DEFAULT_COUNT`]), `KAGAMI_DIFF_SEED` the master seed (default fixed),
-//! `KAGAMI_DIFF_ONLY` the index of a single stream to rerun.
+//! `KAGAMI_DIFF_ONLY` the index of a single stream to rerun,
+//! `KAGAMI_DIFF_SHOW` how many mismatches to print in full.
 
 pub mod classes;
 pub mod compare;
@@ -48,7 +49,7 @@ pub mod layout {
 
 pub const DEFAULT_COUNT: u64 = 2000;
 pub const DEFAULT_SEED: u64 = 0x6b61_6761_6d69_0001;
-/// Mismatches printed in full per class.
+/// Mismatches printed in full per class (`KAGAMI_DIFF_SHOW` overrides).
 const SHOW: usize = 8;
 
 /// Per-class results.
@@ -111,6 +112,7 @@ pub fn run_class(class: Class, count: u64, seed: u64, only: Option<u64>) -> Repo
         let _ = writeln!(rep.text, "  SKIPPED: class {} has no implemented instructions yet", class.name());
         return rep;
     }
+    let show = env_u64("KAGAMI_DIFF_SHOW").map_or(SHOW, |v| v as usize);
     let mut native = native::NativeRunner::spawn().unwrap_or_else(|e| panic!("{e}"));
     let mut emu = emu::Emu::new();
     let range = match only {
@@ -155,7 +157,7 @@ pub fn run_class(class: Class, count: u64, seed: u64, only: Option<u64>) -> Repo
         }
         let culprit = small.insns.last().map(|i| format!("{:?}", i.code())).unwrap_or_default();
         *rep.culprits.entry(culprit).or_default() += 1;
-        if rep.details.len() < SHOW {
+        if rep.details.len() < show {
             let mut t = format!(
                 "MISMATCH class {} stream {i} (reproduce: KAGAMI_DIFF_SEED={seed:#x} KAGAMI_DIFF_ONLY={i}), shortest failing prefix {} of {} instructions:\n",
                 class.name(),
@@ -242,6 +244,7 @@ pub fn stream_of(insns: &[iced_x86::Instruction], seed: u64) -> gen::Stream {
 
 /// Run a stream on both sides (for the harness's own checks).
 pub fn run_pair(s: &gen::Stream) -> (state::Outcome, state::Outcome) {
+    let show = env_u64("KAGAMI_DIFF_SHOW").map_or(SHOW, |v| v as usize);
     let mut native = native::NativeRunner::spawn().unwrap_or_else(|e| panic!("{e}"));
     let mut emu = emu::Emu::new();
     run_both(&mut native, &mut emu, s).unwrap_or_else(|e| panic!("{e}"))
