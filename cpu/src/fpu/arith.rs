@@ -372,7 +372,7 @@ pub fn scale(env: &mut Env, a: F80, b: F80) -> F80 {
                 F80::inf(a.sign())
             }
         }
-        (_, Class::Zero) => a,
+        (_, Class::Zero) => repack(env, a),
         _ => {
             let (bs, be, bm) = b.unpack();
             // |trunc(ST(1))|, saturated: anything beyond ±2^16 over/underflows.
