@@ -1,1 +1,4 @@
+//! kagami-machine: wiring, the `kagami` command line and the run loop.
 
+pub mod demo;
+pub mod initramfs;
