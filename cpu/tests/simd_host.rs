@@ -34,6 +34,7 @@ struct Frame {
     mm: [u64; 2],       // 88, 96
     host_mxcsr: u32,    // 104
     _pad: u32,
+    mem: [u8; 32], // 112: the memory operand ([rsi]) of the memory forms
 }
 
 struct Native {
@@ -55,6 +56,7 @@ impl Native {
         a.mov(rax, qword_ptr(rdi + 56)).unwrap();
         a.mov(rcx, qword_ptr(rdi + 64)).unwrap();
         a.mov(rdx, qword_ptr(rdi + 72)).unwrap();
+        a.lea(rsi, ptr(rdi + 112)).unwrap();
         a.xor(r8d, r8d).unwrap(); // clear the arithmetic flags
         a.db(insn).unwrap();
         a.movdqu(xmmword_ptr(rdi), xmm0).unwrap();
@@ -93,8 +95,8 @@ impl Native {
 
     fn run(&self, f: &mut Frame) {
         // SAFETY: the mapping holds a complete function following the SysV
-        // ABI that only touches the frame (via rdi) and caller-saved
-        // registers (rax, rcx, rdx, r8, xmm0-2, mm0-1 with EMMS), restores
+        // ABI that only touches the frame (via rdi and rsi) and caller-saved
+        // registers (rax, rcx, rdx, rsi, r8, xmm0-2, mm0-1 with EMMS), restores
         // MXCSR, and whose instruction under test is non-faulting with all
         // SIMD exceptions masked.
         unsafe {
@@ -245,9 +247,16 @@ fn operands(code: Code) -> Option<Vec<K>> {
     Some(kinds)
 }
 
-fn build(code: Code, kinds: &[K], imm: u8) -> Option<Instruction> {
+/// Build the instruction; with `mem`, the first r/m-capable operand is
+/// the memory operand [rsi].
+fn build(code: Code, kinds: &[K], imm: u8, mem: bool) -> Option<Instruction> {
     let mut ops = Vec::new();
+    let mem_at = if mem { kinds.iter().position(|k| matches!(k, K::xmm_or_mem | K::mm_or_mem | K::r32_or_mem | K::r64_or_mem))? } else { usize::MAX };
     for (n, k) in kinds.iter().enumerate() {
+        if n == mem_at {
+            ops.push(Register::None);
+            continue;
+        }
         let r = match k {
             K::xmm_reg | K::xmm_or_mem | K::xmm_rm => [Register::XMM0, Register::XMM1, Register::XMM2][n],
             K::mm_reg | K::mm_or_mem | K::mm_rm => [Register::MM0, Register::MM1, Register::MM1][n],
@@ -258,6 +267,17 @@ fn build(code: Code, kinds: &[K], imm: u8) -> Option<Instruction> {
         ops.push(r);
     }
     let imm32 = imm as u32;
+    if mem {
+        let m = iced_x86::MemoryOperand::with_base(Register::RSI);
+        return match (kinds.len(), mem_at) {
+            (2, 0) => Instruction::with2(code, m, ops[1]).ok(),
+            (2, _) => Instruction::with2(code, ops[0], m).ok(),
+            (3, 0) if kinds[2] == K::imm8 => Instruction::with3(code, m, ops[1], imm32).ok(),
+            (3, 1) if kinds[2] == K::imm8 => Instruction::with3(code, ops[0], m, imm32).ok(),
+            (3, 1) => Instruction::with3(code, ops[0], m, ops[2]).ok(),
+            _ => None,
+        };
+    }
     let i = match (kinds.len(), kinds.last()) {
         (1, _) => Instruction::with1(code, ops[0]).ok()?,
         (2, Some(K::imm8)) => Instruction::with2(code, ops[0], imm32).ok()?,
@@ -303,8 +323,26 @@ fn approx_ok(host: &Frame, emu: &Frame) -> bool {
     host.mxcsr_out == emu.mxcsr_out && host.xmm[1] == emu.xmm[1] && host.xmm[2] == emu.xmm[2]
 }
 
+/// Guest address of the memory operand.
+const GUEST_MEM: u64 = 0x10000;
+
+/// A 64-bit CPU with 4 MiB of identity-mapped RAM (2 MiB pages).
 fn new_cpu() -> Cpu {
-    let mut cpu = Cpu::new(GuestMemory::new(4096).unwrap(), PhysMap::new());
+    let mem = GuestMemory::new(4 << 20).unwrap();
+    let mut map = PhysMap::new();
+    map.add(kagami_cpu::Region {
+        start: 0,
+        len: 4 << 20,
+        backing: 0,
+        kind: kagami_cpu::RegionKind::Ram,
+    })
+    .unwrap();
+    mem.write(0x1000, &(0x2000u64 | 3).to_le_bytes());
+    mem.write(0x2000, &(0x3000u64 | 3).to_le_bytes());
+    mem.write(0x3000, &0x83u64.to_le_bytes());
+    mem.write(0x3008, &(0x20_0000u64 | 0x83).to_le_bytes());
+    let mut cpu = Cpu::new(mem, map);
+    cpu.s.cr3 = 0x1000;
     cpu.s.cr0 = cr0::PE | cr0::PG | cr0::ET | cr0::NE | cr0::MP;
     cpu.s.cr4 = cr4::PAE | cr4::OSFXSR | cr4::OSXMMEXCPT;
     cpu.s.efer = efer::LME | efer::LMA;
@@ -327,6 +365,9 @@ fn emulate(cpu: &mut Cpu, insn: &Instruction, f: &Frame) -> Result<Frame, kagami
     s.gpr[0] = f.rax;
     s.gpr[1] = f.rcx;
     s.gpr[2] = f.rdx;
+    s.gpr[6] = GUEST_MEM;
+    cpu.mem.write(GUEST_MEM, &f.mem);
+    let s = &mut cpu.s;
     s.set_flags(0x202 | 0x44); // as after XOR r8d,r8d: ZF PF set
     let h = dispatch::handler_for(insn, CpuModel::X86_64);
     h(cpu, &mut NullBus, insn)?;
@@ -341,6 +382,7 @@ fn emulate(cpu: &mut Cpu, insn: &Instruction, f: &Frame) -> Result<Frame, kagami
     o.rdx = s.gpr[2];
     o.mxcsr_out = s.fpu.mxcsr;
     o.rflags = s.flags() & 0x8d5;
+    cpu.mem.read(GUEST_MEM, &mut o.mem);
     Ok(o)
 }
 
@@ -367,6 +409,7 @@ fn simd_matches_host() {
     let mut stats: BTreeMap<String, (usize, usize)> = BTreeMap::new();
     let mut failures = Vec::new();
     let mut forms = 0;
+    let mut mem_cases = 0;
     for code in Code::values() {
         if code.encoding() != EncodingKind::Legacy || !dispatch::implemented(code) {
             continue;
@@ -386,8 +429,8 @@ fn simd_matches_host() {
         } else {
             vec![0]
         };
-        for imm in imms {
-            let Some(insn) = build(code, &kinds, imm) else { continue };
+        for (imm, mem) in imms.iter().flat_map(|&i| [(i, false), (i, true)]) {
+            let Some(insn) = build(code, &kinds, imm, mem) else { continue };
             let mut enc = Encoder::new(64);
             if enc.encode(&insn, 0).is_err() {
                 continue;
@@ -422,6 +465,10 @@ fn simd_matches_host() {
                 if r.below(3) == 0 {
                     f.xmm[1] = f.xmm[0];
                 }
+                let mv = [vector(&mut r, ln), vector(&mut r, ln)];
+                for (k, q) in mv.iter().flatten().enumerate() {
+                    f.mem[8 * k..8 * k + 8].copy_from_slice(&q.to_le_bytes());
+                }
                 if r.below(4) == 0 {
                     f.rax = r.below(40).wrapping_sub(20);
                 }
@@ -438,6 +485,9 @@ fn simd_matches_host() {
                     Err(_) => false,
                 };
                 let st = stats.entry(format!("{m:?}")).or_default();
+                if mem {
+                    mem_cases += 1;
+                }
                 st.0 += 1;
                 if !ok {
                     st.1 += 1;
@@ -459,7 +509,7 @@ fn simd_matches_host() {
         }
     }
     println!(
-        "simd_host: {forms} instruction forms, {} mnemonics, {total} cases, {bad} mismatches",
+        "simd_host: {forms} instruction forms, {} mnemonics, {total} cases ({mem_cases} with a memory operand), {bad} mismatches",
         stats.len()
     );
     println!("mnemonics: {}", stats.keys().cloned().collect::<Vec<_>>().join(" "));
