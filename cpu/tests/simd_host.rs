@@ -251,7 +251,13 @@ fn operands(code: Code) -> Option<Vec<K>> {
 /// the memory operand [rsi].
 fn build(code: Code, kinds: &[K], imm: u8, mem: bool) -> Option<Instruction> {
     let mut ops = Vec::new();
-    let mem_at = if mem { kinds.iter().position(|k| matches!(k, K::xmm_or_mem | K::mm_or_mem | K::r32_or_mem | K::r64_or_mem))? } else { usize::MAX };
+    let mem_at = if mem {
+        kinds
+            .iter()
+            .position(|k| matches!(k, K::xmm_or_mem | K::mm_or_mem | K::r32_or_mem | K::r64_or_mem))?
+    } else {
+        usize::MAX
+    };
     for (n, k) in kinds.iter().enumerate() {
         if n == mem_at {
             ops.push(Register::None);
@@ -451,11 +457,12 @@ fn simd_matches_host() {
                 };
                 let mut f = Frame {
                     xmm: [vector(&mut r, ln), vector(&mut r, ln), vector(&mut r, ln)],
+                    // Random RC, DAZ, FTZ and (sometimes) already-set flags.
                     mxcsr_in: 0x1f80
-                        | (r.below(4) as u32) << 13
-                        | (r.below(2) as u32) << 6
-                        | (r.below(2) as u32) << 15
-                        | (r.below(4) as u32 & 1) * (r.below(64) as u32),
+                        | ((r.below(4) as u32) << 13)
+                        | ((r.below(2) as u32) << 6)
+                        | ((r.below(2) as u32) << 15)
+                        | ((r.below(4) as u32 & 1) * (r.below(64) as u32)),
                     rax: int_edge(&mut r),
                     rcx: int_edge(&mut r),
                     rdx: int_edge(&mut r) % 40,
