@@ -526,3 +526,83 @@ fn simd_matches_host() {
     println!("{line}");
     assert_eq!(bad, 0, "{bad} of {total} SIMD cases differ from the host");
 }
+
+/// FXSAVE64 after MMX and SSE register loads: kagami's image must match
+/// the host's in FCW, FSW, the abridged tag byte, MXCSR, the ST/MM area
+/// and the XMM area (FOP/FIP/FDP hold host addresses, and MXCSR_MASK is
+/// model-specific, so those are not compared).
+#[test]
+fn fxsave_image_matches_host() {
+    #[repr(C, align(16))]
+    struct Area {
+        regs: [u8; 64], // xmm0-2 at 0/16/32, mm0 at 48, mm1 at 56
+        mxcsr: u32,     // 64
+        host_mxcsr: u32,
+        _pad: [u8; 56],
+        image: [u8; 512], // 128
+    }
+    let mut a = CodeAssembler::new(64).unwrap();
+    a.stmxcsr(dword_ptr(rdi + 68)).unwrap();
+    a.ldmxcsr(dword_ptr(rdi + 64)).unwrap();
+    a.movdqu(xmm0, xmmword_ptr(rdi)).unwrap();
+    a.movdqu(xmm1, xmmword_ptr(rdi + 16)).unwrap();
+    a.movdqu(xmm2, xmmword_ptr(rdi + 32)).unwrap();
+    a.movq(mm0, qword_ptr(rdi + 48)).unwrap();
+    a.movq(mm1, qword_ptr(rdi + 56)).unwrap();
+    a.fxsave64(ptr(rdi + 128)).unwrap();
+    a.emms().unwrap();
+    a.ldmxcsr(dword_ptr(rdi + 68)).unwrap();
+    a.ret().unwrap();
+    let native = Native::new(&[]);
+    let code = a.assemble(0).unwrap();
+    // SAFETY: `native.mem` is a 4 KiB RWX mapping owned by `native`.
+    unsafe { core::ptr::copy_nonoverlapping(code.as_ptr(), native.mem, code.len()) };
+
+    let mut r = Rng(0x1234_5678_9abc_def1);
+    for _ in 0..200 {
+        let mut area = Area {
+            regs: [0; 64],
+            mxcsr: 0x1f80 | ((r.below(4) as u32) << 13) | (r.below(64) as u32),
+            host_mxcsr: 0,
+            _pad: [0; 56],
+            image: [0; 512],
+        };
+        for c in area.regs.chunks_mut(8) {
+            c.copy_from_slice(&int_edge(&mut r).to_le_bytes());
+        }
+        // SAFETY: as in `Native::run`; the function only touches `area`.
+        unsafe {
+            let func: extern "sysv64" fn(*mut Area) = core::mem::transmute(native.mem);
+            func(&mut area);
+        }
+
+        let mut cpu = new_cpu();
+        let b = |k: usize| u128::from_le_bytes(area.regs[k..k + 16].try_into().unwrap());
+        for k in 0..3 {
+            cpu.s.fpu.xmm[k] = b(16 * k);
+        }
+        cpu.s.fpu.mxcsr = area.mxcsr;
+        cpu.s.fpu.fcw = u16::from_le_bytes([area.image[0], area.image[1]]);
+        cpu.s.fpu.fsw = 0;
+        cpu.s.fpu.ftw = 0xffff;
+        cpu.s.gpr[6] = GUEST_MEM;
+        cpu.mem.write(GUEST_MEM, &area.regs[48..64]);
+        let mut step = |asm: &dyn Fn(&mut CodeAssembler) -> Result<(), IcedError>| {
+            let mut a = CodeAssembler::new(64).unwrap();
+            asm(&mut a).unwrap();
+            let bytes = a.assemble(0).unwrap();
+            let insn = Decoder::with_ip(64, &bytes, 0, DecoderOptions::NONE).decode();
+            dispatch::handler_for(&insn, CpuModel::X86_64)(&mut cpu, &mut NullBus, &insn).unwrap();
+        };
+        step(&|a| a.movq(mm0, qword_ptr(rsi)));
+        step(&|a| a.movq(mm1, qword_ptr(rsi + 8)));
+        step(&|a| a.fxsave64(ptr(rsi + 0x100)));
+        let mut img = [0u8; 512];
+        cpu.mem.read(GUEST_MEM + 0x100, &mut img);
+        let host = &area.image;
+        assert_eq!(img[0..5], host[0..5], "FCW, FSW, abridged tag");
+        assert_eq!(img[24..28], host[24..28], "MXCSR");
+        assert_eq!(img[32..160], host[32..160], "ST/MM registers");
+        assert_eq!(img[160..208], host[160..208], "XMM0-2");
+    }
+}
