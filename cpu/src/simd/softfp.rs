@@ -606,7 +606,13 @@ mod tests {
     use super::*;
 
     fn env(rc: u32) -> Env {
-        Env { rc, daz: false, ftz: false, um: true, flags: 0 }
+        Env {
+            rc,
+            daz: false,
+            ftz: false,
+            um: true,
+            flags: 0,
+        }
     }
 
     #[test]
