@@ -424,7 +424,7 @@ fn simd_matches_host() {
         let feats = code.cpuid_features();
         let simd = feats.iter().any(|f| {
             let n = format!("{f:?}");
-            n.starts_with("SSE") || n == "MMX" || n.starts_with("SSSE") || n == "PCLMULQDQ"
+            n.starts_with("SSE") || n == "MMX" || n.starts_with("SSSE") || n == "PCLMULQDQ" || n == "AES"
         });
         if !simd || skipped(m) {
             continue;
