@@ -1,1 +1,4 @@
-//! placeholder
+//! kagami-tests: cross-crate tests and CPU conformance harnesses.
+
+pub mod moo;
+pub mod sst;
