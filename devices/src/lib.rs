@@ -23,6 +23,43 @@
 //!   a [`RequestSink`]; devices never touch the CPU.
 //! - **Output sinks** ([`sink`]): byte streams leaving the guest (serial,
 //!   debugcon) go to a `Box<dyn Write + Send>` the machine provides.
+//! - **Reset**: devices the chipset reset line reaches have `reset()`, which
+//!   keeps their wiring; the RTC's `reset()` keeps time and NVRAM
+//!   (battery-backed).
+//!
+//! How the machine wires one timer interrupt, end to end (the PC map: PIT
+//! OUT0 on ISA IRQ 0, PIC master at vector 0x08):
+//!
+//! ```
+//! use kagami_devices::{pic, pit, Clock, IrqPins, Pic8259, Pit8254, PortIoDevice, TestClock, Timed};
+//!
+//! let pins = IrqPins::new();
+//! let mut pic = Pic8259::new();
+//! let mut pit = Pit8254::new(pins.line(0));
+//! let mut clock = TestClock::new();
+//!
+//! // The guest initialises the PIC (port 0x20 → offset MASTER_COMMAND, …)
+//! for (offset, v) in [(pic::MASTER_COMMAND, 0x11), (pic::MASTER_DATA, 0x08), (pic::MASTER_DATA, 0x04), (pic::MASTER_DATA, 0x01)] {
+//!     pic.write(offset, 1, v);
+//! }
+//! // … and sets the PIT to 100 Hz (port 0x43, then 0x40 twice): 11932 = 0x2e9c.
+//! for (offset, v) in [(pit::CONTROL, 0x34), (0, 0x9c), (0, 0x2e)] {
+//!     pit.advance_to(clock.now_ns()); // before every access
+//!     pit.write(offset, 1, v);
+//! }
+//!
+//! // The machine runs the CPU until the earliest device deadline …
+//! let deadline = pit.next_deadline().expect("the PIT is counting");
+//! clock.set(deadline);
+//! pit.advance_to(clock.now_ns());
+//! // … then moves pin changes into the interrupt controller.
+//! if let Some(changes) = pins.take_changes() {
+//!     changes.replay(|pin, level| pic.set_irq(pin, level));
+//! }
+//! assert!(pic.pending());
+//! assert_eq!(pic.acknowledge(), 0x08); // the CPU's INTA
+//! assert_eq!(deadline, 10_000_151); // 11932 ticks at 1.193182 MHz, rounded up to a nanosecond
+//! ```
 
 pub mod bus;
 pub mod debug_exit;

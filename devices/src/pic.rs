@@ -261,6 +261,11 @@ impl Pic8259 {
         }
     }
 
+    /// The chipset's reset line: both chips wait for ICW1, ELCR cleared.
+    pub fn reset(&mut self) {
+        self.chips = [ChipState::default(), ChipState::default()];
+    }
+
     /// Drive ISA IRQ line `irq` (0–15) to `level`. IRQ 2 is the cascade
     /// input and not a separate line; driving it is ignored (the PC routes
     /// ISA IRQ 2 to IRQ 9).

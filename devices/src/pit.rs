@@ -373,7 +373,17 @@ impl ChannelState {
         }
     }
 
-    fn validate(&self, i: usize) -> Result<(), StateError> {
+    fn validate(&self, i: usize, now: u64) -> Result<(), StateError> {
+        // Every tick the device stores was "now" when it was stored (gate
+        // resumption only moves the start forward); later ones cannot be.
+        check("pit8254", self.start_tick <= now && self.paused_at.is_none_or(|p| p <= now), || {
+            format!("counter {i}: started or paused after the present")
+        })?;
+        check(
+            "pit8254",
+            self.ce_loaded_at.is_none_or(|t| t <= now + 1) && self.reload_at.is_none_or(|r| r <= now + 0x2_0000),
+            || format!("counter {i}: load scheduled impossibly far ahead"),
+        )?;
         let m = self.modulus();
         check("pit8254", self.mode <= 5, || format!("counter {i}: mode {}", self.mode))?;
         check("pit8254", (1..=3).contains(&self.access), || {
@@ -406,6 +416,20 @@ impl Pit8254 {
             irq_tick: 0,
             irq_level,
             irq0,
+        }
+    }
+
+    /// The chipset's reset line: counters unprogrammed, gate 2 low. The
+    /// virtual clock position is kept.
+    pub fn reset(&mut self) {
+        let now = self.now_tick();
+        self.ch = [ChannelState::new(true), ChannelState::new(true), ChannelState::new(false)];
+        self.port_b = 0;
+        self.irq_tick = now;
+        let level = self.ch[0].out(now);
+        if level != self.irq_level {
+            self.irq_level = level;
+            self.irq0.set_level(level);
         }
     }
 
@@ -550,9 +574,11 @@ impl Snapshot for Pit8254 {
         }
     }
     fn restore(&mut self, s: &State) -> Result<(), StateError> {
+        let now = ns_to_ticks(s.now_ns, PIT_HZ);
         for (i, c) in s.channels.iter().enumerate() {
-            c.validate(i)?;
+            c.validate(i, now)?;
         }
+        check("pit8254", s.irq_tick <= now, || "IRQ0 delivered past the present".into())?;
         check("pit8254", s.port_b < 0x10, || {
             format!("port B {:#x} has read-only bits set", s.port_b)
         })?;

@@ -29,6 +29,10 @@ impl ResetControl {
     pub fn new(requests: Box<dyn RequestSink>) -> Self {
         Self { value: 0, requests }
     }
+
+    pub fn reset(&mut self) {
+        self.value = 0;
+    }
 }
 
 impl PortIoDevice for ResetControl {

@@ -109,25 +109,7 @@ impl Uart16550 {
     /// (COM1: IRQ4). CTS, DSR and DCD are asserted by the host side.
     pub fn new(out: ByteSink, irq: Box<dyn IrqLine>) -> Self {
         Self {
-            s: State {
-                divisor: 12,
-                ier: 0,
-                lcr: 0x03,
-                mcr: 0,
-                lsr_errors: 0,
-                msr_deltas: 0,
-                scr: 0,
-                fifo_enabled: false,
-                rx_trigger: 1,
-                rx_fifo: Vec::new(),
-                rx_backlog: Vec::new(),
-                thr_interrupt: false,
-                timeout_pending: false,
-                rx_activity_ns: 0,
-                now_ns: 0,
-                modem_inputs: MSR_CTS | MSR_DSR | MSR_DCD,
-                irq_level: false,
-            },
+            s: State::power_on(),
             rx: VecDeque::new(),
             backlog: VecDeque::new(),
             out,
@@ -137,6 +119,46 @@ impl Uart16550 {
         }
     }
 
+    /// The MR (master reset) pin: registers to their reset values, FIFOs
+    /// emptied. Host bytes still waiting on the line and the host's modem
+    /// lines stay.
+    pub fn reset(&mut self) {
+        let old = std::mem::replace(&mut self.s, State::power_on());
+        self.s.now_ns = old.now_ns;
+        self.s.rx_activity_ns = old.now_ns;
+        self.s.modem_inputs = old.modem_inputs;
+        self.s.irq_level = old.irq_level;
+        self.rx.clear();
+        self.refill();
+        self.update_irq();
+    }
+}
+
+impl State {
+    fn power_on() -> Self {
+        State {
+            divisor: 12,
+            ier: 0,
+            lcr: 0x03,
+            mcr: 0,
+            lsr_errors: 0,
+            msr_deltas: 0,
+            scr: 0,
+            fifo_enabled: false,
+            rx_trigger: 1,
+            rx_fifo: Vec::new(),
+            rx_backlog: Vec::new(),
+            thr_interrupt: false,
+            timeout_pending: false,
+            rx_activity_ns: 0,
+            now_ns: 0,
+            modem_inputs: MSR_CTS | MSR_DSR | MSR_DCD,
+            irq_level: false,
+        }
+    }
+}
+
+impl Uart16550 {
     /// Doorway: bytes from the host side of the line. Bytes beyond
     /// [`RX_BACKLOG_LIMIT`] waiting bytes are dropped (see `dropped_input`).
     pub fn receive(&mut self, bytes: &[u8]) {

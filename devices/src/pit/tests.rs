@@ -307,3 +307,19 @@ fn save_restore_round_trip_and_validation() {
     bad.port_b = 0x01;
     assert!(q.restore(&bad).is_err(), "gate 2 low but port B says high");
 }
+
+#[test]
+fn reset_stops_the_counters_and_keeps_time() {
+    let (mut p, irq) = pit();
+    program(&mut p, 0, 0x34, 100);
+    p.write(PORT_B, 1, 0x03);
+    p.advance_to(tick(150));
+    irq.take_rising_edges();
+    p.reset();
+    assert_eq!(p.next_deadline(), None);
+    assert!(!p.speaker_enabled());
+    p.advance_to(tick(10_000));
+    assert_eq!(irq.take_rising_edges(), 0);
+    program(&mut p, 0, 0x34, 100);
+    assert_eq!(p.next_deadline(), Some(tick(10_100)), "counts from the present");
+}

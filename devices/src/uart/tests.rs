@@ -189,3 +189,18 @@ fn save_restore_round_trip_and_validation() {
     bad.ier = 0x10;
     assert!(v.restore(&bad).is_err());
 }
+
+#[test]
+fn reset_clears_registers_and_keeps_the_line() {
+    let (mut u, _, irq) = uart();
+    u.write(MCR, 1, 0x08);
+    u.write(IER, 1, 0x01);
+    u.write(FCR, 1, 0x01);
+    u.receive(&[1; 20]);
+    assert!(irq.level());
+    u.reset();
+    assert!(!irq.level());
+    assert_eq!((u.read(IER, 1), u.read(IIR, 1), u.read(MCR, 1)), (0, 0x01, 0));
+    assert_eq!(u.rx_backlog_len(), 3, "FIFO emptied, RBR refilled from the line");
+    assert_eq!(u.read(RBR, 1), 1);
+}
