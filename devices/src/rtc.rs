@@ -499,7 +499,10 @@ impl Timed for Rtc {
     }
 
     fn next_deadline(&self) -> Option<u64> {
-        if !self.divider_running() {
+        // While IRQ8 is asserted nothing more is visible until register C is
+        // read (an access, after which the machine asks again); flags that
+        // pile up meanwhile are computed at the next advance.
+        if !self.divider_running() || self.s.irq_level {
             return None;
         }
         let b = self.reg_b();

@@ -271,3 +271,17 @@ fn reset_clears_interrupts_but_keeps_time_and_nvram() {
     r.set_time(i64::MAX);
     assert_eq!(r.save().base_secs, 1 << 40, "doorway input clamped");
 }
+
+#[test]
+fn no_deadlines_while_irq8_waits_for_register_c() {
+    let (mut r, irq) = rtc_at(0);
+    wr(&mut r, 0x0b, B_24H | B_PIE);
+    let d = r.next_deadline().unwrap();
+    r.advance_to(d);
+    assert!(irq.level());
+    assert_eq!(r.next_deadline(), None);
+    // A late read still sees everything that happened meanwhile.
+    r.advance_to(1500 * MS);
+    assert_eq!(rd(&mut r, 0x0c), C_IRQF | C_PF | C_UF);
+    assert!(r.next_deadline().unwrap() > 1500 * MS);
+}
