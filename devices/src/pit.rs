@@ -292,7 +292,10 @@ impl ChannelState {
                 }
             }
             _ => {
-                if self.loaded && self.running() {
+                // A low gate holds modes 2/3 and its rising edge reloads
+                // anyway, so only a counter that is counting waits for the
+                // period's end.
+                if self.running() && self.paused_at.is_none() {
                     let d = self.elapsed(now);
                     let n = self.n as u64;
                     self.reload_at = Some(self.start_tick + (d / n + 1) * n);
@@ -354,11 +357,11 @@ impl ChannelState {
                     self.ce_loaded_at = Some(now + 1);
                 }
                 2 | 3 if self.loaded => {
-                    self.settle(now);
-                    self.reload_at = None;
+                    // The rising edge reloads from the count register.
                     self.n = self.count_register;
                     self.start_tick = now;
                     self.paused_at = None;
+                    self.ce_loaded_at = Some(now + 1);
                 }
                 0 | 4 => {
                     if let Some(p) = self.paused_at.take() {
@@ -370,6 +373,11 @@ impl ChannelState {
         } else if matches!(self.mode, 0 | 2 | 3 | 4) && self.loaded {
             self.settle(now);
             self.paused_at = Some(now);
+            if self.reload_at.take().is_some() {
+                // Modes 2/3 stop; the pending count loads at the next rising
+                // gate edge instead of at the period's end.
+                self.ce_loaded_at = None;
+            }
         }
     }
 
