@@ -23,6 +23,9 @@
 //!   a [`RequestSink`]; devices never touch the CPU.
 //! - **Output sinks** ([`sink`]): byte streams leaving the guest (serial,
 //!   debugcon) go to a `Box<dyn Write + Send>` the machine provides.
+//! - **DMA** ([`dma`]): a device that reads or writes guest memory by itself
+//!   holds a `Box<dyn DmaMemory>` from the machine (guest RAM lives in
+//!   `kagami-cpu`, which devices must not depend on).
 //! - **Reset**: devices the chipset reset line reaches have `reset()`, which
 //!   keeps their wiring; the RTC's `reset()` keeps time and NVRAM
 //!   (battery-backed).
@@ -64,6 +67,7 @@
 pub mod bus;
 pub mod debug_exit;
 pub mod debugcon;
+pub mod dma;
 pub mod i8042;
 pub mod irq;
 pub mod pic;
@@ -82,6 +86,7 @@ pub mod uart;
 pub use bus::{MmioDevice, PortIoDevice};
 pub use debug_exit::IsaDebugExit;
 pub use debugcon::IsaDebugcon;
+pub use dma::{DmaError, DmaMemory, VecDma};
 pub use i8042::I8042;
 pub use irq::{IrqLine, IrqPins, NoIrq, PinChanges, RecordingIrq};
 pub use pic::Pic8259;
