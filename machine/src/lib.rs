@@ -1,1 +1,6 @@
+//! kagami-machine: wiring, the `kagami` command line and the run loop.
 
+pub mod clock;
+pub mod demo;
+pub mod initramfs;
+pub mod kvm;
