@@ -100,3 +100,25 @@ pub use sink::{ByteSink, SharedBuffer};
 pub use snapshot::{Snapshot, StateError};
 pub use time::{Clock, TestClock, Timed};
 pub use uart::Uart16550;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The machine may move its device set to a vCPU thread.
+    #[test]
+    fn devices_are_send() {
+        fn send<T: Send>() {}
+        send::<Pic8259>();
+        send::<Pit8254>();
+        send::<Rtc>();
+        send::<Uart16550>();
+        send::<I8042>();
+        send::<Port92>();
+        send::<PostCode>();
+        send::<ResetControl>();
+        send::<IsaDebugExit>();
+        send::<IsaDebugcon>();
+        send::<IrqPins>();
+    }
+}

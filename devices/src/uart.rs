@@ -18,7 +18,7 @@
 //! queues host bytes; they enter the receive FIFO (or the RBR without FIFOs)
 //! as room becomes, so host input never overruns — flow control the real
 //! line does not have. In loopback, transmitted bytes feed the receiver and
-//! do overrun.
+//! do overrun, and host bytes wait until loopback ends.
 //!
 //! Left out: parity, framing and break errors (a host byte stream has none),
 //! LSR bit 7 (error in FIFO), the TX FIFO as a visible queue, DMA mode
@@ -198,7 +198,12 @@ impl Uart16550 {
         }
     }
 
+    /// Move waiting host bytes into the receiver. In loopback the serial
+    /// input is disconnected, so they wait on the line.
     fn refill(&mut self) {
+        if self.loopback() {
+            return;
+        }
         let mut moved = false;
         while self.rx.len() < self.rx_capacity() {
             match self.backlog.pop_front() {
@@ -392,6 +397,7 @@ impl Uart16550 {
                 let before = self.msr_lines();
                 self.s.mcr = v & 0x1f;
                 self.note_msr_change(before);
+                self.refill();
             }
             // LSR and MSR writes are factory-test only.
             5 | 6 => {}

@@ -148,6 +148,19 @@ fn host_input_waits_in_backlog_without_overrun() {
 }
 
 #[test]
+fn loopback_disconnects_host_input() {
+    let (mut u, _, _) = uart();
+    u.write(MCR, 1, 0x10);
+    u.receive(b"xy");
+    assert_eq!(u.read(LSR, 1) & 1, 0, "host bytes wait while in loopback");
+    u.write(0, 1, b'L' as u32);
+    assert_eq!(u.read(RBR, 1), b'L' as u32);
+    u.write(MCR, 1, 0x00);
+    assert_eq!(u.read(RBR, 1), b'x' as u32);
+    assert_eq!(u.read(RBR, 1), b'y' as u32);
+}
+
+#[test]
 fn modem_status_interrupt() {
     let (mut u, _, irq) = uart();
     u.write(MCR, 1, 0x08);
