@@ -239,7 +239,8 @@ impl Uart16550 {
     }
 
     fn timeout_deadline(&self) -> Option<u64> {
-        (self.s.fifo_enabled && !self.rx.is_empty() && !self.s.timeout_pending).then(|| self.s.rx_activity_ns + 4 * self.char_time_ns())
+        (self.s.fifo_enabled && !self.rx.is_empty() && !self.s.timeout_pending)
+            .then(|| self.s.rx_activity_ns.saturating_add(4 * self.char_time_ns()))
     }
 
     fn loopback(&self) -> bool {
