@@ -39,14 +39,14 @@ fn mutate(v: &mut Value, rng: &mut Rng) {
     match v {
         Value::Number(_) => {
             let n = INTERESTING[(rng.next() % INTERESTING.len() as u64) as usize];
-            let n = if rng.next() % 4 == 0 { -n } else { n };
+            let n = if rng.next().is_multiple_of(4) { -n } else { n };
             *v = serde_json::from_str(&n.to_string()).unwrap();
         }
         Value::Bool(b) => *b = !*b,
         Value::Null => *v = Value::from(rng.next() % 300),
         Value::Array(a) => {
-            if a.is_empty() || rng.next() % 5 == 0 {
-                if rng.next() % 2 == 0 {
+            if a.is_empty() || rng.next().is_multiple_of(5) {
+                if rng.next().is_multiple_of(2) {
                     a.pop();
                 } else {
                     a.push(a.first().cloned().unwrap_or(Value::from(0)));
@@ -87,7 +87,7 @@ fn check<D: PortIoDevice + Snapshot + Timed>(seed: u64, make: impl Fn() -> D, sp
         let mut now = 0;
         for _ in 0..300 {
             let off = (rng.next() % span as u64) as u16;
-            if rng.next() % 2 == 0 {
+            if rng.next().is_multiple_of(2) {
                 d.write(off, 1, rng.next() as u32);
             } else {
                 d.read(off, 1);
