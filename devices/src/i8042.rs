@@ -327,6 +327,13 @@ impl I8042 {
     }
 }
 
+/// Prints the snapshot state (wiring and sinks are not shown).
+impl std::fmt::Debug for I8042 {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("I8042").field(&self.save()).finish()
+    }
+}
+
 impl PortIoDevice for I8042 {
     fn read(&mut self, offset: u16, size: u8) -> u32 {
         read_bytewise(offset, size, |o| self.read_byte(o))

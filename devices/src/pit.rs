@@ -546,6 +546,13 @@ impl Pit8254 {
     }
 }
 
+/// Prints the snapshot state (wiring and sinks are not shown).
+impl std::fmt::Debug for Pit8254 {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("Pit8254").field(&self.save()).finish()
+    }
+}
+
 impl PortIoDevice for Pit8254 {
     fn read(&mut self, offset: u16, size: u8) -> u32 {
         read_bytewise(offset, size, |o| self.read_byte(o))

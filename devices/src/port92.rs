@@ -44,6 +44,13 @@ impl Port92 {
     }
 }
 
+/// Prints the snapshot state (wiring and sinks are not shown).
+impl std::fmt::Debug for Port92 {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("Port92").field(&self.save()).finish()
+    }
+}
+
 impl PortIoDevice for Port92 {
     fn read(&mut self, offset: u16, _size: u8) -> u32 {
         if offset == 0 {

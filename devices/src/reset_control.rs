@@ -35,6 +35,13 @@ impl ResetControl {
     }
 }
 
+/// Prints the snapshot state (wiring and sinks are not shown).
+impl std::fmt::Debug for ResetControl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("ResetControl").field(&self.save()).finish()
+    }
+}
+
 impl PortIoDevice for ResetControl {
     fn read(&mut self, offset: u16, _size: u8) -> u32 {
         if offset == 0 {

@@ -409,6 +409,13 @@ impl Uart16550 {
     }
 }
 
+/// Prints the snapshot state (wiring and sinks are not shown).
+impl std::fmt::Debug for Uart16550 {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("Uart16550").field(&self.save()).finish()
+    }
+}
+
 impl PortIoDevice for Uart16550 {
     fn read(&mut self, offset: u16, size: u8) -> u32 {
         read_bytewise(offset, size, |o| self.read_byte(o))
