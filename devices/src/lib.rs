@@ -30,6 +30,22 @@
 //!   keeps their wiring; the RTC's `reset()` keeps time and NVRAM
 //!   (battery-backed).
 //!
+//! Where the PC puts them (the machine decides; this is the conventional
+//! map each device's offset layout is designed for):
+//!
+//! | device | PC ports → device offsets | interrupt |
+//! |---|---|---|
+//! | [`Pic8259`] | 0x20–0x21 → 0–1, 0xA0–0xA1 → 2–3, 0x4D0–0x4D1 → 4–5 | INTR to the CPU |
+//! | [`Pit8254`] | 0x40–0x43 → 0–3, 0x61 → 4 | OUT0 → IRQ 0 |
+//! | [`I8042`] | 0x60 → 0, 0x64 → 1 | IRQ 1 (keyboard), IRQ 12 (mouse) |
+//! | [`Rtc`] | 0x70–0x71 → 0–1 | IRQ 8 |
+//! | [`PostCode`] | 0x80 → 0 | — |
+//! | [`Port92`] | 0x92 → 0 | — |
+//! | [`IsaDebugcon`] | 0xE9 → 0 | — |
+//! | [`IsaDebugExit`] | chosen by the machine (QEMU: 0x501, 2 bytes; or 0xF4, 4) | — |
+//! | [`Uart16550`] | COM1 0x3F8–0x3FF, COM2 0x2F8–0x2FF → 0–7 | IRQ 4 (COM1), IRQ 3 (COM2) |
+//! | [`ResetControl`] | 0xCF9 (byte accesses only) → 0 | — |
+//!
 //! How the machine wires one timer interrupt, end to end (the PC map: PIT
 //! OUT0 on ISA IRQ 0, PIC master at vector 0x08):
 //!
