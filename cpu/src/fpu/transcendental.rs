@@ -81,12 +81,13 @@ const HALF_PI_68: u128 = 0xc_90fd_aa22_168c_234c;
 
 /// sin and cos of a finite value with |x| < 2^63, reduced modulo the
 /// x87's π/2 exactly in integers, then evaluated in f64.
-fn reduced_sin_cos(a: F80) -> (f64, f64) {
+fn reduced_sin_cos(a: F80) -> (f64, f64, f64) {
     let (s, e, m) = a.unpack();
     let x = to_f64(a);
     if e < -1 {
         // |x| < 0.5 < π/4: no reduction.
-        return x.sin_cos();
+        let (sv, cv) = x.sin_cos();
+        return (sv, cv, x.tan());
     }
     // x / (π/2) = m × 2^(e+4) / HALF_PI_68: long division bit by bit.
     let mut r = m as u128 % HALF_PI_68;
@@ -106,6 +107,8 @@ fn reduced_sin_cos(a: F80) -> (f64, f64) {
         q = q.wrapping_add(1);
     }
     let (sr, cr) = rf.sin_cos();
+    let tr = rf.tan();
+    let tv = if q & 1 == 0 { tr } else { -1.0 / tr };
     let (sv, cv) = match q & 3 {
         0 => (sr, cr),
         1 => (cr, -sr),
@@ -113,9 +116,9 @@ fn reduced_sin_cos(a: F80) -> (f64, f64) {
         _ => (-cr, sr),
     };
     if s {
-        (-sv, cv)
+        (-sv, cv, -tv)
     } else {
-        (sv, cv)
+        (sv, cv, tv)
     }
 }
 
@@ -187,6 +190,9 @@ fn trig<const K: u8>(cpu: &mut Cpu, _: &mut dyn Bus, i: &Instruction) -> Result<
                     env.flags |= PE;
                     env.round_up = kind != Trig::Tan;
                     let a = round_value(&mut env, a);
+                    if a.exp() == 0 && kind != Trig::Cos {
+                        env.flags |= UE;
+                    }
                     match kind {
                         Trig::Sin => (a, a),
                         Trig::Cos => (F80::ONE, a),
@@ -194,12 +200,12 @@ fn trig<const K: u8>(cpu: &mut Cpu, _: &mut dyn Bus, i: &Instruction) -> Result<
                         Trig::Tan => (a, F80::ONE),
                     }
                 } else {
-                    let (s, c) = reduced_sin_cos(a);
+                    let (s, c, t) = reduced_sin_cos(a);
                     match kind {
                         Trig::Sin => (from_f64_inexact(&mut env, s), a),
                         Trig::Cos => (from_f64_inexact(&mut env, c), a),
                         Trig::SinCos => (from_f64_inexact(&mut env, s), from_f64_inexact(&mut env, c)),
-                        Trig::Tan => (from_f64_inexact(&mut env, s / c), F80::ONE),
+                        Trig::Tan => (from_f64_inexact(&mut env, t), F80::ONE),
                     }
                 }
             }
@@ -237,6 +243,21 @@ fn fpatan(cpu: &mut Cpu, _: &mut dyn Bus, i: &Instruction) -> Result<()> {
         } else {
             i32::MIN
         };
+        let finite = |v: F80| matches!(v.class(), Class::Normal | Class::Denormal);
+        if finite(x) && finite(y) && ey < ex - 64 {
+            // |y/x| < 2^-63: atan(y/x) = y/x to 64 bits (x > 0), or ±π.
+            if !x.sign() {
+                let r = compute(env, Op::Div, y, x);
+                env.flags |= PE;
+                return r;
+            }
+            let pi = F80 {
+                se: 0x4000 | ((y.sign() as u16) << 15),
+                sig: 0xc90f_daa2_2168_c235,
+            };
+            env.flags |= PE;
+            return round_value(env, pi);
+        }
         let shift = ex.max(ey);
         let conv = |v: F80| -> f64 {
             match v.class() {
@@ -305,10 +326,8 @@ fn fyl2x(cpu: &mut Cpu, _: &mut dyn Bus, i: &Instruction) -> Result<()> {
                     F80::INDEFINITE
                 }
                 Class::Inf => F80::inf(!y.sign()),
+                // Division by zero outranks the denormal operand.
                 _ => {
-                    if !denormal(env, &[y]) {
-                        return F80::INDEFINITE;
-                    }
                     env.flags |= ZE;
                     F80::inf(!y.sign())
                 }
@@ -318,6 +337,13 @@ fn fyl2x(cpu: &mut Cpu, _: &mut dyn Bus, i: &Instruction) -> Result<()> {
             return F80::INDEFINITE;
         }
         let l = if cx == Class::Inf { F80::inf(false) } else { log2_ext(env, x) };
+        if cy == Class::Zero || cy == Class::Inf {
+            // ±0 or ±∞ times the log: exact (0 × ∞ stays invalid).
+            let mut quiet = Env { flags: 0, ..*env };
+            let r = compute(&mut quiet, Op::Mul, y, l);
+            env.flags = (env.flags & !PE) | quiet.flags;
+            return r;
+        }
         // log2(1) = +0 exactly: then 0 × ±inf is invalid, 0 × y = ±0.
         let exact = l.class() == Class::Zero || cx == Class::Inf;
         let pe = env.flags & PE;
@@ -325,6 +351,9 @@ fn fyl2x(cpu: &mut Cpu, _: &mut dyn Bus, i: &Instruction) -> Result<()> {
         if !exact {
             env.flags |= pe | PE;
             env.round_up = false;
+            if r.exp() == 0 && r.sig != 0 {
+                env.flags |= UE;
+            }
         }
         r
     })
@@ -338,6 +367,9 @@ fn fyl2xp1(cpu: &mut Cpu, _: &mut dyn Bus, i: &Instruction) -> Result<()> {
             return r;
         }
         let (cx, cy) = (x.class(), y.class());
+        if cx == Class::Inf && !x.sign() {
+            return compute(env, Op::Mul, y, x);
+        }
         if cx == Class::Inf || (cx == Class::Zero && cy == Class::Inf) {
             env.flags |= IE;
             return F80::INDEFINITE;
@@ -356,7 +388,18 @@ fn fyl2xp1(cpu: &mut Cpu, _: &mut dyn Bus, i: &Instruction) -> Result<()> {
             env.flags |= PE;
             return F80::INDEFINITE;
         }
-        let l = from_f64((xf.ln_1p() * std::f64::consts::LOG2_E).to_bits());
+        let l = if x.unpack().1 < -60 {
+            // log2(1 + x) = x·log2(e) to 64 bits for tiny x, in extended.
+            let log2e = F80 {
+                se: 0x3fff,
+                sig: 0xb8aa_3b29_5c17_f0bc,
+            };
+            let mut scratch = Env { flags: 0, ..*env };
+            scratch.prec = 64;
+            compute(&mut scratch, Op::Mul, x, log2e)
+        } else {
+            from_f64((xf.ln_1p() * std::f64::consts::LOG2_E).to_bits())
+        };
         if cy == Class::Zero || cy == Class::Inf {
             return compute(env, Op::Mul, y, l);
         }
