@@ -439,6 +439,14 @@ fn differs(e: &Emu, c: &OpCase, h: &HostOut, emem: &[u8; 16]) -> Option<String> 
     if h.mem != *emem {
         return Some(format!("memory host {} kagami {}", hex(&h.mem), hex(emem)));
     }
+    // FOP (the opcode of the last non-control instruction) of register-only
+    // forms; memory forms encode host 64-bit and guest 16-bit addressing.
+    if !c.name.contains(" m") && !matches!(c.name, "fbld" | "fbstp" | "underflow fst") {
+        let hfop = u16::from_le_bytes([h.save[18], h.save[19]]) & 0x7ff;
+        if f.fop != hfop {
+            return Some(format!("fop host {hfop:03x} kagami {:03x}", f.fop));
+        }
+    }
     if c.eflags {
         let mask = 0x45; // ZF PF CF
         let ef = e.cpu.s.flags() & mask;
