@@ -429,7 +429,7 @@ fn f2xm1(cpu: &mut Cpu, _: &mut dyn Bus, i: &Instruction) -> Result<()> {
             Class::Zero => a,
             Class::Inf => {
                 if a.sign() {
-                    F80::ONE.neg()
+                    F80::ONE.negate()
                 } else {
                     a
                 }
