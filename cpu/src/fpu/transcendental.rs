@@ -137,10 +137,10 @@ fn trig<const K: u8>(cpu: &mut Cpu, _: &mut dyn Bus, i: &Instruction) -> Result<
                     return Ok(());
                 }
                 if e < -40 {
-                    // sin x = tan x = x and cos x = 1 to 64 bits, inexact:
-                    // sin and cos round up in magnitude, tan down.
+                    // sin x = tan x = x and cos x = 1 to 64 bits, inexact;
+                    // hardware reports C1 = 1 for all of them.
                     env.flags |= PE;
-                    env.round_up = kind != Trig::Tan;
+                    env.round_up = true;
                     let a = round_value(&mut env, a);
                     if a.exp() == 0 && kind != Trig::Cos {
                         env.flags |= UE;
@@ -153,8 +153,8 @@ fn trig<const K: u8>(cpu: &mut Cpu, _: &mut dyn Bus, i: &Instruction) -> Result<
                     }
                 } else {
                     let [(s, es), (c, ec), (t, et)] = super::fixed::sin_cos_tan(&env, a);
-                    // Flags of every delivered result; C1 from the one left in ST(0)
-                    // after the instruction (cos for FSINCOS, tan for FPTAN).
+                    // Flags of every delivered result; C1 reports the sine's
+                    // rounding for FSINCOS (checked on hardware).
                     let take = |env: &mut Env, e: &Env| {
                         env.flags |= e.flags;
                         env.round_up = e.round_up;
@@ -169,8 +169,8 @@ fn trig<const K: u8>(cpu: &mut Cpu, _: &mut dyn Bus, i: &Instruction) -> Result<
                             (c, a)
                         }
                         Trig::SinCos => {
-                            take(&mut env, &es);
                             take(&mut env, &ec);
+                            take(&mut env, &es);
                             (s, c)
                         }
                         Trig::Tan => {
