@@ -184,3 +184,203 @@ mod tests {
         );
     }
 }
+
+/// ln 2, log2 e in Q2.126 (truncated).
+const LN2: u128 = 0x2c5c_85fd_f473_de6a_f278_ece6_00fc_bdab;
+const LOG2E: u128 = 0x5c55_1d94_ae0b_f85d_df43_ff68_348e_9f44;
+
+/// A wide intermediate: value = sig × 2^(exp - 127), sig normalised to bit
+/// 127 (or zero); `inexact` records that bits were dropped on the way.
+#[derive(Clone, Copy, Debug)]
+pub struct Wide {
+    pub neg: bool,
+    pub exp: i32,
+    pub sig: u128,
+    pub inexact: bool,
+}
+
+impl Wide {
+    fn norm(neg: bool, exp: i32, sig: u128, inexact: bool) -> Wide {
+        let lz = sig.leading_zeros();
+        Wide {
+            neg,
+            exp: exp - lz as i32,
+            sig: sig << lz,
+            inexact,
+        }
+    }
+    /// From a finite nonzero extended value (exact).
+    pub fn from_f80(a: F80) -> Wide {
+        let (s, e, m) = a.unpack();
+        Wide::norm(s, e + 64, m as u128, false)
+    }
+    /// From a Q2.126 value.
+    fn from_fx(neg: bool, v: u128, inexact: bool) -> Wide {
+        Wide::norm(neg, 1, v, inexact)
+    }
+    fn mul(self, o: Wide) -> Wide {
+        let (a1, a0) = (self.sig >> 64, self.sig & u64::MAX as u128);
+        let (b1, b0) = (o.sig >> 64, o.sig & u64::MAX as u128);
+        let lo = a0 * b0;
+        let (mid, c1) = (a1 * b0).overflowing_add(a0 * b1);
+        let (low, c2) = lo.overflowing_add(mid << 64);
+        let high = a1 * b1 + (mid >> 64) + ((c1 as u128) << 64) + c2 as u128;
+        // product = high·2^128 + low, worth 2^(ea + eb - 254): high is worth 2^(ea + eb + 1 - 127).
+        Wide::norm(self.neg ^ o.neg, self.exp + o.exp + 1, high, self.inexact || o.inexact || low != 0)
+            .with_sticky(low != 0)
+    }
+    fn with_sticky(mut self, s: bool) -> Wide {
+        self.sig |= s as u128;
+        self
+    }
+    /// Q2.126 value of a Wide below 4 (truncating).
+    fn to_fx(self) -> u128 {
+        let sh = 1 - self.exp; // sig >> sh gives Q2.126 (value = sig × 2^(exp-127))
+        if sh >= 128 {
+            0
+        } else if sh <= 0 {
+            self.sig << (-sh)
+        } else {
+            self.sig >> sh
+        }
+    }
+    /// Round into the extended format with precision control.
+    pub fn round(self, env: &mut Env) -> F80 {
+        if self.sig == 0 {
+            return F80::zero(self.neg);
+        }
+        let prec = env.prec;
+        round(env, self.neg, self.exp, self.sig | self.inexact as u128, EXT, prec).to_f80()
+    }
+}
+
+/// n / d (both nonzero) as a Wide, with a sticky bit.
+fn div_wide(neg: bool, n: Wide, d: Wide) -> Wide {
+    let (mut rem, d_sig) = (n.sig >> 1, d.sig >> 1);
+    let mut q: u128 = 0;
+    for _ in 0..128 {
+        q <<= 1;
+        if rem >= d_sig {
+            rem -= d_sig;
+            q |= 1;
+        }
+        rem <<= 1;
+    }
+    // q = floor(n.sig/d.sig × 2^127): value n/d = q × 2^(en - ed - 127).
+    Wide::norm(neg, n.exp - d.exp, q, n.inexact || d.inexact || rem != 0).with_sticky(rem != 0)
+}
+
+/// 1 + t/2! + t²/3! + ... (or the alternating series when `neg`) in Q2.126,
+/// so that e^t - 1 = t·S (e^-t - 1 = -t·S).
+fn expm1_series(t: u128, neg: bool) -> u128 {
+    let mut s = ONE;
+    let mut term = ONE;
+    let mut k = 2u128;
+    loop {
+        term = mul(term, t) / k;
+        if term == 0 {
+            break;
+        }
+        if neg && k % 2 == 0 {
+            s -= term;
+        } else {
+            s += term;
+        }
+        k += 1;
+    }
+    s
+}
+
+/// 2^x - 1 for finite nonzero x with |x| ≤ 1.
+pub fn f2xm1(x: F80) -> Wide {
+    let t = Wide::from_f80(x).mul(Wide::from_fx(false, LN2, true));
+    let s = expm1_series(t.to_fx(), x.sign());
+    t.mul(Wide::from_fx(false, s, true))
+}
+
+/// 1 + z²/3 + z⁴/5 + ..., so that atanh z = z·S, in Q2.126 (|z| < 1/2).
+fn atanh_series(z2: u128) -> u128 {
+    let mut s = ONE;
+    let mut pow = ONE;
+    let mut k = 3u128;
+    loop {
+        pow = mul(pow, z2);
+        let term = pow / k;
+        if term == 0 {
+            break;
+        }
+        s += term;
+        k += 2;
+    }
+    s
+}
+
+/// log2 of (n / d) given z = (n - d)/(n + d): 2·atanh(z)·log2(e).
+fn log2_from_z(z: Wide) -> Wide {
+    let z2 = z.mul(z).to_fx();
+    let s = atanh_series(z2);
+    let two = Wide::from_fx(false, 2 * ONE, false);
+    z.mul(Wide::from_fx(false, s, true)).mul(two).mul(Wide::from_fx(false, LOG2E, true))
+}
+
+/// log2(x) for finite positive x (not 1).
+pub fn log2(x: F80) -> Wide {
+    let (_, e, m) = x.unpack();
+    let frac = if m == 1 << 63 {
+        None
+    } else {
+        // z = (m - 1)/(m + 1) with m the significand in [1, 2).
+        let num = Wide::norm(false, 1, ((m - (1 << 63)) as u128) << 63, false);
+        let den = Wide::norm(false, 1, (m as u128 + (1u128 << 63)) << 63, false);
+        Some(log2_from_z(div_wide(false, num, den)))
+    };
+    match (e, frac) {
+        (0, Some(f)) => f,
+        (0, None) => Wide {
+            neg: false,
+            exp: 0,
+            sig: 0,
+            inexact: false,
+        },
+        (e, f) => {
+            // l = e + frac in signed Q16.111.
+            let fx = f.map(|f| f.to_fx() >> 15).unwrap_or(0) as i128;
+            let l = ((e as i128) << 111) + fx;
+            let inexact = f.is_some();
+            Wide::norm(l < 0, 16, l.unsigned_abs(), inexact).with_sticky(inexact)
+        }
+    }
+}
+
+/// log2(1 + x) for finite nonzero x, |x| < 1 - √2/2, 2^-63 ≤ |x|.
+pub fn log2_1p(x: F80) -> Wide {
+    let (s, e, m) = x.unpack();
+    let xf = (m as u128) << (63 + e); // |x| in Q2.126, exact
+    let den = if s { 2 * ONE - xf } else { 2 * ONE + xf };
+    let z = div_wide(s, Wide::from_f80(x), Wide::from_fx(false, den, false));
+    log2_from_z(z)
+}
+
+#[cfg(test)]
+mod wide_tests {
+    use super::*;
+    use crate::fpu::float80::from_f64;
+
+    fn f(x: f64) -> F80 {
+        from_f64(x.to_bits())
+    }
+
+    #[test]
+    fn log_and_exp_kernels() {
+        let mut env = Env::new(0x037f);
+        // log2(3) = 1.58496250072115618145... = 0x3FFF CAE00D1CFDEB43D0
+        assert_eq!(log2(f(3.0)).round(&mut env), F80 { se: 0x3fff, sig: 0xcae0_0d1c_fdeb_43d0 });
+        // log2(0.75) negative, log2(8) = 3 exactly.
+        assert!(log2(f(0.75)).neg);
+        assert_eq!(log2(f(8.0)).round(&mut env), f(3.0));
+        // 2^0.5 - 1 = 0.41421356237309504880... = 0x3FFD D413CCCFE7799211
+        assert_eq!(f2xm1(f(0.5)).round(&mut env), F80 { se: 0x3ffd, sig: 0xd413_cccf_e779_9211 });
+        // log2(1.25) via log2_1p(0.25) = 0.32192809488736234787 = 0x3FFD A4D3C25E68DC57F2
+        assert_eq!(log2_1p(f(0.25)).round(&mut env), F80 { se: 0x3ffd, sig: 0xa4d3_c25e_68dc_57f2 });
+    }
+}
