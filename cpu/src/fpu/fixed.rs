@@ -226,8 +226,11 @@ impl Wide {
         let (low, c2) = lo.overflowing_add(mid << 64);
         let high = a1 * b1 + (mid >> 64) + ((c1 as u128) << 64) + c2 as u128;
         // product = high·2^128 + low, worth 2^(ea + eb - 254): high is worth 2^(ea + eb + 1 - 127).
-        Wide::norm(self.neg ^ o.neg, self.exp + o.exp + 1, high, self.inexact || o.inexact || low != 0)
-            .with_sticky(low != 0)
+        Wide::norm(self.neg ^ o.neg, self.exp + o.exp + 1, high, self.inexact || o.inexact || low != 0).with_sticky(low != 0)
+    }
+    /// The product of two wide values (truncated to 128 bits, sticky kept).
+    pub fn mul_pub(self, o: Wide) -> Wide {
+        self.mul(o)
     }
     fn with_sticky(mut self, s: bool) -> Wide {
         self.sig |= s as u128;
@@ -374,13 +377,31 @@ mod wide_tests {
     fn log_and_exp_kernels() {
         let mut env = Env::new(0x037f);
         // log2(3) = 1.58496250072115618145... = 0x3FFF CAE00D1CFDEB43D0
-        assert_eq!(log2(f(3.0)).round(&mut env), F80 { se: 0x3fff, sig: 0xcae0_0d1c_fdeb_43d0 });
+        assert_eq!(
+            log2(f(3.0)).round(&mut env),
+            F80 {
+                se: 0x3fff,
+                sig: 0xcae0_0d1c_fdeb_43d0
+            }
+        );
         // log2(0.75) negative, log2(8) = 3 exactly.
         assert!(log2(f(0.75)).neg);
         assert_eq!(log2(f(8.0)).round(&mut env), f(3.0));
         // 2^0.5 - 1 = 0.41421356237309504880... = 0x3FFD D413CCCFE7799211
-        assert_eq!(f2xm1(f(0.5)).round(&mut env), F80 { se: 0x3ffd, sig: 0xd413_cccf_e779_9211 });
+        assert_eq!(
+            f2xm1(f(0.5)).round(&mut env),
+            F80 {
+                se: 0x3ffd,
+                sig: 0xd413_cccf_e779_9211
+            }
+        );
         // log2(1.25) via log2_1p(0.25) = 0.32192809488736234787 = 0x3FFD A4D3C25E68DC57F2
-        assert_eq!(log2_1p(f(0.25)).round(&mut env), F80 { se: 0x3ffd, sig: 0xa4d3_c25e_68dc_57f2 });
+        assert_eq!(
+            log2_1p(f(0.25)).round(&mut env),
+            F80 {
+                se: 0x3ffd,
+                sig: 0xa4d3_c25e_68dc_57f2
+            }
+        );
     }
 }

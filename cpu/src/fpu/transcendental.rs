@@ -315,18 +315,15 @@ fn fyl2x(cpu: &mut Cpu, _: &mut dyn Bus, i: &Instruction) -> Result<()> {
             env.flags = (env.flags & !PE) | quiet.flags;
             return r;
         }
-        // log2(1) = +0 exactly: then 0 × ±inf is invalid, 0 × y = ±0.
-        let exact = l.class() == Class::Zero || cx == Class::Inf;
-        let pe = env.flags & PE;
-        let r = compute(env, Op::Mul, y, l);
-        if !exact {
-            env.flags |= pe | PE;
-            env.round_up = false;
-            if r.exp() == 0 && r.sig != 0 {
-                env.flags |= UE;
-            }
+        if cx == Class::Inf || l.class() == Class::Zero {
+            // log2(+∞) = +∞, log2(1) = +0: exact, the product decides.
+            return compute(env, Op::Mul, y, l);
         }
-        r
+        // y × log2(x) from the wide kernel, rounded once.
+        let flags = env.flags & !PE;
+        env.flags = flags;
+        let w = super::fixed::Wide::from_f80(y).mul_pub(super::fixed::log2(x));
+        w.round(env)
     })
 }
 
@@ -359,7 +356,7 @@ fn fyl2xp1(cpu: &mut Cpu, _: &mut dyn Bus, i: &Instruction) -> Result<()> {
             env.flags |= PE;
             return F80::INDEFINITE;
         }
-        let l = if x.unpack().1 < -60 {
+        if x.unpack().1 < -63 {
             // log2(1 + x) = x·log2(e) to 64 bits for tiny x, in extended.
             let log2e = F80 {
                 se: 0x3fff,
@@ -367,17 +364,19 @@ fn fyl2xp1(cpu: &mut Cpu, _: &mut dyn Bus, i: &Instruction) -> Result<()> {
             };
             let mut scratch = Env { flags: 0, ..*env };
             scratch.prec = 64;
-            compute(&mut scratch, Op::Mul, x, log2e)
-        } else {
-            from_f64((xf.ln_1p() * std::f64::consts::LOG2_E).to_bits())
-        };
-        if cy == Class::Zero || cy == Class::Inf {
-            return compute(env, Op::Mul, y, l);
+            let l = compute(&mut scratch, Op::Mul, x, log2e);
+            if cy == Class::Inf {
+                return compute(env, Op::Mul, y, l);
+            }
+            let r = compute(env, Op::Mul, y, l);
+            env.flags |= PE;
+            return r;
         }
-        let r = compute(env, Op::Mul, y, l);
-        env.flags |= PE;
-        env.round_up = false;
-        r
+        if cy == Class::Inf {
+            return F80::inf(y.sign() ^ x.sign());
+        }
+        let w = super::fixed::Wide::from_f80(y).mul_pub(super::fixed::log2_1p(x));
+        w.round(env)
     })
 }
 
@@ -414,7 +413,7 @@ fn f2xm1(cpu: &mut Cpu, _: &mut dyn Bus, i: &Instruction) -> Result<()> {
             }
             _ => {
                 let (_, _, e) = split(a);
-                if e < -60 {
+                if e < -63 {
                     // 2^x - 1 ≈ x·ln 2 for tiny x; stay in extended range.
                     let ln2 = F80 {
                         se: 0x3ffe,
@@ -424,8 +423,7 @@ fn f2xm1(cpu: &mut Cpu, _: &mut dyn Bus, i: &Instruction) -> Result<()> {
                     env.flags |= PE;
                     r
                 } else {
-                    let x = to_f64(a);
-                    from_f64_inexact(&mut env, (x * std::f64::consts::LN_2).exp_m1())
+                    super::fixed::f2xm1(a).round(&mut env)
                 }
             }
         }
