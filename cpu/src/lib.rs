@@ -14,6 +14,8 @@ pub mod insn;
 pub mod interrupt;
 pub mod memory;
 pub mod mmu;
+#[cfg(test)]
+mod mmu_tests;
 pub mod operand;
 pub mod seg;
 pub mod simd;
