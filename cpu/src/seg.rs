@@ -75,3 +75,25 @@ impl Cpu {
         self.write_lin(bus, lin, size, v)
     }
 }
+
+/// Linear address of `size` bytes at `off` through an explicit segment
+/// cache (a stack that is not yet in SS), or `None` on a limit violation.
+/// Data segments only (stacks); expand-down honoured. `long64` skips the
+/// limit and checks canonicality instead.
+pub fn seg_lin_in(s: &crate::state::Segment, off: u64, size: usize, long64: bool) -> Option<u64> {
+    if long64 {
+        let end = off.wrapping_add(size as u64 - 1);
+        return (canonical(off) && canonical(end)).then_some(off);
+    }
+    let off = off & 0xffff_ffff;
+    let last = off + size as u64 - 1;
+    if s.attr & (attr::CODE | attr::DC) == attr::DC {
+        let upper = if s.attr & attr::DB != 0 { 0xffff_ffff } else { 0xffff };
+        if off <= s.limit as u64 || last > upper {
+            return None;
+        }
+    } else if last > s.limit as u64 {
+        return None;
+    }
+    Some(s.base.wrapping_add(off) & 0xffff_ffff)
+}
