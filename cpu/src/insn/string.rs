@@ -5,7 +5,8 @@
 //! segment may be overridden; the destination is always ES. A REP
 //! instruction runs at most `REP_CHUNK` iterations per call and, if the count
 //! is not exhausted, leaves RIP on itself so that it resumes after pending
-//! interrupts are taken (SDM 7.3.9.2: registers reflect completed
+//! interrupts are taken, or stops at once after a write to a page holding
+//! decoded code so that the executor drops the stale blocks (SDM 7.3.9.2: registers reflect completed
 //! iterations, so it is restartable at any point). A fault in iteration k
 //! leaves iterations before k done.
 
@@ -145,7 +146,7 @@ fn string_op<const OP: u8>(cpu: &mut Cpu, bus: &mut dyn Bus, i: &Instruction) ->
             cpu.break_block |= io;
             return Ok(());
         }
-        if done >= REP_CHUNK || cpu.break_block {
+        if done >= REP_CHUNK || cpu.mem.has_dirty_code() {
             // Resume here after the executor has looked at interrupts and
             // invalidated code this instruction may have overwritten.
             cpu.s.rip = i.ip();
