@@ -324,6 +324,24 @@ mod tests {
             rtc_start: 0,
         })
         .unwrap();
+        if let Ok(n) = std::env::var("KAGAMI_TRACE").map(|v| v.parse::<usize>().unwrap_or(20)) {
+            for _ in 0..n {
+                let cs = pc.cpu.s.segs[kagami_cpu::state::CS].base;
+                let lin = cs.wrapping_add(pc.cpu.s.rip);
+                let mut b = [0u8; 15];
+                for (k, x) in b.iter_mut().enumerate() {
+                    let p = pc.cpu.translate(&mut pc.board, lin + k as u64, kagami_cpu::mmu::Access::Exec).unwrap_or(0);
+                    *x = pc.cpu.read_phys(&mut pc.board, p, 1) as u8;
+                }
+                let mut d = iced_x86::Decoder::with_ip(pc.cpu.s.mode.bitness(), &b, pc.cpu.s.rip, 0);
+                let i = d.decode();
+                println!("{:#x} {i}  rsp={:#x} rax={:#x}", pc.cpu.s.rip, pc.cpu.s.gpr[4], pc.cpu.s.gpr[0]);
+                if pc.cpu.step(&mut pc.board) != Exit::Budget {
+                    println!("exit at {:#x} cr2={:#x}", pc.cpu.s.rip, pc.cpu.s.cr2);
+                    break;
+                }
+            }
+        }
         let t = std::time::Instant::now();
         let stop = pc.run(Some(insns));
         let secs = t.elapsed().as_secs_f64();
