@@ -547,3 +547,33 @@ fn rdrand_is_deterministic_and_sets_cf() {
     assert_eq!(a, run());
     assert_ne!(a[0], a[1]);
 }
+
+#[test]
+fn fsgsbase_needs_cr4_and_checks_canonical() {
+    let mut e = Env::new();
+    e.prot32();
+    e.cpu.s.efer |= efer::LMA | efer::LME;
+    e.cpu.s.cr4 |= crate::state::cr4::PAE;
+    e.cpu.s.segs[CS].attr = (e.cpu.s.segs[CS].attr & !attr::DB) | attr::L;
+    e.cpu.s.cr0 |= cr0::PG;
+    e.cpu.s.cr3 = 0x20000;
+    e.cpu.update_mode();
+    assert_eq!(e.cpu.s.mode, Mode::Long64);
+    e.w64(0x20000, 0x21007);
+    e.w64(0x21000, 0x22007);
+    e.w64(0x22000, 0x87);
+    e.code(64, 0x4000, |a| {
+        a.mov(rax, 0x1234_5678_9abcu64)?;
+        a.wrfsbase(rax)?;
+        a.rdfsbase(rbx)?;
+        a.hlt()
+    });
+    // Without CR4.FSGSBASE: #UD, delivered through an empty IDT: shutdown.
+    e.cpu.s.idtr.limit = 0;
+    assert_eq!(e.run_at(0x4000), Exit::TripleFault);
+    e.cpu.shutdown = false;
+    e.cpu.s.cr4 |= crate::state::cr4::FSGSBASE;
+    assert_eq!(e.run_at(0x4000), Exit::Halted);
+    assert_eq!(e.cpu.s.gpr[3], 0x1234_5678_9abc);
+    assert_eq!(e.cpu.s.segs[crate::state::FS].base, 0x1234_5678_9abc);
+}
