@@ -577,3 +577,71 @@ fn fsgsbase_needs_cr4_and_checks_canonical() {
     assert_eq!(e.cpu.s.gpr[3], 0x1234_5678_9abc);
     assert_eq!(e.cpu.s.segs[crate::state::FS].base, 0x1234_5678_9abc);
 }
+
+#[test]
+fn iretq_to_compat_ring3_and_ist_delivery() {
+    let mut e = Env::new();
+    e.prot32();
+    let (pml4, pdpt, pd) = (0x20000u64, 0x21000u64, 0x22000u64);
+    e.w64(pml4, pdpt | 7);
+    e.w64(pdpt, pd | 7);
+    e.w64(pd, 0x87);
+    // A 16-byte 64-bit TSS descriptor at 0x60; RSP0 and an unaligned IST1.
+    const TSS64: u64 = 0x3200;
+    e.w64(GDT + 0x60, seg(TSS64, 0x67, 0x89, 0));
+    e.w64(GDT + 0x68, 0);
+    e.cpu.s.gdtr.limit = 0x6f;
+    e.w64(TSS64 + 4, 0x9000);
+    e.w64(TSS64 + 0x24, 0x8808);
+    let c = &mut e.cpu;
+    c.write_cr4(crate::state::cr4::PAE).unwrap();
+    c.write_cr3(pml4).unwrap();
+    c.write_efer(efer::LME).unwrap();
+    c.write_cr0(c.s.cr0 | cr0::PG).unwrap();
+    assert_eq!(c.s.mode, Mode::Compat32);
+    c.s.idtr.limit = 0xfff;
+    e.w64(IDT + 16 * 0x80, gate(0x30, 0x5800, 0xee) | 1 << 32);
+    e.w64(IDT + 16 * 0x80 + 8, 0);
+    e.code(64, 0x4800, |a| {
+        a.mov(ax, 0x60u32)?;
+        a.ltr(ax)?;
+        a.hlt()
+    });
+    e.code(64, 0x5800, |a| {
+        a.mov(rax, rsp)?;
+        a.out(0xe9, eax)?;
+        a.hlt()
+    });
+    let after = e.code(32, 0x6300, |a| {
+        a.mov(eax, 0x99u32)?;
+        a.int(0x80)
+    });
+    e.cpu.s.rip = 0x4f00;
+    e.cpu.far_jump_protected(&mut e.bus, 0x30, 0x4800, 4).unwrap();
+    assert_eq!(e.run(), Exit::Halted);
+    assert_eq!(e.cpu.s.tr.selector, 0x60);
+    assert_eq!(e.cpu.s.tr.base, TSS64);
+    // IRETQ to 32-bit ring-3 code in compatibility mode.
+    let top = 0x9000 - 40;
+    for (k, v) in [0x6300u64, 0x1b, 0x3002, 0x7000, 0x23].iter().enumerate() {
+        e.w64(top + 8 * k as u64, *v);
+    }
+    e.cpu.s.gpr[RSP] = top;
+    e.cpu.iret_protected(&mut e.bus, 8).unwrap();
+    assert_eq!((e.cpu.s.mode, e.cpu.s.cpl, e.cpu.s.gpr[RSP]), (Mode::Compat32, 3, 0x7000));
+    assert_eq!(e.cpu.s.segs[DS].selector, 0, "DPL-0 DS nulled on return to ring 3");
+    if !crate::dispatch::implemented(iced_x86::Code::Int_imm8) {
+        eprintln!("SKIPPED rest of iretq_to_compat_ring3_and_ist_delivery: INT imm8 not implemented");
+        return;
+    }
+    assert_eq!(e.run(), Exit::Halted);
+    // IST1 aligned down to 0x8800, five qwords pushed.
+    assert_eq!(e.bus.0, vec![0x8800 - 40]);
+    assert_eq!(e.r32(0x8800 - 40), after as u32);
+    assert_eq!(e.r32(0x8800 - 32), 0x1b);
+    assert_eq!(e.r32(0x8800 - 8), 0x23);
+    assert_eq!((e.cpu.s.segs[SS].selector, e.cpu.s.segs[CS].selector), (0, 0x30));
+    e.cpu.s.gpr[RSP] = 0x8800 - 40;
+    e.cpu.iret_protected(&mut e.bus, 8).unwrap();
+    assert_eq!((e.cpu.s.mode, e.cpu.s.rip, e.cpu.s.gpr[RSP]), (Mode::Compat32, after, 0x7000));
+}
