@@ -645,3 +645,38 @@ fn iretq_to_compat_ring3_and_ist_delivery() {
     e.cpu.iret_protected(&mut e.bus, 8).unwrap();
     assert_eq!((e.cpu.s.mode, e.cpu.s.rip, e.cpu.s.gpr[RSP]), (Mode::Compat32, after, 0x7000));
 }
+
+#[test]
+fn ring3_int_switches_to_tss_stack_and_software_dpl_check() {
+    let mut e = Env::new();
+    e.prot32();
+    e.idt32(0x80, 0x5800, 3);
+    e.idt32(0x81, 0x5800, 0);
+    e.idt32(13, 0x5900, 0);
+    e.code(32, 0x5800, |a| {
+        a.mov(eax, esp)?;
+        a.out(0xe9, eax)?;
+        a.hlt()
+    });
+    e.code(32, 0x5900, |a| {
+        a.mov(eax, dword_ptr(esp))?;
+        a.out(0xe9, eax)?;
+        a.hlt()
+    });
+    e.to_ring3(0x6000, 0x8000);
+    e.cpu.s.rip = 0x6002;
+    e.cpu.raise(&mut e.bus, Exception::SoftwareInterrupt(0x80));
+    assert_eq!(e.run(), Exit::Halted);
+    // EIP CS EFLAGS ESP SS on the ring-0 stack from TSS1.
+    let top = 0x9000 - 20;
+    assert_eq!(e.bus.0, vec![top as u32]);
+    let frame: Vec<u32> = (0..5).map(|k| e.r32(top + 4 * k)).collect();
+    assert_eq!(frame, vec![0x6002, 0x1b, 0x3002, 0x8000, 0x23]);
+    e.cpu.s.gpr[RSP] = top;
+    e.cpu.iret_protected(&mut e.bus, 4).unwrap();
+    assert_eq!((e.cpu.s.cpl, e.cpu.s.rip, e.cpu.s.gpr[RSP]), (3, 0x6002, 0x8000));
+    // INT 0x81 from ring 3 through a DPL-0 gate: #GP(0x81*8+2).
+    e.cpu.raise(&mut e.bus, Exception::SoftwareInterrupt(0x81));
+    assert_eq!(e.run(), Exit::Halted);
+    assert_eq!(e.bus.0[1], 0x81 * 8 + 2);
+}
