@@ -495,10 +495,9 @@ fn descriptor_instructions() {
         a.out(0xe9, eax)?;
         a.mov(ecx, 0x1234u32)?;
         a.lsl(eax, ecx)?;
-        a.setz(al)?;
         a.hlt()
     });
-    e.run_at(0x4000);
+    assert_eq!(e.run_at(0x4000), Exit::Halted);
     assert_eq!(e.bus.0, vec![0x00cf_fa00, 0xffff_ffff]);
     assert!(!e.cpu.s.zf());
     let _ = attr::P;
@@ -679,4 +678,53 @@ fn ring3_int_switches_to_tss_stack_and_software_dpl_check() {
     e.cpu.raise(&mut e.bus, Exception::SoftwareInterrupt(0x81));
     assert_eq!(e.run(), Exit::Halted);
     assert_eq!(e.bus.0[1], 0x81 * 8 + 2);
+}
+
+#[test]
+fn ldt_selectors_and_table_stores() {
+    let mut e = Env::new();
+    e.prot32();
+    // LDT at 0x3800 with one data segment (index 1, base 0x100000) and a GDT entry for it at 0x60.
+    e.w64(0x3808, seg(0x10_0000, 0xffff, 0xf2, 0x4));
+    e.w64(GDT + 0x60, seg(0x3800, 0xf, 0x82, 0));
+    e.cpu.s.gdtr.limit = 0x67;
+    e.w32(0x10_0010, 0xfeed);
+    e.code(32, 0x4000, |a| {
+        a.mov(ax, 0x60u32)?;
+        a.lldt(ax)?;
+        a.mov(ax, 0x0fu32)?; // index 1, TI, RPL 3
+        a.mov(es, ax)?;
+        a.mov(eax, dword_ptr(0x10).es())?;
+        a.out(0xe9, eax)?;
+        a.xor(ebx, ebx)?;
+        let mut l1 = a.create_label();
+        let mut l2 = a.create_label();
+        a.verr(word_ptr(0x7000))?;
+        a.jnz(l1)?;
+        a.or(ebx, 1)?;
+        a.set_label(&mut l1)?;
+        a.mov(ax, 0x0fu32)?;
+        a.verw(ax)?;
+        a.jnz(l2)?;
+        a.or(ebx, 0x100)?;
+        a.set_label(&mut l2)?;
+        a.sgdt(ptr(0x7100))?;
+        a.sidt(ptr(0x7110))?;
+        a.sldt(word_ptr(0x7120))?;
+        a.mov(cx, 0x10u32)?;
+        a.mov(dx, 0x03u32)?;
+        a.arpl(cx, dx)?;
+        a.hlt()
+    });
+    e.w32(0x7000, 0x08); // VERR of the ring-0 code segment (readable): ZF=1
+    e.run_at(0x4000);
+    assert_eq!(e.bus.0, vec![0xfeed]);
+    assert_eq!(e.cpu.s.segs[ES].base, 0x10_0000);
+    assert_eq!(e.cpu.s.gpr[3] & 0xffff, 0x0101, "VERR code, VERW LDT data");
+    assert_eq!(e.r32(0x7100) & 0xffff, 0x67);
+    assert_eq!(e.r32(0x7102), GDT as u32);
+    assert_eq!(e.r32(0x7112), IDT as u32);
+    assert_eq!(e.r32(0x7120) & 0xffff, 0x60);
+    assert_eq!(e.cpu.s.gpr[1] & 0xffff, 0x13);
+    assert!(e.cpu.s.zf());
 }
