@@ -728,3 +728,59 @@ fn ldt_selectors_and_table_stores() {
     assert_eq!(e.cpu.s.gpr[1] & 0xffff, 0x13);
     assert!(e.cpu.s.zf());
 }
+
+#[test]
+fn task_jmp_loads_cr3_and_ldt_and_jumps_back() {
+    let mut e = Env::new();
+    e.prot32();
+    // Two page directories of 4 MiB pages: the second maps 0x400000 to 0x800000.
+    let (pd1, pd2) = (0x10000u64, 0x12000u64);
+    for pd in [pd1, pd2] {
+        for k in 0..4u64 {
+            e.w32(pd + 4 * k, (k << 22 | 0x87) as u32);
+        }
+    }
+    e.w32(pd2 + 4, 0x80_0087);
+    e.w32(0x40_0000, 0x1111);
+    e.w32(0x80_0000, 0x2222);
+    // LDT with a data segment based at 0x400000.
+    e.w64(0x3808, seg(0x40_0000, 0xffff, 0x92, 0x4));
+    e.w64(GDT + 0x60, seg(0x3800, 0xf, 0x82, 0));
+    e.cpu.s.gdtr.limit = 0x67;
+    let c = &mut e.cpu;
+    c.write_cr4(crate::state::cr4::PSE).unwrap();
+    c.write_cr3(pd1).unwrap();
+    c.write_cr0(c.s.cr0 | cr0::PG).unwrap();
+    // TSS2: CR3, EIP, EFLAGS, ESP, ES, CS, SS, DS (LDT selector), LDT.
+    for (off, v) in [
+        (0x1c, pd2 as u32),
+        (0x20, 0x7000),
+        (0x24, 2),
+        (0x38, 0x8800),
+        (0x48, 0x10),
+        (0x4c, 0x08),
+        (0x50, 0x10),
+        (0x54, 0x0c),
+        (0x60, 0x60),
+    ] {
+        e.w32(TSS2 + off, v);
+    }
+    e.code(32, 0x7000, |a| {
+        a.mov(eax, dword_ptr(0))?;
+        a.out(0xe9, eax)?;
+        a.hlt()
+    });
+    e.cpu.s.rip = 0x4444;
+    e.cpu.far_jump_protected(&mut e.bus, 0x40, 0, 4).unwrap();
+    assert_eq!((e.cpu.s.cr3, e.cpu.s.ldtr.selector, e.cpu.s.segs[DS].base), (pd2, 0x60, 0x40_0000));
+    assert_eq!(e.cpu.s.flags() & flags::NT, 0, "JMP does not nest");
+    assert_eq!(e.r32(GDT + 0x28 + 4) >> 8 & 0xf, 0x9, "old TSS no longer busy");
+    assert_eq!(e.run(), Exit::Halted);
+    assert_eq!(e.bus.0, vec![0x2222]);
+    // And back: the old task resumes where it jumped. A task switch does
+    // not save CR3, so the old TSS must hold it.
+    e.w32(TSS1 + 0x1c, pd1 as u32);
+    e.cpu.far_jump_protected(&mut e.bus, 0x28, 0, 4).unwrap();
+    assert_eq!((e.cpu.s.rip, e.cpu.s.cr3, e.cpu.s.tr.selector), (0x4444, pd1, 0x28));
+    assert_eq!(e.cpu.s.segs[DS].selector, 0x10);
+}
