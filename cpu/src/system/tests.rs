@@ -138,7 +138,7 @@ impl Env {
         self.cpu.run(&mut self.bus, 10_000)
     }
     /// Drop to ring 3 at `rip` with an IRET frame (IOPL 3 so OUT works).
-    fn to_ring3(&mut self, rip: u64, stack: u64) {
+    fn enter_ring3(&mut self, rip: u64, stack: u64) {
         let top = 0x9000 - 20;
         for (k, v) in [rip, 0x1b, 0x3002, stack, 0x23].iter().enumerate() {
             self.w32(top + 4 * k as u64, *v as u32);
@@ -236,7 +236,7 @@ fn call_gate_to_ring0_and_back() {
         a.out(0xe9, eax)?;
         a.nop()
     });
-    e.to_ring3(0x6000, 0x8000);
+    e.enter_ring3(0x6000, 0x8000);
     // PUSH imm belongs to another family; put the parameters in place.
     e.w32(0x8000 - 4, 0x11);
     e.w32(0x8000 - 8, 0x22);
@@ -464,7 +464,7 @@ fn sysenter_sysexit_round_trip() {
         a.out(0xe9, eax)?;
         a.sysenter()
     });
-    e.to_ring3(0x6200, 0x8000);
+    e.enter_ring3(0x6200, 0x8000);
     assert_eq!(e.cpu.run(&mut e.bus, 8), Exit::Budget);
     assert_eq!(e.bus.0, vec![0x8000, 0x8f00]);
     assert_eq!((e.cpu.s.cpl, e.cpu.s.segs[CS].selector, e.cpu.s.segs[SS].selector), (3, 0x1b, 0x23));
@@ -662,7 +662,7 @@ fn ring3_int_switches_to_tss_stack_and_software_dpl_check() {
         a.out(0xe9, eax)?;
         a.hlt()
     });
-    e.to_ring3(0x6000, 0x8000);
+    e.enter_ring3(0x6000, 0x8000);
     e.cpu.s.rip = 0x6002;
     e.cpu.raise(&mut e.bus, Exception::SoftwareInterrupt(0x80));
     assert_eq!(e.run(), Exit::Halted);
