@@ -784,3 +784,34 @@ fn task_jmp_loads_cr3_and_ldt_and_jumps_back() {
     assert_eq!((e.cpu.s.rip, e.cpu.s.cr3, e.cpu.s.tr.selector), (0x4444, pd1, 0x28));
     assert_eq!(e.cpu.s.segs[DS].selector, 0x10);
 }
+
+#[test]
+fn gate16_pushes_a_16_bit_frame_and_iret16_returns() {
+    let mut e = Env::new();
+    e.prot32();
+    // 16-bit interrupt gate (type 6) to a handler at 0x5a00.
+    e.w64(IDT + 8 * 0x40, gate(0x08, 0x5a00, 0x86));
+    e.code(32, 0x5a00, |a| a.hlt());
+    e.cpu.s.rip = 0x4321;
+    e.cpu.s.gpr[RSP] = 0x9000;
+    e.cpu.raise(&mut e.bus, Exception::SoftwareInterrupt(0x40));
+    assert_eq!(e.cpu.s.gpr[RSP], 0x9000 - 6);
+    assert_eq!(e.r32(0x9000 - 6) & 0xffff, 0x4321);
+    assert_eq!(e.r32(0x9000 - 4) & 0xffff, 0x08);
+    assert_eq!(e.cpu.s.rip, 0x5a00);
+    assert_eq!(e.cpu.s.flags() & flags::IF, 0);
+    e.cpu.iret_protected(&mut e.bus, 2).unwrap();
+    assert_eq!((e.cpu.s.rip, e.cpu.s.gpr[RSP]), (0x4321, 0x9000));
+    // A gate in the IDT that is not a gate type: #GP(vector*8+2), EXT=0 for INT n.
+    e.w64(IDT + 8 * 0x41, gate(0x08, 0x5a00, 0x81));
+    e.idt32(13, 0x5b00, 0);
+    e.code(32, 0x5b00, |a| a.hlt());
+    e.cpu.raise(&mut e.bus, Exception::SoftwareInterrupt(0x41));
+    assert_eq!(e.cpu.s.rip, 0x5b00);
+    assert_eq!(e.r32(0x9000 - 16), 0x41 * 8 + 2);
+    // A gate whose target is a data segment, for an external interrupt: #GP(selector | EXT).
+    e.w64(IDT + 8 * 0x42, gate(0x10, 0x5a00, 0x8e));
+    e.cpu.s.gpr[RSP] = 0x9000;
+    e.cpu.deliver_external(&mut e.bus, 0x42);
+    assert_eq!(e.r32(0x9000 - 16), 0x10 | 1, "data segment as gate target: #GP(sel|EXT)");
+}
