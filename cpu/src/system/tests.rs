@@ -350,6 +350,14 @@ fn v86_interrupt_to_ring0_monitor() {
     assert_eq!(e.cpu.s.mode, Mode::V86);
     assert_eq!(e.cpu.s.segs[DS].selector, 0x1234);
     assert_eq!(e.cpu.s.rip, 0x107);
+    // Far CALL/RETF in V86 mode are real-mode transfers.
+    let sp0 = e.cpu.s.gpr[RSP];
+    e.cpu.far_call_protected(&mut e.bus, 0x0900, 0x10, 2).unwrap();
+    assert_eq!((e.cpu.s.segs[CS].base, e.cpu.s.rip, e.cpu.s.gpr[RSP]), (0x9000, 0x10, sp0 - 4));
+    assert_eq!(e.r32(0x8000 + sp0 - 4), 0x0700_0107);
+    e.cpu.far_ret_protected(&mut e.bus, 2, 0).unwrap();
+    assert_eq!((e.cpu.s.segs[CS].selector, e.cpu.s.rip, e.cpu.s.gpr[RSP]), (0x700, 0x107, sp0));
+    assert_eq!(e.cpu.s.mode, Mode::V86);
     // With IOPL 0, INT n in V86 mode is #GP(0) to the monitor.
     e.cpu.s.rflags &= !flags::IOPL;
     e.cpu.raise(&mut e.bus, Exception::SoftwareInterrupt(0x21));
