@@ -294,6 +294,9 @@ impl Board {
     }
 
     fn sync_irqs(&mut self) {
+        if !self.pins.has_changes() {
+            return;
+        }
         if let Some(ch) = self.pins.take_changes() {
             let pic = &mut self.pic;
             ch.replay(|pin, level| {

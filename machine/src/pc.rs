@@ -308,7 +308,10 @@ mod tests {
         let kernel = std::fs::read(format!("{dir}/bzImage")).expect("bzImage");
         let initrd = std::fs::read(format!("{dir}/initramfs.cpio.gz")).expect("initramfs");
         let out = SharedBuffer::new();
-        let insns: u64 = std::env::var("KAGAMI_INSNS").ok().and_then(|v| v.parse().ok()).unwrap_or(50_000_000);
+        let insns: u64 = std::env::var("KAGAMI_INSNS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(50_000_000);
         let mut pc = Pc::new(PcConfig {
             kind: MachineKind::Pc,
             ram_bytes: 256 << 20,
@@ -330,7 +333,10 @@ mod tests {
                 let lin = cs.wrapping_add(pc.cpu.s.rip);
                 let mut b = [0u8; 15];
                 for (k, x) in b.iter_mut().enumerate() {
-                    let p = pc.cpu.translate(&mut pc.board, lin + k as u64, kagami_cpu::mmu::Access::Exec).unwrap_or(0);
+                    let p = pc
+                        .cpu
+                        .translate(&mut pc.board, lin + k as u64, kagami_cpu::mmu::Access::Exec)
+                        .unwrap_or(0);
                     *x = pc.cpu.read_phys(&mut pc.board, p, 1) as u8;
                 }
                 let mut d = iced_x86::Decoder::with_ip(pc.cpu.s.mode.bitness(), &b, pc.cpu.s.rip, 0);
