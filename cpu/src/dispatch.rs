@@ -56,7 +56,9 @@ fn esc_without_fpu(cpu: &mut Cpu, _: &mut dyn Bus, i: &Instruction) -> Result<()
 
 fn is_esc(i: &Instruction) -> bool {
     let oc = i.op_code();
-    oc.table() == OpCodeTableKind::Normal && (0xd8..=0xdf).contains(&oc.op_code())
+    // Register forms carry the ModRM byte in the opcode value (D8F8 etc.).
+    let op = if oc.op_code() > 0xff { oc.op_code() >> 8 } else { oc.op_code() };
+    oc.table() == OpCodeTableKind::Normal && (0xd8..=0xdf).contains(&op)
 }
 
 /// The handler for a decoded instruction on the given model.

@@ -2,3 +2,5 @@
 
 #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
 pub mod diff;
+pub mod moo;
+pub mod sst;
