@@ -34,6 +34,7 @@ struct Frame {
     mm: [u64; 2],       // 88, 96
     host_mxcsr: u32,    // 104
     _pad: u32,
+    mem: [u8; 32], // 112: the memory operand ([rsi]) of the memory forms
 }
 
 struct Native {
@@ -55,6 +56,7 @@ impl Native {
         a.mov(rax, qword_ptr(rdi + 56)).unwrap();
         a.mov(rcx, qword_ptr(rdi + 64)).unwrap();
         a.mov(rdx, qword_ptr(rdi + 72)).unwrap();
+        a.lea(rsi, ptr(rdi + 112)).unwrap();
         a.xor(r8d, r8d).unwrap(); // clear the arithmetic flags
         a.db(insn).unwrap();
         a.movdqu(xmmword_ptr(rdi), xmm0).unwrap();
@@ -93,8 +95,8 @@ impl Native {
 
     fn run(&self, f: &mut Frame) {
         // SAFETY: the mapping holds a complete function following the SysV
-        // ABI that only touches the frame (via rdi) and caller-saved
-        // registers (rax, rcx, rdx, r8, xmm0-2, mm0-1 with EMMS), restores
+        // ABI that only touches the frame (via rdi and rsi) and caller-saved
+        // registers (rax, rcx, rdx, rsi, r8, xmm0-2, mm0-1 with EMMS), restores
         // MXCSR, and whose instruction under test is non-faulting with all
         // SIMD exceptions masked.
         unsafe {
@@ -245,9 +247,22 @@ fn operands(code: Code) -> Option<Vec<K>> {
     Some(kinds)
 }
 
-fn build(code: Code, kinds: &[K], imm: u8) -> Option<Instruction> {
+/// Build the instruction; with `mem`, the first r/m-capable operand is
+/// the memory operand [rsi].
+fn build(code: Code, kinds: &[K], imm: u8, mem: bool) -> Option<Instruction> {
     let mut ops = Vec::new();
+    let mem_at = if mem {
+        kinds
+            .iter()
+            .position(|k| matches!(k, K::xmm_or_mem | K::mm_or_mem | K::r32_or_mem | K::r64_or_mem))?
+    } else {
+        usize::MAX
+    };
     for (n, k) in kinds.iter().enumerate() {
+        if n == mem_at {
+            ops.push(Register::None);
+            continue;
+        }
         let r = match k {
             K::xmm_reg | K::xmm_or_mem | K::xmm_rm => [Register::XMM0, Register::XMM1, Register::XMM2][n],
             K::mm_reg | K::mm_or_mem | K::mm_rm => [Register::MM0, Register::MM1, Register::MM1][n],
@@ -258,6 +273,17 @@ fn build(code: Code, kinds: &[K], imm: u8) -> Option<Instruction> {
         ops.push(r);
     }
     let imm32 = imm as u32;
+    if mem {
+        let m = iced_x86::MemoryOperand::with_base(Register::RSI);
+        return match (kinds.len(), mem_at) {
+            (2, 0) => Instruction::with2(code, m, ops[1]).ok(),
+            (2, _) => Instruction::with2(code, ops[0], m).ok(),
+            (3, 0) if kinds[2] == K::imm8 => Instruction::with3(code, m, ops[1], imm32).ok(),
+            (3, 1) if kinds[2] == K::imm8 => Instruction::with3(code, ops[0], m, imm32).ok(),
+            (3, 1) => Instruction::with3(code, ops[0], m, ops[2]).ok(),
+            _ => None,
+        };
+    }
     let i = match (kinds.len(), kinds.last()) {
         (1, _) => Instruction::with1(code, ops[0]).ok()?,
         (2, Some(K::imm8)) => Instruction::with2(code, ops[0], imm32).ok()?,
@@ -303,8 +329,26 @@ fn approx_ok(host: &Frame, emu: &Frame) -> bool {
     host.mxcsr_out == emu.mxcsr_out && host.xmm[1] == emu.xmm[1] && host.xmm[2] == emu.xmm[2]
 }
 
+/// Guest address of the memory operand.
+const GUEST_MEM: u64 = 0x10000;
+
+/// A 64-bit CPU with 4 MiB of identity-mapped RAM (2 MiB pages).
 fn new_cpu() -> Cpu {
-    let mut cpu = Cpu::new(GuestMemory::new(4096).unwrap(), PhysMap::new());
+    let mem = GuestMemory::new(4 << 20).unwrap();
+    let mut map = PhysMap::new();
+    map.add(kagami_cpu::Region {
+        start: 0,
+        len: 4 << 20,
+        backing: 0,
+        kind: kagami_cpu::RegionKind::Ram,
+    })
+    .unwrap();
+    mem.write(0x1000, &(0x2000u64 | 3).to_le_bytes());
+    mem.write(0x2000, &(0x3000u64 | 3).to_le_bytes());
+    mem.write(0x3000, &0x83u64.to_le_bytes());
+    mem.write(0x3008, &(0x20_0000u64 | 0x83).to_le_bytes());
+    let mut cpu = Cpu::new(mem, map);
+    cpu.s.cr3 = 0x1000;
     cpu.s.cr0 = cr0::PE | cr0::PG | cr0::ET | cr0::NE | cr0::MP;
     cpu.s.cr4 = cr4::PAE | cr4::OSFXSR | cr4::OSXMMEXCPT;
     cpu.s.efer = efer::LME | efer::LMA;
@@ -327,6 +371,9 @@ fn emulate(cpu: &mut Cpu, insn: &Instruction, f: &Frame) -> Result<Frame, kagami
     s.gpr[0] = f.rax;
     s.gpr[1] = f.rcx;
     s.gpr[2] = f.rdx;
+    s.gpr[6] = GUEST_MEM;
+    cpu.mem.write(GUEST_MEM, &f.mem);
+    let s = &mut cpu.s;
     s.set_flags(0x202 | 0x44); // as after XOR r8d,r8d: ZF PF set
     let h = dispatch::handler_for(insn, CpuModel::X86_64);
     h(cpu, &mut NullBus, insn)?;
@@ -341,6 +388,7 @@ fn emulate(cpu: &mut Cpu, insn: &Instruction, f: &Frame) -> Result<Frame, kagami
     o.rdx = s.gpr[2];
     o.mxcsr_out = s.fpu.mxcsr;
     o.rflags = s.flags() & 0x8d5;
+    cpu.mem.read(GUEST_MEM, &mut o.mem);
     Ok(o)
 }
 
@@ -367,6 +415,7 @@ fn simd_matches_host() {
     let mut stats: BTreeMap<String, (usize, usize)> = BTreeMap::new();
     let mut failures = Vec::new();
     let mut forms = 0;
+    let mut mem_cases = 0;
     for code in Code::values() {
         if code.encoding() != EncodingKind::Legacy || !dispatch::implemented(code) {
             continue;
@@ -386,8 +435,8 @@ fn simd_matches_host() {
         } else {
             vec![0]
         };
-        for imm in imms {
-            let Some(insn) = build(code, &kinds, imm) else { continue };
+        for (imm, mem) in imms.iter().flat_map(|&i| [(i, false), (i, true)]) {
+            let Some(insn) = build(code, &kinds, imm, mem) else { continue };
             let mut enc = Encoder::new(64);
             if enc.encode(&insn, 0).is_err() {
                 continue;
@@ -408,11 +457,12 @@ fn simd_matches_host() {
                 };
                 let mut f = Frame {
                     xmm: [vector(&mut r, ln), vector(&mut r, ln), vector(&mut r, ln)],
+                    // Random RC, DAZ, FTZ and (sometimes) already-set flags.
                     mxcsr_in: 0x1f80
-                        | (r.below(4) as u32) << 13
-                        | (r.below(2) as u32) << 6
-                        | (r.below(2) as u32) << 15
-                        | (r.below(4) as u32 & 1) * (r.below(64) as u32),
+                        | ((r.below(4) as u32) << 13)
+                        | ((r.below(2) as u32) << 6)
+                        | ((r.below(2) as u32) << 15)
+                        | ((r.below(4) as u32 & 1) * (r.below(64) as u32)),
                     rax: int_edge(&mut r),
                     rcx: int_edge(&mut r),
                     rdx: int_edge(&mut r) % 40,
@@ -421,6 +471,10 @@ fn simd_matches_host() {
                 };
                 if r.below(3) == 0 {
                     f.xmm[1] = f.xmm[0];
+                }
+                let mv = [vector(&mut r, ln), vector(&mut r, ln)];
+                for (k, q) in mv.iter().flatten().enumerate() {
+                    f.mem[8 * k..8 * k + 8].copy_from_slice(&q.to_le_bytes());
                 }
                 if r.below(4) == 0 {
                     f.rax = r.below(40).wrapping_sub(20);
@@ -438,6 +492,9 @@ fn simd_matches_host() {
                     Err(_) => false,
                 };
                 let st = stats.entry(format!("{m:?}")).or_default();
+                if mem {
+                    mem_cases += 1;
+                }
                 st.0 += 1;
                 if !ok {
                     st.1 += 1;
@@ -459,7 +516,7 @@ fn simd_matches_host() {
         }
     }
     println!(
-        "simd_host: {forms} instruction forms, {} mnemonics, {total} cases, {bad} mismatches",
+        "simd_host: {forms} instruction forms, {} mnemonics, {total} cases ({mem_cases} with a memory operand), {bad} mismatches",
         stats.len()
     );
     println!("mnemonics: {}", stats.keys().cloned().collect::<Vec<_>>().join(" "));
@@ -468,4 +525,84 @@ fn simd_matches_host() {
     }
     println!("{line}");
     assert_eq!(bad, 0, "{bad} of {total} SIMD cases differ from the host");
+}
+
+/// FXSAVE64 after MMX and SSE register loads: kagami's image must match
+/// the host's in FCW, FSW, the abridged tag byte, MXCSR, the ST/MM area
+/// and the XMM area (FOP/FIP/FDP hold host addresses, and MXCSR_MASK is
+/// model-specific, so those are not compared).
+#[test]
+fn fxsave_image_matches_host() {
+    #[repr(C, align(16))]
+    struct Area {
+        regs: [u8; 64], // xmm0-2 at 0/16/32, mm0 at 48, mm1 at 56
+        mxcsr: u32,     // 64
+        host_mxcsr: u32,
+        _pad: [u8; 56],
+        image: [u8; 512], // 128
+    }
+    let mut a = CodeAssembler::new(64).unwrap();
+    a.stmxcsr(dword_ptr(rdi + 68)).unwrap();
+    a.ldmxcsr(dword_ptr(rdi + 64)).unwrap();
+    a.movdqu(xmm0, xmmword_ptr(rdi)).unwrap();
+    a.movdqu(xmm1, xmmword_ptr(rdi + 16)).unwrap();
+    a.movdqu(xmm2, xmmword_ptr(rdi + 32)).unwrap();
+    a.movq(mm0, qword_ptr(rdi + 48)).unwrap();
+    a.movq(mm1, qword_ptr(rdi + 56)).unwrap();
+    a.fxsave64(ptr(rdi + 128)).unwrap();
+    a.emms().unwrap();
+    a.ldmxcsr(dword_ptr(rdi + 68)).unwrap();
+    a.ret().unwrap();
+    let native = Native::new(&[]);
+    let code = a.assemble(0).unwrap();
+    // SAFETY: `native.mem` is a 4 KiB RWX mapping owned by `native`.
+    unsafe { core::ptr::copy_nonoverlapping(code.as_ptr(), native.mem, code.len()) };
+
+    let mut r = Rng(0x1234_5678_9abc_def1);
+    for _ in 0..200 {
+        let mut area = Area {
+            regs: [0; 64],
+            mxcsr: 0x1f80 | ((r.below(4) as u32) << 13) | (r.below(64) as u32),
+            host_mxcsr: 0,
+            _pad: [0; 56],
+            image: [0; 512],
+        };
+        for c in area.regs.chunks_mut(8) {
+            c.copy_from_slice(&int_edge(&mut r).to_le_bytes());
+        }
+        // SAFETY: as in `Native::run`; the function only touches `area`.
+        unsafe {
+            let func: extern "sysv64" fn(*mut Area) = core::mem::transmute(native.mem);
+            func(&mut area);
+        }
+
+        let mut cpu = new_cpu();
+        let b = |k: usize| u128::from_le_bytes(area.regs[k..k + 16].try_into().unwrap());
+        for k in 0..3 {
+            cpu.s.fpu.xmm[k] = b(16 * k);
+        }
+        cpu.s.fpu.mxcsr = area.mxcsr;
+        cpu.s.fpu.fcw = u16::from_le_bytes([area.image[0], area.image[1]]);
+        cpu.s.fpu.fsw = 0;
+        cpu.s.fpu.ftw = 0xffff;
+        cpu.s.gpr[6] = GUEST_MEM;
+        cpu.mem.write(GUEST_MEM, &area.regs[48..64]);
+        let mut step = |asm: &dyn Fn(&mut CodeAssembler) -> Result<(), IcedError>| {
+            let mut a = CodeAssembler::new(64).unwrap();
+            asm(&mut a).unwrap();
+            let bytes = a.assemble(0).unwrap();
+            let insn = Decoder::with_ip(64, &bytes, 0, DecoderOptions::NONE).decode();
+            dispatch::handler_for(&insn, CpuModel::X86_64)(&mut cpu, &mut NullBus, &insn).unwrap();
+        };
+        step(&|a| a.movq(mm0, qword_ptr(rsi)));
+        step(&|a| a.movq(mm1, qword_ptr(rsi + 8)));
+        step(&|a| a.fxsave64(ptr(rsi + 0x100)));
+        let mut img = [0u8; 512];
+        cpu.mem.read(GUEST_MEM + 0x100, &mut img);
+        let host = &area.image;
+        assert_eq!(img[0..5], host[0..5], "FCW, FSW, abridged tag");
+        assert_eq!(img[24..28], host[24..28], "MXCSR");
+        assert_eq!(img[32..160], host[32..160], "ST/MM registers");
+        assert_eq!(img[160..208], host[160..208], "XMM0-2");
+    }
 }

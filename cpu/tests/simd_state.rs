@@ -319,3 +319,47 @@ fn maskmovdqu_writes_selected_bytes() {
     want[15] = 15;
     assert_eq!(peek(&c, 0x3000, 16), want);
 }
+
+#[test]
+fn string_movsd_cmpsd_are_not_claimed() {
+    use iced_x86::Code;
+    assert!(!dispatch::implemented(Code::Movsd_m32_m32));
+    assert!(!dispatch::implemented(Code::Cmpsd_m32_m32));
+    assert!(dispatch::implemented(Code::Movsd_xmm_xmmm64));
+    assert!(dispatch::implemented(Code::Cmpsd_xmm_xmmm64_imm8));
+    assert!(
+        !dispatch::implemented(Code::VEX_Vaddps_xmm_xmm_xmmm128),
+        "VEX forms are not implemented"
+    );
+}
+
+/// A real-mode program using SSE runs through the executor and the block
+/// cache like any other code.
+#[test]
+fn sse_program_runs_through_the_executor() {
+    let mut a = CodeAssembler::new(16).unwrap();
+    a.mov(bx, 0x1000u32).unwrap();
+    a.movaps(xmm0, xmmword_ptr(bx)).unwrap();
+    a.movaps(xmm1, xmmword_ptr(bx + 16)).unwrap();
+    a.mulps(xmm0, xmm1).unwrap();
+    a.haddps(xmm0, xmm0).unwrap();
+    a.haddps(xmm0, xmm0).unwrap();
+    a.cvttss2si(eax, xmm0).unwrap();
+    a.movd(mm0, eax).unwrap();
+    a.paddd(mm0, mm0).unwrap();
+    a.movd(ecx, mm0).unwrap();
+    a.emms().unwrap();
+    a.hlt().unwrap();
+    let code = a.assemble(0x7c00).unwrap();
+    let mut c = cpu();
+    c.mem.write(0x7c00, &code);
+    let v: Vec<u8> = [1f32, 2., 3., 4., 5., 6., 7., 8.].iter().flat_map(|f| f.to_le_bytes()).collect();
+    c.mem.write(0x1000, &v);
+    c.load_real_seg(kagami_cpu::state::CS, 0);
+    c.s.rip = 0x7c00;
+    assert_eq!(c.run(&mut NullBus, 100), kagami_cpu::Exit::Halted);
+    // 1*5 + 2*6 + 3*7 + 4*8 = 70, doubled by PADDD.
+    assert_eq!(c.s.gpr[0] as u32, 70);
+    assert_eq!(c.s.gpr[1] as u32, 140);
+    assert_eq!(c.s.fpu.ftw, 0xffff);
+}

@@ -600,3 +600,89 @@ fn isqrt(n: u128) -> (u128, u128) {
     }
     (root, rem)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(rc: u32) -> Env {
+        Env {
+            rc,
+            daz: false,
+            ftz: false,
+            um: true,
+            flags: 0,
+        }
+    }
+
+    #[test]
+    fn division_rounds_in_every_mode() {
+        // 1/3 in binary32: 0x3eaaaaab nearest/up, 0x3eaaaaaa down/zero.
+        let want = [0x3eaa_aaab, 0x3eaa_aaaa, 0x3eaa_aaab, 0x3eaa_aaaa];
+        for rc in 0..4 {
+            let mut e = env(rc);
+            assert_eq!(e.div(F32, 0x3f80_0000, 0x4040_0000), want[rc as usize]);
+            assert_eq!(e.flags, PE);
+        }
+        // -1/3 rounds the other way for the directed modes.
+        let mut e = env(1);
+        assert_eq!(e.div(F32, 0xbf80_0000, 0x4040_0000), 0xbeaa_aaab);
+    }
+
+    #[test]
+    fn overflow_underflow_and_ftz() {
+        let max = 0x7f7f_ffff;
+        let mut e = env(0);
+        assert_eq!(e.mul(F32, max, 0x4000_0000), 0x7f80_0000);
+        assert_eq!(e.flags, OE | PE);
+        let mut e = env(3);
+        assert_eq!(e.mul(F32, max, 0x4000_0000), max);
+        // 2^-126 * 0.5 = 2^-127: exact denormal, no flags when masked.
+        let mut e = env(0);
+        assert_eq!(e.mul(F32, 0x0080_0000, 0x3f00_0000), 0x0040_0000);
+        assert_eq!(e.flags, 0);
+        // Unmasked underflow reports the exact tiny result too.
+        let mut e = Env { um: false, ..env(0) };
+        e.mul(F32, 0x0080_0000, 0x3f00_0000);
+        assert_eq!(e.flags, UE);
+        // FTZ flushes it, with UE and PE.
+        let mut e = Env { ftz: true, ..env(0) };
+        assert_eq!(e.mul(F32, 0x8080_0000, 0x3f00_0000), 0x8000_0000);
+        assert_eq!(e.flags, UE | PE);
+        // DAZ: a denormal operand is zero and raises no DE.
+        let mut e = Env { daz: true, ..env(0) };
+        assert_eq!(e.add(F32, 0x0000_0001, 0x8000_0000, false), 0);
+        assert_eq!(e.flags, 0);
+    }
+
+    #[test]
+    fn nan_rules_and_special_cases() {
+        let mut e = env(0);
+        // First operand's NaN wins, quieted; SNaN raises IE.
+        assert_eq!(e.add(F32, 0x7f80_0001, 0x7fc0_0002, false), 0x7fc0_0001);
+        assert_eq!(e.flags, IE);
+        let mut e = env(0);
+        assert_eq!(e.add(F32, 0x3f80_0000, 0xffc0_0005, false), 0xffc0_0005);
+        assert_eq!(e.flags, 0);
+        // inf - inf → default NaN.
+        let mut e = env(0);
+        assert_eq!(e.add(F64, F64.inf(false), F64.inf(false), true), 0xfff8_0000_0000_0000);
+        assert_eq!(e.flags, IE);
+        // sqrt(-0) = -0; sqrt(2) correctly rounded.
+        let mut e = env(0);
+        assert_eq!(e.sqrt(F64, 1 << 63), 1 << 63);
+        assert_eq!(e.sqrt(F64, 2f64.to_bits()), 2f64.sqrt().to_bits());
+        // Conversions: out of range → integer indefinite.
+        let mut e = env(0);
+        assert_eq!(e.to_int(F64, 3e9f64.to_bits(), 32, false), 0x8000_0000);
+        assert_eq!(e.flags, IE);
+        let mut e = env(0);
+        assert_eq!(e.to_int(F64, (-2.5f64).to_bits(), 32, false), (-2i32) as u32 as u64);
+        assert_eq!(e.to_int(F64, (-2.5f64).to_bits(), 32, true), (-2i32) as u32 as u64);
+        assert_eq!(e.flags, PE);
+        // MIN: equal zeros return the second operand.
+        let mut e = env(0);
+        assert_eq!(e.min_max(F32, 0x8000_0000, 0, false), 0);
+        assert_eq!(e.min_max(F32, 0, 0x8000_0000, false), 0x8000_0000);
+    }
+}

@@ -42,10 +42,33 @@ fn mask(c: bool) -> u64 {
     }
 }
 
+/// A short list of vector elements without heap allocation.
+struct Elems {
+    e: [u64; 32],
+    len: usize,
+}
+
+impl Elems {
+    fn new() -> Elems {
+        Elems { e: [0; 32], len: 0 }
+    }
+    fn push(&mut self, x: u64) {
+        self.e[self.len] = x;
+        self.len += 1;
+    }
+    fn as_slice(&self) -> &[u64] {
+        &self.e[..self.len]
+    }
+}
+
 /// Elements of `size` bytes of an `n`-byte vector, as u64s.
-fn elems(v: u128, size: usize, n: usize) -> Vec<u64> {
+fn elems(v: u128, size: usize, n: usize) -> Elems {
     let m = if size == 8 { u64::MAX } else { (1u64 << (8 * size)) - 1 };
-    (0..n / size).map(|k| (v >> (8 * size * k)) as u64 & m).collect()
+    let mut out = Elems::new();
+    for k in 0..n / size {
+        out.push((v >> (8 * size * k)) as u64 & m);
+    }
+    out
 }
 
 fn pack_elems(e: &[u64], size: usize) -> u128 {
@@ -166,10 +189,10 @@ pub fn binop(m: Mnemonic, a: u128, b: u128, n: usize) -> Option<u128> {
         }
         Phaddw | Phaddd | Phaddsw | Phsubw | Phsubd | Phsubsw => {
             let size = if matches!(m, Phaddd | Phsubd) { 4 } else { 2 };
-            let mut out = Vec::with_capacity(n / size);
+            let mut out = Elems::new();
             for v in [a, b] {
                 let e = elems(v, size, n);
-                for p in e.chunks(2) {
+                for p in e.as_slice().chunks(2) {
                     let (x, y) = (sext(p[0], size), sext(p[1], size));
                     out.push(match m {
                         Phaddw | Phaddd => x.wrapping_add(y) as u64,
@@ -179,13 +202,13 @@ pub fn binop(m: Mnemonic, a: u128, b: u128, n: usize) -> Option<u128> {
                     });
                 }
             }
-            pack_elems(&out, size)
+            pack_elems(out.as_slice(), size)
         }
         Packsswb | Packssdw | Packuswb | Packusdw => {
             let size = if matches!(m, Packsswb | Packuswb) { 2 } else { 4 };
-            let mut out = Vec::with_capacity(n / size * 2);
+            let mut out = Elems::new();
             for v in [a, b] {
-                for x in elems(v, size, n) {
+                for &x in elems(v, size, n).as_slice() {
                     let x = sext(x, size) as i32;
                     out.push(match m {
                         Packsswb => sat_i8(x) as u64,
@@ -195,7 +218,7 @@ pub fn binop(m: Mnemonic, a: u128, b: u128, n: usize) -> Option<u128> {
                     });
                 }
             }
-            pack_elems(&out, size / 2)
+            pack_elems(out.as_slice(), size / 2)
         }
         Punpcklbw | Punpcklwd | Punpckldq | Punpcklqdq | Punpckhbw | Punpckhwd | Punpckhdq | Punpckhqdq | Unpcklps | Unpcklpd
         | Unpckhps | Unpckhpd => {
@@ -207,14 +230,14 @@ pub fn binop(m: Mnemonic, a: u128, b: u128, n: usize) -> Option<u128> {
             };
             let high = matches!(m, Punpckhbw | Punpckhwd | Punpckhdq | Punpckhqdq | Unpckhps | Unpckhpd);
             let (ea, eb) = (elems(a, size, n), elems(b, size, n));
-            let half = ea.len() / 2;
+            let half = ea.len / 2;
             let start = if high { half } else { 0 };
-            let mut out = Vec::with_capacity(ea.len());
+            let mut out = Elems::new();
             for k in start..start + half {
-                out.push(ea[k]);
-                out.push(eb[k]);
+                out.push(ea.e[k]);
+                out.push(eb.e[k]);
             }
-            pack_elems(&out, size)
+            pack_elems(out.as_slice(), size)
         }
         Psllw | Pslld | Psllq | Psrlw | Psrld | Psrlq | Psraw | Psrad => shift(m, a, b as u64),
         _ => return None,

@@ -263,7 +263,10 @@ fn xrstor(cpu: &mut Cpu, bus: &mut dyn Bus, i: &Instruction) -> Result<()> {
     read_bytes(cpu, bus, lin.wrapping_add(512) & cpu.lin_mask(), &mut hdr)?;
     let xstate_bv = u64::from_le_bytes(hdr[0..8].try_into().unwrap());
     let xcomp_bv = u64::from_le_bytes(hdr[8..16].try_into().unwrap());
-    if xcomp_bv != 0 || hdr[16..].iter().any(|&b| b != 0) || xstate_bv & !cpu.s.fpu.xcr0 != 0 {
+    // Standard form: header bytes 8..23 (XCOMP_BV and the next quadword)
+    // must be zero (SDM Vol. 1, 13.8.1); a compacted image is refused since
+    // XSAVEC is not implemented.
+    if xcomp_bv != 0 || hdr[16..24].iter().any(|&b| b != 0) || xstate_bv & !cpu.s.fpu.xcr0 != 0 {
         return Err(Exception::GP0);
     }
     let mut img = [0u8; 512];
