@@ -47,7 +47,7 @@ pub mod layout {
     pub const STATE: u64 = BASE + 0x3_0000;
 }
 
-pub const DEFAULT_COUNT: u64 = 2000;
+pub const DEFAULT_COUNT: u64 = 4000;
 pub const DEFAULT_SEED: u64 = 0x6b61_6761_6d69_0001;
 /// Mismatches printed in full per class (`KAGAMI_DIFF_SHOW` overrides).
 const SHOW: usize = 8;
