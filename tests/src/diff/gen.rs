@@ -279,6 +279,7 @@ pub fn stream(class: Class, codes: &[Code], int_codes: &[Code], rng: &mut Rng) -
     let mut undefined = 0u64;
     let mut undefined_fsw = 0u16;
     let mut masks_before = Vec::new();
+    let mut tainted = 0u16;
     let mut info = InstructionInfoFactory::new();
     while insns.len() < count {
         let ip = STREAM + bytes.len() as u64;
@@ -318,6 +319,40 @@ pub fn stream(class: Class, codes: &[Code], int_codes: &[Code], rng: &mut Rng) -
         });
         if bad_write {
             continue;
+        }
+        // A register a zero-source 32-bit BSF/BSR wrote is host-specific
+        // above bit 31 (see `compare::zero_source_bit_scan_dests`): nothing
+        // may read it afterwards.
+        let reads_tainted = inf.used_registers().iter().any(|u| {
+            let full = u.register().full_register();
+            let reads = matches!(
+                u.access(),
+                OpAccess::Read | OpAccess::CondRead | OpAccess::ReadWrite | OpAccess::ReadCondWrite
+            );
+            reads && full.is_gpr64() && tainted & (1 << full.number()) != 0
+        });
+        if reads_tainted {
+            continue;
+        }
+        // BT/BTS/BTR/BTC m, r: the register's bit offset can address memory
+        // anywhere, outside the data window.
+        if matches!(
+            d.mnemonic(),
+            iced_x86::Mnemonic::Bt | iced_x86::Mnemonic::Bts | iced_x86::Mnemonic::Btr | iced_x86::Mnemonic::Btc
+        ) && d.op0_kind() == OpKind::Memory
+            && d.op1_kind() == OpKind::Register
+        {
+            continue;
+        }
+        if matches!(d.code(), Code::Bsf_r32_rm32 | Code::Bsr_r32_rm32) {
+            tainted |= 1 << d.op0_register().full_register().number();
+        } else {
+            for u in inf.used_registers() {
+                let r = u.register();
+                if u.access() == OpAccess::Write && r.is_gpr() && r.size() >= 4 {
+                    tainted &= !(1 << r.full_register().number());
+                }
+            }
         }
         masks_before.push((undefined, undefined_fsw));
         (undefined, undefined_fsw) = after(undefined, undefined_fsw, &d);
