@@ -25,10 +25,17 @@
 //!   debugcon) go to a `Box<dyn Write + Send>` the machine provides.
 
 pub mod bus;
+pub mod debug_exit;
+pub mod debugcon;
+pub mod i8042;
 pub mod irq;
 pub mod pic;
 pub mod pit;
+pub mod port92;
+pub mod post;
+pub mod ps2;
 pub mod request;
+pub mod reset_control;
 pub mod rtc;
 pub mod sink;
 pub mod snapshot;
@@ -36,10 +43,16 @@ pub mod time;
 pub mod uart;
 
 pub use bus::{MmioDevice, PortIoDevice};
+pub use debug_exit::IsaDebugExit;
+pub use debugcon::IsaDebugcon;
+pub use i8042::I8042;
 pub use irq::{IrqLine, IrqPins, NoIrq, PinChanges, RecordingIrq};
 pub use pic::Pic8259;
 pub use pit::Pit8254;
+pub use port92::Port92;
+pub use post::PostCode;
 pub use request::{MachineRequest, NoRequests, RequestQueue, RequestSink};
+pub use reset_control::ResetControl;
 pub use rtc::Rtc;
 pub use sink::{ByteSink, SharedBuffer};
 pub use snapshot::{Snapshot, StateError};

@@ -250,7 +250,7 @@ impl Rtc {
         if self.reg_b() & B_BINARY != 0 {
             v as u8
         } else {
-            ((v / 10) << 4 | v % 10) as u8
+            (((v / 10) << 4) | (v % 10)) as u8
         }
     }
 
@@ -266,7 +266,7 @@ impl Rtc {
         if self.reg_b() & B_24H != 0 {
             self.encode(h)
         } else {
-            let h12 = if h % 12 == 0 { 12 } else { h % 12 };
+            let h12 = if h.is_multiple_of(12) { 12 } else { h % 12 };
             self.encode(h12) | if h >= 12 { 0x80 } else { 0 }
         }
     }

@@ -1,1 +1,7 @@
+//! kagami-machine: wiring, the `kagami` command line and the run loop.
+
+pub mod board;
+pub mod clock;
+pub mod demo;
+pub mod initramfs;
 pub mod kvm;

@@ -48,6 +48,14 @@ fn jcc(cpu: &mut Cpu, _: &mut dyn Bus, i: &Instruction) -> Result<()> {
 
 /// Operand size of CALL/RET from the code: 16, 32 or 64 bits.
 fn branch_size(code: Code) -> usize {
+    // The RET names carry the size in a w/d/q suffix and CALL rel32 exists
+    // in 32- and 64-bit forms, so the digits in the name are not enough.
+    match code {
+        Code::Retnw | Code::Retnw_imm16 => return 2,
+        Code::Retnd | Code::Retnd_imm16 => return 4,
+        Code::Retnq | Code::Retnq_imm16 | Code::Call_rel32_64 => return 8,
+        _ => {}
+    }
     let n = format!("{code:?}");
     if n.contains("16") {
         2

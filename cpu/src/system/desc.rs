@@ -493,7 +493,8 @@ fn lar_lsl<const LIMIT: bool>(cpu: &mut Cpu, bus: &mut dyn Bus, i: &Instruction)
         set_zf(cpu, false);
         return Ok(());
     }
-    let v = if LIMIT { d.limit() as u64 } else { (d.0 >> 32) & 0x00f0_ff00 };
+    // SDM: masked by 00FxFF00H (x undefined); hardware passes limit 19:16.
+    let v = if LIMIT { d.limit() as u64 } else { (d.0 >> 32) & 0x00ff_ff00 };
     let r = i.op_register(0);
     let v = if r.size() == 2 { v & 0xffff } else { v & 0xffff_ffff };
     cpu.set_reg(r, v);

@@ -22,3 +22,5 @@ pub fn lookup(code: Code) -> Option<Handler> {
         .or_else(|| cpuid::lookup(code))
         .or_else(|| task::lookup(code))
 }
+#[cfg(test)]
+mod tests;

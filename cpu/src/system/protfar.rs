@@ -24,13 +24,13 @@ enum Far {
 
 impl Cpu {
     /// JMP ptr16:16/32 or JMP m16:16/32/64 outside real mode.
-    pub(crate) fn far_jump_protected(&mut self, bus: &mut dyn Bus, sel: u16, off: u64, op_size: usize) -> Result<()> {
+    pub fn far_jump_protected(&mut self, bus: &mut dyn Bus, sel: u16, off: u64, op_size: usize) -> Result<()> {
         self.far_transfer(bus, sel, off, op_size, Far::Jmp)
     }
 
     /// CALL far outside real mode (pushes CS:IP of the next instruction, which
     /// is `self.s.rip` on entry).
-    pub(crate) fn far_call_protected(&mut self, bus: &mut dyn Bus, sel: u16, off: u64, op_size: usize) -> Result<()> {
+    pub fn far_call_protected(&mut self, bus: &mut dyn Bus, sel: u16, off: u64, op_size: usize) -> Result<()> {
         self.far_transfer(bus, sel, off, op_size, Far::Call)
     }
 
@@ -284,7 +284,7 @@ impl Cpu {
     }
 
     /// RETF [imm16] outside real mode.
-    pub(crate) fn far_ret_protected(&mut self, bus: &mut dyn Bus, op_size: usize, release: u16) -> Result<()> {
+    pub fn far_ret_protected(&mut self, bus: &mut dyn Bus, op_size: usize, release: u16) -> Result<()> {
         let mut f = self.current_frame();
         let ip = self.frame_pop(bus, &mut f, op_size)?;
         let cs = self.frame_pop(bus, &mut f, op_size)? as u16;
@@ -309,7 +309,7 @@ impl Cpu {
     }
 
     /// IRET/IRETD/IRETQ outside real mode (V86, protected, long, task return).
-    pub(crate) fn iret_protected(&mut self, bus: &mut dyn Bus, op_size: usize) -> Result<()> {
+    pub fn iret_protected(&mut self, bus: &mut dyn Bus, op_size: usize) -> Result<()> {
         let cpl = self.s.cpl;
         let iopl = ((self.s.rflags & flags::IOPL) >> 12) as u8;
         let old = self.s.flags();

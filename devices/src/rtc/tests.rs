@@ -127,7 +127,7 @@ fn update_in_progress_window() {
     r.advance_to(1000 * MS);
     assert_eq!(rd(&mut r, 0x0a), 0x26);
     wr(&mut r, 0x0b, B_SET | B_24H);
-    r.advance_to(1999_900 * 1000);
+    r.advance_to(1_999_900 * 1000);
     assert_eq!(rd(&mut r, 0x0a) & 0x80, 0, "no UIP while SET");
 }
 
