@@ -74,54 +74,6 @@ fn denormal(env: &mut Env, ops: &[F80]) -> bool {
     true
 }
 
-/// π/2 as the x87 holds it for argument reduction: 68 bits,
-/// 0xC90FDAA22168C234C × 2^-67 (the hardware reduces with this constant,
-/// not with the true π, which is visible for large arguments).
-const HALF_PI_68: u128 = 0xc_90fd_aa22_168c_234c;
-
-/// sin and cos of a finite value with |x| < 2^63, reduced modulo the
-/// x87's π/2 exactly in integers, then evaluated in f64.
-fn reduced_sin_cos(a: F80) -> (f64, f64, f64) {
-    let (s, e, m) = a.unpack();
-    let x = to_f64(a);
-    if e < -1 {
-        // |x| < 0.5 < π/4: no reduction.
-        let (sv, cv) = x.sin_cos();
-        return (sv, cv, x.tan());
-    }
-    // x / (π/2) = m × 2^(e+4) / HALF_PI_68: long division bit by bit.
-    let mut r = m as u128 % HALF_PI_68;
-    let mut q = (m as u128 / HALF_PI_68) as u64;
-    for _ in 0..(e + 4) {
-        r <<= 1;
-        q = q.wrapping_shl(1);
-        if r >= HALF_PI_68 {
-            r -= HALF_PI_68;
-            q |= 1;
-        }
-    }
-    // Remainder in [0, π/2): r × 2^-67; fold the upper half to [-π/4, 0).
-    let mut rf = r as f64 * 2f64.powi(-67);
-    if r > HALF_PI_68 / 2 {
-        rf -= HALF_PI_68 as f64 * 2f64.powi(-67);
-        q = q.wrapping_add(1);
-    }
-    let (sr, cr) = rf.sin_cos();
-    let tr = rf.tan();
-    let tv = if q & 1 == 0 { tr } else { -1.0 / tr };
-    let (sv, cv) = match q & 3 {
-        0 => (sr, cr),
-        1 => (cr, -sr),
-        2 => (-sr, -cr),
-        _ => (-cr, sr),
-    };
-    if s {
-        (-sv, cv, -tv)
-    } else {
-        (sv, cv, tv)
-    }
-}
-
 #[derive(Clone, Copy, PartialEq)]
 enum Trig {
     Sin,
@@ -185,10 +137,10 @@ fn trig<const K: u8>(cpu: &mut Cpu, _: &mut dyn Bus, i: &Instruction) -> Result<
                     return Ok(());
                 }
                 if e < -40 {
-                    // sin x = tan x = x and cos x = 1 to 64 bits, inexact:
-                    // sin and cos round up in magnitude, tan down.
+                    // sin x = tan x = x and cos x = 1 to 64 bits, inexact;
+                    // hardware reports C1 = 1 for all of them.
                     env.flags |= PE;
-                    env.round_up = kind != Trig::Tan;
+                    env.round_up = true;
                     let a = round_value(&mut env, a);
                     if a.exp() == 0 && kind != Trig::Cos {
                         env.flags |= UE;
@@ -200,12 +152,31 @@ fn trig<const K: u8>(cpu: &mut Cpu, _: &mut dyn Bus, i: &Instruction) -> Result<
                         Trig::Tan => (a, F80::ONE),
                     }
                 } else {
-                    let (s, c, t) = reduced_sin_cos(a);
+                    let [(s, es), (c, ec), (t, et)] = super::fixed::sin_cos_tan(&env, a);
+                    // Flags of every delivered result; C1 reports the sine's
+                    // rounding for FSINCOS (checked on hardware).
+                    let take = |env: &mut Env, e: &Env| {
+                        env.flags |= e.flags;
+                        env.round_up = e.round_up;
+                    };
                     match kind {
-                        Trig::Sin => (from_f64_inexact(&mut env, s), a),
-                        Trig::Cos => (from_f64_inexact(&mut env, c), a),
-                        Trig::SinCos => (from_f64_inexact(&mut env, s), from_f64_inexact(&mut env, c)),
-                        Trig::Tan => (from_f64_inexact(&mut env, t), F80::ONE),
+                        Trig::Sin => {
+                            take(&mut env, &es);
+                            (s, a)
+                        }
+                        Trig::Cos => {
+                            take(&mut env, &ec);
+                            (c, a)
+                        }
+                        Trig::SinCos => {
+                            take(&mut env, &ec);
+                            take(&mut env, &es);
+                            (s, c)
+                        }
+                        Trig::Tan => {
+                            take(&mut env, &et);
+                            (t, F80::ONE)
+                        }
                     }
                 }
             }
