@@ -129,7 +129,7 @@ impl Rng {
 fn f32_edge(r: &mut Rng) -> u32 {
     let s = (r.next() as u32) & 0x8000_0000;
     let m = r.next() as u32 & 0x7f_ffff;
-    s | match r.below(16) {
+    s | match r.below(17) {
         0 => 0,
         1 => 0x7f80_0000,                                                                            // inf
         2 => 0x7fc0_0000 | (m & 0x3f_ffff),                                                          // QNaN
@@ -142,6 +142,9 @@ fn f32_edge(r: &mut Rng) -> u32 {
         9 => ((r.below(8) as u32 + 1) << 23) | m,                                                    // tiny normals
         10 => ((r.below(8) as u32 + 246) << 23) | m,                                                 // huge
         11 => (r.below(0x4f80_0000 - 0x3f00_0000) as u32 + 0x3f00_0000) & !0xff_ffff | m & 0xffffff, // integer-ish range
+        12 => 0x3f7f_ff00 | (m & 0x1ff),                                                             // just below and above 1.0
+        13 => 0x0070_0000 | (m & 0xf_ffff),                                                          // largest denormals
+        14 => 0x0400_0000 | (m & 0x3f_ffff),                                                         // products of two of these underflow
         _ => r.next() as u32 & 0x7fff_ffff,
     }
 }
@@ -149,7 +152,7 @@ fn f32_edge(r: &mut Rng) -> u32 {
 fn f64_edge(r: &mut Rng) -> u64 {
     let s = r.next() & (1 << 63);
     let m = r.next() & ((1 << 52) - 1);
-    s | match r.below(16) {
+    s | match r.below(18) {
         0 => 0,
         1 => 0x7ff0 << 48,
         2 => (0x7ff8 << 48) | (m & ((1 << 51) - 1)),
@@ -164,6 +167,9 @@ fn f64_edge(r: &mut Rng) -> u64 {
         11 => ((r.below(70) + 1023) << 52) | (m & !((1 << 30) - 1)),
         12 => ((r.below(40) + 1023 - 20) << 52) | (m & !((1 << 45) - 1)), // few mantissa bits
         13 => ((r.below(12) + 1023 + 20) << 52) | m,                      // near 2^31 for conversions
+        14 => 0x3fef_ffff_ffff_ff00 | (m & 0x1ff),
+        15 => 0x000f_ffff_ffff_f000 | (m & 0xfff),
+        16 => 0x1ff0_0000_0000_0000 | (m & 0xf_ffff_ffff_ffff),
         _ => r.next() & !(1 << 63),
     }
 }
@@ -424,7 +430,7 @@ fn simd_matches_host() {
         let feats = code.cpuid_features();
         let simd = feats.iter().any(|f| {
             let n = format!("{f:?}");
-            n.starts_with("SSE") || n == "MMX" || n.starts_with("SSSE") || n == "PCLMULQDQ"
+            n.starts_with("SSE") || n == "MMX" || n.starts_with("SSSE") || n == "PCLMULQDQ" || n == "AES"
         });
         if !simd || skipped(m) {
             continue;

@@ -19,6 +19,7 @@ pub mod softfp;
 pub mod sse;
 pub mod sse42_string;
 pub mod sse_convert;
+pub mod sse_crypto;
 pub mod sse_float;
 pub mod sse_int;
 pub mod sse_move;
@@ -39,6 +40,7 @@ pub fn lookup(code: Code) -> Option<Handler> {
         .or_else(|| sse_float::lookup(code))
         .or_else(|| sse_convert::lookup(code))
         .or_else(|| sse42_string::lookup(code))
+        .or_else(|| sse_crypto::lookup(code))
         .or_else(|| xsave::lookup(code))
 }
 
@@ -56,7 +58,19 @@ fn is_simd(code: Code) -> bool {
     code.cpuid_features().iter().any(|f| {
         matches!(
             f,
-            F::MMX | F::SSE | F::SSE2 | F::SSE3 | F::SSSE3 | F::SSE4_1 | F::SSE4_2 | F::FXSR | F::XSAVE | F::XSAVEOPT | F::XSAVEC
+            F::MMX
+                | F::SSE
+                | F::SSE2
+                | F::SSE3
+                | F::SSSE3
+                | F::SSE4_1
+                | F::SSE4_2
+                | F::FXSR
+                | F::XSAVE
+                | F::XSAVEOPT
+                | F::XSAVEC
+                | F::AES
+                | F::PCLMULQDQ
         )
     })
 }
