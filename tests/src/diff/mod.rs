@@ -244,7 +244,6 @@ pub fn stream_of(insns: &[iced_x86::Instruction], seed: u64) -> gen::Stream {
 
 /// Run a stream on both sides (for the harness's own checks).
 pub fn run_pair(s: &gen::Stream) -> (state::Outcome, state::Outcome) {
-    let show = env_u64("KAGAMI_DIFF_SHOW").map_or(SHOW, |v| v as usize);
     let mut native = native::NativeRunner::spawn().unwrap_or_else(|e| panic!("{e}"));
     let mut emu = emu::Emu::new();
     run_both(&mut native, &mut emu, s).unwrap_or_else(|e| panic!("{e}"))
