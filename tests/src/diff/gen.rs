@@ -78,7 +78,9 @@ impl Ctx<'_> {
 
     fn memory(&mut self, insn: &mut Instruction, n: u32) {
         insn.set_op_kind(n, OpKind::Memory);
-        insn.set_memory_base(Register::RBX);
+        // Sometimes with a 67h prefix: [ebx+disp] reaches the same window,
+        // which lies below 4 GiB.
+        insn.set_memory_base(if self.rng.chance(15) { Register::EBX } else { Register::RBX });
         insn.set_memory_index(Register::None);
         insn.set_memory_index_scale(1);
         // Stay inside the data window whatever the access size (up to 512).
@@ -110,6 +112,7 @@ fn build(code: Code, class: Class, ctx: &mut Ctx) -> Instruction {
     let mut insn = Instruction::default();
     insn.set_code(code);
     let mut imm8_seen = false;
+    let addr32 = ctx.rng.chance(15);
     for (n, kind) in op.op_kinds().iter().enumerate() {
         let n = n as u32;
         let reg = |insn: &mut Instruction, r: Register| {
@@ -198,9 +201,10 @@ fn build(code: Code, class: Class, ctx: &mut Ctx) -> Instruction {
                 insn.set_op_kind(n, OpKind::Immediate64);
                 insn.set_immediate64(ctx.imm());
             }
-            K::seg_rSI => insn.set_op_kind(n, OpKind::MemorySegRSI),
-            K::es_rDI => insn.set_op_kind(n, OpKind::MemoryESRDI),
-            K::seg_rDI => insn.set_op_kind(n, OpKind::MemorySegRDI),
+            // 32-bit addressing (67h) now and then: ESI/EDI/ECX, same window.
+            K::seg_rSI => insn.set_op_kind(n, if addr32 { OpKind::MemorySegESI } else { OpKind::MemorySegRSI }),
+            K::es_rDI => insn.set_op_kind(n, if addr32 { OpKind::MemoryESEDI } else { OpKind::MemoryESRDI }),
+            K::seg_rDI => insn.set_op_kind(n, if addr32 { OpKind::MemorySegEDI } else { OpKind::MemorySegRDI }),
             K::seg_rBX_al => {
                 insn.set_op_kind(n, OpKind::Memory);
                 insn.set_memory_base(Register::RBX);
@@ -434,7 +438,17 @@ fn count_may_be_zero(d: &Instruction) -> bool {
 }
 
 fn is_string(i: &Instruction) -> bool {
-    (0..i.op_count()).any(|n| matches!(i.op_kind(n), OpKind::MemorySegRSI | OpKind::MemoryESRDI | OpKind::MemorySegRDI))
+    (0..i.op_count()).any(|n| {
+        matches!(
+            i.op_kind(n),
+            OpKind::MemorySegRSI
+                | OpKind::MemoryESRDI
+                | OpKind::MemorySegRDI
+                | OpKind::MemorySegESI
+                | OpKind::MemoryESEDI
+                | OpKind::MemorySegEDI
+        )
+    })
 }
 
 /// A random starting state and data window.
