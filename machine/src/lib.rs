@@ -5,3 +5,4 @@ pub mod clock;
 pub mod demo;
 pub mod initramfs;
 pub mod kvm;
+pub mod pc;

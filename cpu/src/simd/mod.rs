@@ -285,7 +285,8 @@ pub fn mask_to(v: u128, n: usize) -> u128 {
 /// Merge the flags an instruction raised into MXCSR, or deliver #XM (#UD
 /// without CR4.OSXMMEXCPT) if any is unmasked. With an unmasked
 /// pre-computation exception (IE, DE, ZE) only those flags are recorded
-/// (SDM Vol. 1, 11.5.2). The destination must not be written on error.
+/// (SDM Vol. 1, 11.5.3: pre-computation conditions are checked and
+/// reported first). The destination must not be written on error.
 pub fn fp_commit(cpu: &mut Cpu, env: &softfp::Env) -> Result<()> {
     let mx = cpu.s.fpu.mxcsr;
     let unmasked = env.flags & !(mx >> 7) & 0x3f;
