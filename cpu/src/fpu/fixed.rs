@@ -226,8 +226,11 @@ impl Wide {
         let (low, c2) = lo.overflowing_add(mid << 64);
         let high = a1 * b1 + (mid >> 64) + ((c1 as u128) << 64) + c2 as u128;
         // product = high·2^128 + low, worth 2^(ea + eb - 254): high is worth 2^(ea + eb + 1 - 127).
-        Wide::norm(self.neg ^ o.neg, self.exp + o.exp + 1, high, self.inexact || o.inexact || low != 0)
-            .with_sticky(low != 0)
+        Wide::norm(self.neg ^ o.neg, self.exp + o.exp + 1, high, self.inexact || o.inexact || low != 0).with_sticky(low != 0)
+    }
+    /// The product of two wide values (truncated to 128 bits, sticky kept).
+    pub fn mul_pub(self, o: Wide) -> Wide {
+        self.mul(o)
     }
     fn with_sticky(mut self, s: bool) -> Wide {
         self.sig |= s as u128;
@@ -352,10 +355,16 @@ pub fn log2(x: F80) -> Wide {
     }
 }
 
-/// log2(1 + x) for finite nonzero x, |x| < 1 - √2/2, 2^-63 ≤ |x|.
+/// log2(1 + x) for finite nonzero x with |x| < 1 - √2/2.
 pub fn log2_1p(x: F80) -> Wide {
     let (s, e, m) = x.unpack();
-    let xf = (m as u128) << (63 + e); // |x| in Q2.126, exact
+    // |x| in Q2.126: exact down to 2^-63; below, truncation only perturbs
+    // 2 ± x by less than 2^-126 (relatively), while z keeps x exactly.
+    let xf = if e >= -63 {
+        (m as u128) << (63 + e)
+    } else {
+        (m as u128) >> (-(63 + e)).min(127)
+    };
     let den = if s { 2 * ONE - xf } else { 2 * ONE + xf };
     let z = div_wide(s, Wide::from_f80(x), Wide::from_fx(false, den, false));
     log2_from_z(z)
@@ -374,13 +383,172 @@ mod wide_tests {
     fn log_and_exp_kernels() {
         let mut env = Env::new(0x037f);
         // log2(3) = 1.58496250072115618145... = 0x3FFF CAE00D1CFDEB43D0
-        assert_eq!(log2(f(3.0)).round(&mut env), F80 { se: 0x3fff, sig: 0xcae0_0d1c_fdeb_43d0 });
+        assert_eq!(
+            log2(f(3.0)).round(&mut env),
+            F80 {
+                se: 0x3fff,
+                sig: 0xcae0_0d1c_fdeb_43d0
+            }
+        );
         // log2(0.75) negative, log2(8) = 3 exactly.
         assert!(log2(f(0.75)).neg);
         assert_eq!(log2(f(8.0)).round(&mut env), f(3.0));
         // 2^0.5 - 1 = 0.41421356237309504880... = 0x3FFD D413CCCFE7799211
-        assert_eq!(f2xm1(f(0.5)).round(&mut env), F80 { se: 0x3ffd, sig: 0xd413_cccf_e779_9211 });
+        assert_eq!(
+            f2xm1(f(0.5)).round(&mut env),
+            F80 {
+                se: 0x3ffd,
+                sig: 0xd413_cccf_e779_9211
+            }
+        );
         // log2(1.25) via log2_1p(0.25) = 0.32192809488736234787 = 0x3FFD A4D3C25E68DC57F2
-        assert_eq!(log2_1p(f(0.25)).round(&mut env), F80 { se: 0x3ffd, sig: 0xa4d3_c25e_68dc_57f2 });
+        assert_eq!(
+            log2_1p(f(0.25)).round(&mut env),
+            F80 {
+                se: 0x3ffd,
+                sig: 0xa4d3_c25e_68dc_57f2
+            }
+        );
+    }
+}
+
+/// π in Q2.126 (truncated).
+const PI: u128 = 0xc90f_daa2_2168_c234_c4c6_628b_80dc_1cd1;
+
+/// 1 - w²/3 + w⁴/5 - ..., so that atan w = w·S, in Q2.126 (|w| < 1).
+fn atan_series(w2: u128) -> u128 {
+    let mut s = ONE;
+    let mut pow = ONE;
+    let mut k = 3u128;
+    let mut neg = true;
+    loop {
+        pow = mul(pow, w2);
+        let term = pow / k;
+        if term == 0 {
+            break;
+        }
+        if neg {
+            s -= term;
+        } else {
+            s += term;
+        }
+        neg = !neg;
+        k += 2;
+    }
+    s
+}
+
+/// atan of a Q2.126 value in [0, 1], in Q2.126.
+fn atan_fx(z: u128) -> u128 {
+    let k = ((z + (ONE >> 4)) >> 123).min(8); // nearest multiple of 1/8
+    let c = k << 123;
+    let atan_c = if k == 0 {
+        0
+    } else if k == 8 {
+        PI >> 2
+    } else {
+        mul(c, atan_series(mul(c, c)))
+    };
+    // w = (z - c) / (1 + z·c), |w| ≤ 1/16.
+    let (num, neg) = if z >= c { (z - c, false) } else { (c - z, true) };
+    if num == 0 {
+        return atan_c;
+    }
+    let den = ONE + mul(z, c);
+    let w = div_wide(neg, Wide::from_fx(false, num, false), Wide::from_fx(false, den, false)).to_fx();
+    let aw = mul(w, atan_series(mul(w, w)));
+    if neg {
+        atan_c - aw
+    } else {
+        atan_c + aw
+    }
+}
+
+/// FPATAN: atan2(y, x) for any non-NaN operands (zeros and infinities
+/// included), as a wide value with its sign.
+pub fn atan2(y: F80, x: F80) -> Wide {
+    use super::float80::Class;
+    let (cy, cx) = (y.class(), x.class());
+    let fx = |neg: bool, v: u128| Wide::from_fx(neg, v, true);
+    let ys = y.sign();
+    // The angle for |y| : |x| in the first quadrant, then mirrored for x < 0.
+    let first = |v: u128| if x.sign() { PI - v } else { v };
+    match (cy, cx) {
+        (Class::Zero, _) => {
+            if x.sign() {
+                fx(ys, PI)
+            } else {
+                Wide {
+                    neg: ys,
+                    exp: 0,
+                    sig: 0,
+                    inexact: false,
+                }
+            }
+        }
+        (Class::Inf, Class::Inf) => fx(ys, first(PI >> 2)),
+        (Class::Inf, _) | (_, Class::Zero) => fx(ys, PI >> 1),
+        (_, Class::Inf) => {
+            if x.sign() {
+                fx(ys, PI)
+            } else {
+                Wide {
+                    neg: ys,
+                    exp: 0,
+                    sig: 0,
+                    inexact: false,
+                }
+            }
+        }
+        _ => {
+            let (wy, wx) = (Wide::from_f80(y.with_sign(false)), Wide::from_f80(x.with_sign(false)));
+            let y_le_x = (wy.exp, wy.sig) <= (wx.exp, wx.sig);
+            let z = if y_le_x { div_wide(false, wy, wx) } else { div_wide(false, wx, wy) };
+            if y_le_x && !x.sign() && z.exp < 1 - 4 {
+                // atan z = z·S for small z, keeping relative precision.
+                let s = atan_series(mul(z.to_fx(), z.to_fx()));
+                let r = z.mul(fx(false, s));
+                return Wide { neg: ys, ..r };
+            }
+            let a = atan_fx(z.to_fx());
+            let v = if y_le_x { a } else { (PI >> 1) - a };
+            fx(ys, first(v))
+        }
+    }
+}
+
+#[cfg(test)]
+mod atan_tests {
+    use super::*;
+    use crate::fpu::float80::from_f64;
+
+    #[test]
+    fn atan_values() {
+        let mut env = Env::new(0x037f);
+        let f = |x: f64| from_f64(x.to_bits());
+        // atan(1) = π/4 = 0x3FFE C90FDAA22168C235
+        assert_eq!(
+            atan2(f(1.0), f(1.0)).round(&mut env),
+            F80 {
+                se: 0x3ffe,
+                sig: 0xc90f_daa2_2168_c235
+            }
+        );
+        // atan2(0.5, 1) = 0.46364760900080611621 = 0x3FFD ED63382B0DDA7B45
+        assert_eq!(
+            atan2(f(0.5), f(1.0)).round(&mut env),
+            F80 {
+                se: 0x3ffd,
+                sig: 0xed63_382b_0dda_7b45
+            }
+        );
+        // atan2(-1, -0) = -π/2
+        assert_eq!(
+            atan2(f(-1.0), f(-0.0)).round(&mut env),
+            F80 {
+                se: 0xbfff,
+                sig: 0xc90f_daa2_2168_c235
+            }
+        );
     }
 }
