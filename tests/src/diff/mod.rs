@@ -127,8 +127,19 @@ pub fn run_class(class: Class, count: u64, seed: u64, only: Option<u64>) -> Repo
             Ok(v) => v,
             Err(e) => {
                 rep.mismatches += 1;
-                rep.details.push(format!("stream {i}: {e}\n{}", compare::listing(&s)));
-                native = native::NativeRunner::spawn().unwrap_or_else(|e| panic!("{e}"));
+                let culprit = if e.starts_with("kagami panicked") { "panic" } else { "native run" };
+                *rep.culprits.entry(culprit.to_string()).or_default() += 1;
+                if rep.details.len() < show {
+                    rep.details.push(format!(
+                        "FAILURE class {} stream {i} (reproduce: KAGAMI_DIFF_SEED={seed:#x} KAGAMI_DIFF_ONLY={i}): {e}\n{}{}",
+                        class.name(),
+                        compare::listing(&s),
+                        compare::input_summary(&s)
+                    ));
+                }
+                if !native.alive() {
+                    native = native::NativeRunner::spawn().unwrap_or_else(|e| panic!("{e}"));
+                }
                 continue;
             }
         };
@@ -194,8 +205,21 @@ fn run_both(native: &mut native::NativeRunner, emu: &mut emu::Emu, s: &gen::Stre
         *native = native::NativeRunner::spawn()?;
     }
     let n = native.run(&code, s.bytes.len(), &s.input, &s.data)?;
-    let k = emu.run(&s.bytes, &s.input, &s.data);
-    Ok((n, k))
+    // A guest must never panic the emulator: report it as a failure of this
+    // stream and carry on with a fresh CPU.
+    let k = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| emu.run(&s.bytes, &s.input, &s.data)));
+    match k {
+        Ok(k) => Ok((n, k)),
+        Err(p) => {
+            *emu = emu::Emu::new();
+            let msg = p
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_default();
+            Err(format!("kagami panicked: {msg}"))
+        }
+    }
 }
 
 /// Run one class with the settings from the environment, print the report,
