@@ -5,8 +5,11 @@
 //! flags and x87/MMX/SSE state (`gen.rs`) run natively in a forked child
 //! (`native.rs`) and on kagami in 64-bit mode at CPL 3 (`emu.rs`); registers,
 //! flags (undefined ones masked), FPU/SSE state, the data window and any
-//! exception are compared (`compare.rs`). A mismatch is shrunk to the
-//! shortest failing prefix and printed with the seed, bytes and disassembly.
+//! exception are compared (`compare.rs`). Each stream also runs through
+//! kagami's real executor (`Cpu::run`, block cache) and must agree with the
+//! direct handler calls. A mismatch is shrunk to the shortest failing prefix
+//! and printed with the seed, bytes and disassembly; a kagami panic fails
+//! the stream.
 //!
 //! Environment: `KAGAMI_DIFF_COUNT` streams per class (default
 //! [`DEFAULT_COUNT`]), `KAGAMI_DIFF_SEED` the master seed (default fixed),
@@ -127,7 +130,13 @@ pub fn run_class(class: Class, count: u64, seed: u64, only: Option<u64>) -> Repo
             Ok(v) => v,
             Err(e) => {
                 rep.mismatches += 1;
-                let culprit = if e.starts_with("kagami panicked") { "panic" } else { "native run" };
+                let culprit = if e.starts_with("kagami panicked") {
+                    "panic"
+                } else if e.starts_with("Cpu::run") {
+                    "executor"
+                } else {
+                    "native run"
+                };
                 *rep.culprits.entry(culprit.to_string()).or_default() += 1;
                 if rep.details.len() < show {
                     rep.details.push(format!(
@@ -209,7 +218,23 @@ fn run_both(native: &mut native::NativeRunner, emu: &mut emu::Emu, s: &gen::Stre
     // stream and carry on with a fresh CPU.
     let k = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| emu.run(&s.bytes, &s.input, &s.data)));
     match k {
-        Ok(k) => Ok((n, k)),
+        Ok(k) => {
+            // The executor path must agree with calling the handlers.
+            let e = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| emu.run_executor(&s.bytes, &s.input, &s.data)))
+                .map_err(|_| "kagami panicked in Cpu::run".to_string())?;
+            let mut direct = k.clone();
+            if let Some(f) = direct.fault.as_mut() {
+                f.vector = 255;
+            }
+            let d = compare::diff(s, &direct, &e);
+            if !d.is_empty() {
+                return Err(format!(
+                    "Cpu::run disagrees with calling the handlers directly:\n    {}",
+                    d.join("\n    ")
+                ));
+            }
+            Ok((n, k))
+        }
         Err(p) => {
             *emu = emu::Emu::new();
             let msg = p
