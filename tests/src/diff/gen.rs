@@ -93,8 +93,20 @@ impl Ctx<'_> {
         if self.rng.chance(10) {
             disp = self.rng.below(8) as i64 * 16 - 64;
         }
-        insn.set_memory_displacement64(disp as u64);
-        insn.set_memory_displ_size(if (-128..128).contains(&disp) { 1 } else { 4 });
+        if self.rng.chance(10) {
+            // RIP-relative: iced takes the absolute target and encodes the
+            // offset from the next instruction.
+            insn.set_memory_base(Register::RIP);
+            insn.set_memory_displacement64((DATA + (DATA_SIZE / 2) as u64).wrapping_add(disp as u64));
+            insn.set_memory_displ_size(8);
+        } else {
+            insn.set_memory_displacement64(disp as u64);
+            insn.set_memory_displ_size(if (-128..128).contains(&disp) { 1 } else { 4 });
+        }
+        // ES/CS/SS/DS overrides are ignored in 64-bit mode (base 0 on both sides).
+        if self.rng.chance(5) {
+            insn.set_segment_prefix(*self.rng.pick(&[Register::ES, Register::CS, Register::SS, Register::DS]));
+        }
     }
 
     fn imm(&mut self) -> u64 {
