@@ -503,3 +503,47 @@ fn descriptor_instructions() {
     assert!(!e.cpu.s.zf());
     let _ = attr::P;
 }
+
+#[test]
+fn control_register_and_efer_checks() {
+    let mut e = Env::new();
+    e.prot32();
+    let c = &mut e.cpu;
+    // PG without PE, NW without CD, bits above 31.
+    assert_eq!(c.write_cr0(cr0::PG), Err(Exception::GP0));
+    assert_eq!(c.write_cr0(cr0::PE | cr0::NW), Err(Exception::GP0));
+    assert_eq!(c.write_cr0(1 << 32 | cr0::PE), Err(Exception::GP0));
+    // Long mode needs PAE before paging.
+    c.write_efer(efer::LME).unwrap();
+    assert_eq!(c.write_cr0(c.s.cr0 | cr0::PG), Err(Exception::GP0));
+    assert_eq!(c.write_efer(1 << 20), Err(Exception::GP0));
+    // CR4: VME is not implemented, so it cannot be set.
+    assert_eq!(c.write_cr4(crate::state::cr4::VME), Err(Exception::GP0));
+    // PCIDE outside IA-32e mode.
+    assert_eq!(c.write_cr4(crate::state::cr4::PCIDE), Err(Exception::GP0));
+    // PAT with an invalid memory type.
+    let mut bus = PortLog::default();
+    assert_eq!(c.write_msr(&mut bus, 0x277, 0x0202_0202_0202_0202), Err(Exception::GP0));
+    assert_eq!(c.read_msr(&mut bus, 0x1234_5678), None);
+}
+
+#[test]
+fn rdrand_is_deterministic_and_sets_cf() {
+    let run = || {
+        let mut e = Env::new();
+        e.prot32();
+        e.code(32, 0x4000, |a| {
+            a.rdrand(eax)?;
+            a.out(0xe9, eax)?;
+            a.rdseed(eax)?;
+            a.out(0xe9, eax)?;
+            a.hlt()
+        });
+        e.run_at(0x4000);
+        assert!(e.cpu.s.cf());
+        e.bus.0
+    };
+    let a = run();
+    assert_eq!(a, run());
+    assert_ne!(a[0], a[1]);
+}
