@@ -175,6 +175,8 @@ impl NativeRunner {
             unsafe { libc::waitpid(self.pid, &mut status, 0) };
             let why = if libc::WIFSIGNALED(status) {
                 format!("killed by signal {}", libc::WTERMSIG(status))
+            } else if libc::WEXITSTATUS(status) == 3 {
+                format!("could not map its RWX window at {BASE:#x} (address in use, or W^X enforced)")
             } else {
                 format!("exited with status {}", libc::WEXITSTATUS(status))
             };
