@@ -37,7 +37,6 @@ const KNOWN_FAILING: &[(&str, &str)] = &[
     ("C1.5", "shr: int-alu branch (not merged here)"),
     ("C1.6", "sal: int-alu branch (not merged here)"),
     ("C1.7", "sar: int-alu branch (not merged here)"),
-    ("C5", "lds: C5 with mod=11 decodes as VEX (286 needs LDS/#UD) — under investigation"),
     ("C6", "mov: 1 test, INIT lacks IVT bytes the recorded run used (data anomaly)"),
     ("C7", "mov: 1 test, INIT lacks IVT bytes the recorded run used (data anomaly)"),
     ("CE", "into: 1 test where the 286 pushed SS in the CS slot — under investigation"),
