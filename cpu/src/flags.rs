@@ -272,4 +272,80 @@ mod tests {
         s.set_cc(CC_SBB, 1, 0xffff, 0, 0);
         assert!(s.cf(), "0 - 0 - 1 borrows");
     }
+
+    /// A small deterministic generator (xorshift64*) biased to edge values.
+    fn rng(state: &mut u64) -> u64 {
+        *state ^= *state >> 12;
+        *state ^= *state << 25;
+        *state ^= *state >> 27;
+        let v = state.wrapping_mul(0x2545_f491_4f6c_dd1d);
+        match v & 7 {
+            0 => 0,
+            1 => u64::MAX,
+            2 => 1u64 << (v >> 58),
+            3 => (1u64 << (v >> 58)).wrapping_sub(1),
+            _ => v >> 3,
+        }
+    }
+
+    /// Reference flags from wide integer arithmetic, independent of `compute`.
+    fn reference(kind: u32, size: u32, a: u64, b: u64, cin: u64) -> u64 {
+        let bits = 8u32 << size;
+        let m = size_mask(size);
+        let (a, b) = (a & m, b & m);
+        let sx = |v: u64| (((v as u128) << (128 - bits)) as i128) >> (128 - bits);
+        let (r, cf, of) = match kind {
+            0 => {
+                let w = a as u128 + b as u128 + cin as u128;
+                let sw = sx(a) + sx(b) + cin as i128;
+                (w as u64 & m, (w >> bits) & 1 != 0, sw != sx(w as u64 & m))
+            }
+            _ => {
+                let w = (a as i128) - (b as i128) - cin as i128;
+                let sw = sx(a) - sx(b) - cin as i128;
+                (w as u64 & m, w < 0, sw != sx(w as u64 & m))
+            }
+        };
+        let mut f = szp(r, size) | ((a ^ b ^ r) & AF);
+        if cf {
+            f |= CF;
+        }
+        if of {
+            f |= OF;
+        }
+        f
+    }
+
+    #[test]
+    fn lazy_arith_flags_match_wide_reference() {
+        let mut st = 0x1234_5678_9abc_def1u64;
+        let mut s = CpuState::default();
+        for _ in 0..200_000 {
+            let size = (rng(&mut st) & 3) as u32;
+            let m = size_mask(size);
+            let (a, b) = (rng(&mut st) & m, rng(&mut st) & m);
+            let cin = rng(&mut st) & 1;
+            s.set_cc(CC_ADD, size, a.wrapping_add(b) & m, a, b);
+            assert_eq!(compute(&s), reference(0, size, a, b, 0), "add {size} {a:x} {b:x}");
+            s.set_cc(CC_ADC, size, a.wrapping_add(b).wrapping_add(cin) & m, a, b);
+            assert_eq!(compute(&s), reference(0, size, a, b, cin), "adc {size} {a:x} {b:x} {cin}");
+            s.set_cc(CC_SUB, size, a.wrapping_sub(b) & m, a, b);
+            assert_eq!(compute(&s), reference(1, size, a, b, 0), "sub {size} {a:x} {b:x}");
+            assert_eq!(s.cf(), compute(&s) & CF != 0);
+            s.set_cc(CC_SBB, size, a.wrapping_sub(b).wrapping_sub(cin) & m, a, b);
+            assert_eq!(compute(&s), reference(1, size, a, b, cin), "sbb {size} {a:x} {b:x} {cin}");
+            // INC/DEC: the ADD/SUB flags with 1, CF kept.
+            s.set_cc(CC_INC, size, a.wrapping_add(1) & m, a, cin);
+            assert_eq!(compute(&s), (reference(0, size, a, 1, 0) & !CF) | cin, "inc {size} {a:x}");
+            s.set_cc(CC_DEC, size, a.wrapping_sub(1) & m, a, cin);
+            assert_eq!(compute(&s), (reference(1, size, a, 1, 0) & !CF) | cin, "dec {size} {a:x}");
+            // Every condition code agrees with its definition on the flags.
+            let f = compute(&s);
+            let (cf, zf, sf, of, pf) = (f & CF != 0, f & ZF != 0, f & SF != 0, f & OF != 0, f & PF != 0);
+            let want = [of, cf, zf, cf || zf, sf, pf, sf != of, zf || sf != of];
+            for cc in 0..16u8 {
+                assert_eq!(s.cond(cc), want[cc as usize >> 1] ^ (cc & 1 != 0));
+            }
+        }
+    }
 }
