@@ -247,6 +247,15 @@ impl Cpu {
             self.raise(bus, e);
             return;
         }
+        if self.model == CpuModel::I80286 && insn.is_invalid() {
+            if let Some(n) = crate::dispatch::i286_mov_group_len(&bytes[..fetched]) {
+                if n > self.max_insn_len() {
+                    self.s.icount += 1;
+                    self.raise(bus, Exception::GP0);
+                    return;
+                }
+            }
+        }
         let h = handler_for(&insn, self.model);
         self.exec_insn(bus, &insn, h);
     }

@@ -12,7 +12,6 @@ use kagami_tests::sst::{default_dir, format_table, run_dir, Options};
 /// a debt; remove it as soon as the file passes.
 const KNOWN_FAILING: &[(&str, &str)] = &[
     ("C6", "mov: 1 test; INIT lacks the IVT bytes (0x35, 0x37) the recorded #GP used"),
-    ("C7", "mov: 1 test; C7 /7 of 11 bytes must give #GP (length) before #UD"),
     ("CE", "into: 1 test where the recorded 286 pushed SS in the CS slot"),
     ("F6.7", "idiv: 4 records int-alu could not explain (see insn/muldiv.rs)"),
     ("FF.3", "call: 1 test where the recorded 286 pushed SS in the CS slot"),
