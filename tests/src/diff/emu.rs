@@ -104,9 +104,16 @@ impl Emu {
         self.setup(input);
         self.cpu.mem.write(WINDOW_PHYS + (DATA - BASE), data);
         self.cpu.mem.write(WINDOW_PHYS + (STREAM - BASE), stream);
-        let mut dec = Decoder::with_ip(64, stream, STREAM, DecoderOptions::NONE);
+        let end = STREAM + stream.len() as u64;
         let mut fault = None;
-        while dec.can_decode() {
+        // Follow RIP, not the byte order: a REP string handler may leave RIP
+        // on itself to continue later, as the executor allows.
+        for _ in 0..100_000 {
+            let rip = self.cpu.s.rip;
+            if !(STREAM..end).contains(&rip) {
+                break;
+            }
+            let mut dec = Decoder::with_ip(64, &stream[(rip - STREAM) as usize..], rip, DecoderOptions::NONE);
             let insn = dec.decode();
             let h = handler_for(&insn, CpuModel::X86_64);
             self.cpu.s.icount += 1;

@@ -388,8 +388,9 @@ pub fn stream(class: Class, codes: &[Code], int_codes: &[Code], rng: &mut Rng) -
 }
 
 /// The undefined-flag masks after `d` runs. A shift or rotate whose count
-/// can be zero (CL, or an immediate that masks to 0) may leave every flag
-/// as it was, so it cannot make an undefined flag defined again.
+/// can be zero (CL, or an immediate that masks to 0), or a REP string
+/// instruction (RCX can be 0), may leave every flag as it was, so it cannot
+/// make an undefined flag defined again.
 ///
 /// FCOMI/FCOMIP/FUCOMI/FUCOMIP: the SDM says they clear C1; AMD processors
 /// leave it unchanged, so on an AMD host C1 counts as undefined after them.
@@ -431,6 +432,10 @@ impl Stream {
 
 fn count_may_be_zero(d: &Instruction) -> bool {
     use iced_x86::Mnemonic::*;
+    // REP CMPS/SCAS with RCX = 0 compare nothing and leave the flags.
+    if (d.has_rep_prefix() || d.has_repne_prefix()) && is_string(d) {
+        return true;
+    }
     if !matches!(d.mnemonic(), Rol | Ror | Rcl | Rcr | Shl | Sal | Shr | Sar | Shld | Shrd) {
         return false;
     }
