@@ -1,0 +1,124 @@
+//! A Multiboot test kernel, assembled here with iced-x86 into an ELF32
+//! image, boots on the PC machine through the bios crate's Multiboot loader.
+//! It checks the boot protocol from inside the guest (EAX magic, the info
+//! structure's command line and module), prints on isa-debugcon and leaves
+//! through isa-debug-exit, whose exit code the test checks: the whole
+//! direct-boot path (loader → entry state → board → devices) in one run.
+
+use iced_x86::code_asm::*;
+use kagami_devices::SharedBuffer;
+use kagami_machine::clock::ClockMode;
+use kagami_machine::pc::{MachineKind, Pc, PcConfig, Stop};
+
+const LOAD: u32 = 0x10_0000;
+const DEBUGCON: u16 = 0xe9;
+const EXIT_PORT: u16 = 0xf4;
+
+/// ELF32 with one PT_LOAD at LOAD holding the Multiboot header and `code`.
+fn elf(code: &[u8], entry: u32) -> Vec<u8> {
+    let hdr_flags: u32 = 0b11; // page-align modules, want memory info
+    let mut body = Vec::new();
+    for v in [0x1bad_b002u32, hdr_flags, 0u32.wrapping_sub(0x1bad_b002).wrapping_sub(hdr_flags)] {
+        body.extend_from_slice(&v.to_le_bytes());
+    }
+    body.resize(0x40, 0);
+    body.extend_from_slice(code);
+    let mut f = vec![0u8; 0x1000];
+    f[0..4].copy_from_slice(b"\x7fELF");
+    f[4] = 1;
+    f[5] = 1;
+    f[6] = 1;
+    f[16..18].copy_from_slice(&2u16.to_le_bytes());
+    f[18..20].copy_from_slice(&3u16.to_le_bytes());
+    f[24..28].copy_from_slice(&entry.to_le_bytes());
+    f[28..32].copy_from_slice(&52u32.to_le_bytes());
+    f[42..44].copy_from_slice(&32u16.to_le_bytes());
+    f[44..46].copy_from_slice(&1u16.to_le_bytes());
+    let p = 52;
+    f[p..p + 4].copy_from_slice(&1u32.to_le_bytes());
+    f[p + 4..p + 8].copy_from_slice(&0x1000u32.to_le_bytes());
+    f[p + 12..p + 16].copy_from_slice(&LOAD.to_le_bytes());
+    f[p + 16..p + 20].copy_from_slice(&(body.len() as u32).to_le_bytes());
+    f[p + 20..p + 24].copy_from_slice(&(body.len() as u32 + 0x1000).to_le_bytes());
+    f.extend_from_slice(&body);
+    f
+}
+
+/// The kernel: check EAX, print the command line from the info structure,
+/// add up the module's bytes and exit with (sum & 0x7f).
+fn kernel() -> Vec<u8> {
+    let entry = LOAD + 0x40;
+    let mut a = CodeAssembler::new(32).unwrap();
+    let mut bad = a.create_label();
+    let mut print = a.create_label();
+    let mut printed = a.create_label();
+    let mut sum = a.create_label();
+    let mut summed = a.create_label();
+    a.cmp(eax, 0x2bad_b002u32).unwrap();
+    a.jne(bad).unwrap();
+    // Command line: info->cmdline at +16 (flag bit 2).
+    a.mov(esi, dword_ptr(ebx + 16)).unwrap();
+    a.mov(dx, DEBUGCON as u32).unwrap();
+    a.set_label(&mut print).unwrap();
+    a.lodsb().unwrap();
+    a.test(al, al).unwrap();
+    a.jz(printed).unwrap();
+    a.out(dx, al).unwrap();
+    a.jmp(print).unwrap();
+    a.set_label(&mut printed).unwrap();
+    // Module 0: mods_addr at +24 -> {start, end}.
+    a.mov(edi, dword_ptr(ebx + 24)).unwrap();
+    a.mov(esi, dword_ptr(edi)).unwrap();
+    a.mov(ecx, dword_ptr(edi + 4)).unwrap();
+    a.xor(eax, eax).unwrap();
+    a.set_label(&mut sum).unwrap();
+    a.cmp(esi, ecx).unwrap();
+    a.jae(summed).unwrap();
+    a.movzx(edx, byte_ptr(esi)).unwrap();
+    a.add(eax, edx).unwrap();
+    a.inc(esi).unwrap();
+    a.jmp(sum).unwrap();
+    a.set_label(&mut summed).unwrap();
+    a.and(eax, 0x7f).unwrap();
+    a.mov(dx, EXIT_PORT as u32).unwrap();
+    a.out(dx, eax).unwrap();
+    a.hlt().unwrap();
+    a.set_label(&mut bad).unwrap();
+    a.mov(dx, EXIT_PORT as u32).unwrap();
+    a.mov(eax, 0x7fu32).unwrap();
+    a.out(dx, eax).unwrap();
+    a.hlt().unwrap();
+    elf(&a.assemble(entry as u64).unwrap(), entry)
+}
+
+fn boot(kind: MachineKind, module: &[u8]) -> (Stop, String) {
+    let con = SharedBuffer::new();
+    let mut pc = Pc::new(PcConfig {
+        kind,
+        ram_bytes: 32 << 20,
+        kernel: Some(kernel()),
+        kernel_path: "/boot/mbtest".into(),
+        initrd: Some(module.to_vec()),
+        append: "hello=kagami".into(),
+        serial: vec![None, None],
+        debug_exit: Some((EXIT_PORT, 4)),
+        debugcon: Some((DEBUGCON, con.sink())),
+        clock: ClockMode::Instructions { shift: 3 },
+        no_reboot: true,
+        rtc_start: 0,
+    })
+    .expect("machine builds");
+    let stop = pc.run(Some(10_000_000));
+    (stop, String::from_utf8_lossy(&con.contents()).into_owned())
+}
+
+#[test]
+fn multiboot_kernel_reports_through_debug_exit() {
+    let module = [1u8, 2, 3, 4, 5, 100];
+    for kind in [MachineKind::Pc, MachineKind::Q35] {
+        let (stop, con) = boot(kind, &module);
+        assert_eq!(con, "/boot/mbtest hello=kagami", "{kind:?}");
+        // isa-debug-exit: code (V << 1) | 1 with V = 115.
+        assert_eq!(stop, Stop::Exit((115 << 1) | 1), "{kind:?}");
+    }
+}
