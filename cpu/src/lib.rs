@@ -10,10 +10,13 @@ pub mod exception;
 pub mod exec;
 pub mod flags;
 pub mod fpu;
+pub mod fuzz;
 pub mod insn;
 pub mod interrupt;
 pub mod memory;
 pub mod mmu;
+#[cfg(test)]
+mod mmu_tests;
 pub mod operand;
 pub mod seg;
 pub mod simd;

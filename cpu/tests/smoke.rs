@@ -51,3 +51,57 @@ fn real_mode_loop_sums_and_reports() {
     assert_eq!(cpu.run(&mut bus, 1000), Exit::Halted);
     assert_eq!(bus.0, vec![(0xe9, 55)]);
 }
+
+fn real_mode_cpu(code: &[u8], at: u64) -> Cpu {
+    let mem = GuestMemory::new(1 << 20).unwrap();
+    let mut map = PhysMap::new();
+    map.add(Region {
+        start: 0,
+        len: 1 << 20,
+        backing: 0,
+        kind: RegionKind::Ram,
+    })
+    .unwrap();
+    mem.write(at, code);
+    let mut cpu = Cpu::new(mem, map);
+    cpu.load_real_seg(kagami_cpu::state::CS, 0);
+    cpu.s.rip = at;
+    cpu
+}
+
+/// A store into the instruction that follows it, in the same decoded block,
+/// must be seen when that instruction runs (SDM 11.6: self-modifying code).
+#[test]
+fn self_modifying_code_in_the_same_block() {
+    let code = [
+        0xc6, 0x06, 0x06, 0x7c, 0x42, // 7c00: mov byte [0x7c06], 0x42
+        0xb0, 0x00, //                   7c05: mov al, 0 (imm at 7c06)
+        0xe6, 0xe9, //                   7c07: out 0xe9, al
+        0xf4, //                         7c09: hlt
+    ];
+    for cached in [true, false] {
+        let mut cpu = real_mode_cpu(&code, 0x7c00);
+        cpu.use_block_cache = cached;
+        let mut bus = PortLog::default();
+        assert_eq!(cpu.run(&mut bus, 100), Exit::Halted);
+        assert_eq!(bus.0, vec![(0xe9, 0x42)], "block cache {cached}");
+    }
+}
+
+/// Code that was decoded once and is then rewritten (a loop whose body is
+/// patched on each pass) runs the new bytes each time.
+#[test]
+fn rewritten_code_is_decoded_again() {
+    let code = [
+        0xb9, 0x03, 0x00, //             7c00: mov cx, 3
+        0xb0, 0x01, //                   7c03: mov al, 1 (imm at 7c04)
+        0xe6, 0xe9, //                   7c05: out 0xe9, al
+        0x80, 0x06, 0x04, 0x7c, 0x01, // 7c07: add byte [0x7c04], 1
+        0xe2, 0xf5, //                   7c0c: loop 7c03
+        0xf4, //                         7c0e: hlt
+    ];
+    let mut cpu = real_mode_cpu(&code, 0x7c00);
+    let mut bus = PortLog::default();
+    assert_eq!(cpu.run(&mut bus, 100), Exit::Halted);
+    assert_eq!(bus.0, vec![(0xe9, 1), (0xe9, 2), (0xe9, 3)]);
+}

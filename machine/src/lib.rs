@@ -1,1 +1,8 @@
+//! kagami-machine: wiring, the `kagami` command line and the run loop.
 
+pub mod board;
+pub mod clock;
+pub mod demo;
+pub mod initramfs;
+pub mod kvm;
+pub mod pc;

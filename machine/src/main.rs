@@ -1,1 +1,147 @@
-fn main() {}
+//! The `kagami` command line.
+//!
+//! Options follow QEMU's spelling where QEMU has one: besides clap's own
+//! `--name`, a single-dash long option such as `-kernel` is accepted for
+//! every long option (see [`qemu_style`]), so `-machine`, `-kernel`,
+//! `-initrd`, `-append` and friends slot into [`Cli`] as plain fields when
+//! the platform work adds them.
+
+use clap::{CommandFactory, Parser};
+use kagami_machine::demo;
+use std::ffi::OsString;
+use std::process::ExitCode;
+
+/// kagami: a full-system x86-64 PC emulator.
+#[derive(Parser, Debug)]
+#[command(
+    name = "kagami",
+    version,
+    about,
+    after_help = "Single-dash long options (-demo) are accepted too, as QEMU spells them."
+)]
+struct Cli {
+    /// Run the built-in demo guest: a real-mode program that prints primes
+    /// on the console (port 0xE9 / UART 0x3F8) and exits with its status
+    /// through port 0xF4.
+    #[arg(long)]
+    demo: bool,
+
+    /// Stop the guest after this many instructions (0: no limit).
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    max_instructions: u64,
+}
+
+/// Rewrite QEMU-style single-dash long options (`-kernel x`, `-m=512`) to
+/// clap's `--kernel x`. Only names that `Cli` knows as long options are
+/// rewritten, so short-option clusters and values are left alone; anything
+/// after `--` is untouched.
+fn qemu_style(args: impl IntoIterator<Item = OsString>) -> Vec<OsString> {
+    let cmd = Cli::command();
+    let longs: Vec<String> = cmd
+        .get_arguments()
+        .filter_map(|a| a.get_long().map(str::to_string))
+        .chain(["help".into(), "version".into()])
+        .collect();
+    let mut out = Vec::new();
+    let mut rest = false;
+    for (i, a) in args.into_iter().enumerate() {
+        if i == 0 || rest {
+            out.push(a);
+            continue;
+        }
+        if a == "--" {
+            rest = true;
+            out.push(a);
+            continue;
+        }
+        let rewritten = a.to_str().and_then(|s| {
+            let name = s.strip_prefix('-').filter(|n| !n.starts_with('-'))?;
+            let key = name.split('=').next().unwrap_or(name);
+            (key.len() > 1 && longs.iter().any(|l| l == key)).then(|| OsString::from(format!("-{s}")))
+        });
+        out.push(rewritten.unwrap_or(a));
+    }
+    out
+}
+
+fn run_demo(cli: &Cli) -> Result<u8, String> {
+    let limit = if cli.max_instructions == 0 {
+        u64::MAX
+    } else {
+        cli.max_instructions
+    };
+    let stdout = std::io::stdout().lock();
+    let (outcome, _) = demo::run(stdout, limit)?;
+    match outcome {
+        demo::Outcome::Exited { status, instructions } => {
+            if status & demo::EXCEPTION_STATUS != 0 {
+                eprintln!(
+                    "kagami: the demo guest took exception vector {} after {instructions} instructions (status {status:#x})",
+                    status & !demo::EXCEPTION_STATUS
+                );
+            } else {
+                eprintln!("kagami: demo guest exited with status {status} after {instructions} instructions");
+            }
+            Ok(status)
+        }
+        demo::Outcome::Stuck { why, instructions } => Err(format!(
+            "the demo guest stopped without reporting a status ({why:?}) after {instructions} instructions"
+        )),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse_from(qemu_style(std::env::args_os())) {
+        Ok(c) => c,
+        // --help and --version print to stdout and succeed.
+        Err(e) if !e.use_stderr() => {
+            let _ = e.print();
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::FAILURE;
+        }
+    };
+    if !cli.demo {
+        eprintln!("kagami: nothing to run: give --demo to run the built-in demo guest (see kagami --help)");
+        return ExitCode::FAILURE;
+    }
+    match run_demo(&cli) {
+        Ok(status) => ExitCode::from(status),
+        Err(e) => {
+            eprintln!("kagami: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(a: &[&str]) -> Vec<String> {
+        qemu_style(a.iter().map(OsString::from))
+            .into_iter()
+            .map(|s| s.into_string().unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn single_dash_long_options_become_double_dash() {
+        assert_eq!(args(&["kagami", "-demo"]), ["kagami", "--demo"]);
+        assert_eq!(args(&["kagami", "-max-instructions=5"]), ["kagami", "--max-instructions=5"]);
+        assert_eq!(args(&["kagami", "--demo", "-h"]), ["kagami", "--demo", "-h"]);
+        assert_eq!(args(&["kagami", "-nosuch"]), ["kagami", "-nosuch"]);
+        assert_eq!(args(&["kagami", "--", "-demo"]), ["kagami", "--", "-demo"]);
+    }
+
+    #[test]
+    fn bad_input_is_an_error_not_a_panic() {
+        assert!(Cli::try_parse_from(qemu_style(["kagami", "-max-instructions", "lots"].map(OsString::from))).is_err());
+        assert!(Cli::try_parse_from(["kagami", "--bogus"]).is_err());
+        let c = Cli::try_parse_from(qemu_style(["kagami", "-demo", "-max-instructions", "7"].map(OsString::from))).unwrap();
+        assert!(c.demo);
+        assert_eq!(c.max_instructions, 7);
+    }
+}

@@ -1,0 +1,3 @@
+//! KVM as the CPU, where the host's KVM can run a general guest.
+
+pub mod probe;

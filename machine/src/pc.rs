@@ -1,0 +1,363 @@
+//! The PC machine: guest memory layout, direct kernel boot through the bios
+//! crate's loaders, and the run loop that interleaves the CPU with the
+//! board's devices on the one machine clock.
+//!
+//! Physical memory map (both `-machine pc` and `q35` for now):
+//! | range | what |
+//! |---|---|
+//! | 0 – 0x9ffff | RAM (conventional memory; EBDA at the top) |
+//! | 0xa0000 – 0xbffff | VGA window (MMIO, unclaimed yet) |
+//! | 0xc0000 – 0xfffff | RAM for option ROMs, ACPI RSDP and BIOS (direct boot) |
+//! | 1 MiB – low RAM end | RAM (low RAM ends at 3 GiB on pc, 2 GiB on q35) |
+//! | low RAM end – 4 GiB | PCI hole: ACPI tables at its start; MMIO above |
+//! | 4 GiB – | the rest of RAM |
+
+use crate::board::{Board, BoardConfig};
+use crate::clock::{ClockMode, MachineClock};
+use kagami_bios::boot::{BootEntry, BootError, EntryMode, GuestWriter};
+use kagami_bios::e820::{E820Map, E820Type};
+use kagami_cpu::state::{cr0, cr4, efer, CS, DS, ES, FS, GS, SS};
+use kagami_cpu::system::desc::Desc;
+use kagami_cpu::{Cpu, Exit, GuestMemory, PhysMap, Region, RegionKind};
+use kagami_devices::{ByteSink, MachineRequest};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MachineKind {
+    Pc,
+    Q35,
+}
+
+/// Everything needed to build a PC (the CLI fills it in).
+pub struct PcConfig {
+    pub kind: MachineKind,
+    pub ram_bytes: u64,
+    pub kernel: Option<Vec<u8>>,
+    pub kernel_path: String,
+    pub initrd: Option<Vec<u8>>,
+    pub append: String,
+    pub serial: Vec<Option<ByteSink>>,
+    pub debug_exit: Option<(u16, u16)>,
+    pub debugcon: Option<(u16, ByteSink)>,
+    pub clock: ClockMode,
+    pub no_reboot: bool,
+    pub rtc_start: i64,
+}
+
+/// Why the machine stopped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stop {
+    /// The guest asked for an exit code (isa-debug-exit, ACPI poweroff = 0).
+    Exit(i32),
+    /// The guest reset (triple fault or reset register) and `-no-reboot` was given.
+    Reset,
+    /// The guest halted with interrupts disabled and nothing can wake it.
+    Hung,
+    /// The caller's instruction limit was reached.
+    Limit,
+}
+
+const ACPI_TABLES_SIZE: u64 = 64 << 10;
+const RSDP_ADDR: u64 = 0xe0000;
+const MIN_RAM: u64 = 2 << 20;
+/// Longest run slice between device updates in host-clock mode.
+const SLICE: u64 = 200_000;
+
+pub struct Pc {
+    pub cpu: Cpu,
+    pub board: Board,
+    pub clock: MachineClock,
+    no_reboot: bool,
+    boot: Option<BootEntry>,
+}
+
+struct RamWriter<'a> {
+    mem: &'a GuestMemory,
+    map: &'a PhysMap,
+}
+
+impl GuestWriter for RamWriter<'_> {
+    fn write(&mut self, addr: u64, data: &[u8]) -> Result<(), BootError> {
+        match self.map.lookup(addr) {
+            Some(r) if addr + data.len() as u64 <= r.start + r.len => {
+                self.mem.write(r.backing + (addr - r.start), data);
+                Ok(())
+            }
+            _ => Err(BootError(format!(
+                "the boot image wants {} bytes at {addr:#x}, which is not RAM in this machine",
+                data.len()
+            ))),
+        }
+    }
+}
+
+impl Pc {
+    pub fn new(cfg: PcConfig) -> Result<Pc, String> {
+        if cfg.ram_bytes < MIN_RAM {
+            return Err(format!(
+                "-m: {} KiB of RAM is too little; kagami needs at least 2 MiB",
+                cfg.ram_bytes >> 10
+            ));
+        }
+        let low_limit: u64 = match cfg.kind {
+            MachineKind::Pc => 0xc000_0000,
+            MachineKind::Q35 => 0x8000_0000,
+        };
+        let low = cfg.ram_bytes.min(low_limit);
+        let high = cfg.ram_bytes - low;
+        let mem = GuestMemory::new(cfg.ram_bytes).map_err(|e| e.to_string())?;
+        let mut map = PhysMap::new();
+        let mut add = |start: u64, len: u64, backing: u64| {
+            if len > 0 {
+                map.add(Region {
+                    start,
+                    len,
+                    backing,
+                    kind: RegionKind::Ram,
+                })
+                .expect("fixed layout does not overlap");
+            }
+        };
+        add(0, 0xa0000.min(low), 0);
+        if low > 0xc0000 {
+            add(0xc0000, low - 0xc0000, 0xc0000);
+        }
+        add(1 << 32, high, low);
+
+        let mut e820 = E820Map::new();
+        e820.add(0, 0x9fc00.min(low), E820Type::Ram);
+        if low > 0x9fc00 {
+            e820.add(0x9fc00, 0x400, E820Type::Reserved);
+        }
+        if low > 0x10_0000 {
+            e820.add(0xe0000, 0x20000, E820Type::Reserved);
+            e820.add(0x10_0000, low - 0x10_0000 - ACPI_TABLES_SIZE.min(low - 0x10_0000), E820Type::Ram);
+            e820.add(low - ACPI_TABLES_SIZE, ACPI_TABLES_SIZE, E820Type::Acpi);
+        }
+        if high > 0 {
+            e820.add(1 << 32, high, E820Type::Ram);
+        }
+
+        let board = Board::new(BoardConfig {
+            ram_below_4g: low,
+            ram_above_4g: high,
+            serial: cfg.serial,
+            debug_exit: cfg.debug_exit,
+            debugcon: cfg.debugcon,
+            rtc_start: cfg.rtc_start,
+        });
+        board.check_map()?;
+
+        let mut cpu = Cpu::new(mem.clone(), map.clone());
+        let mut w = RamWriter { mem: &mem, map: &map };
+        let boot = match &cfg.kernel {
+            Some(k) => {
+                let entry = load_kernel(&mut w, &e820, k, &cfg.kernel_path, cfg.initrd.as_deref(), &cfg.append)?;
+                set_entry_state(&mut cpu, &entry);
+                Some(entry)
+            }
+            None => return Err("no -kernel given; booting disks through firmware is not available yet".into()),
+        };
+        Ok(Pc {
+            cpu,
+            board,
+            clock: MachineClock::new(cfg.clock),
+            no_reboot: cfg.no_reboot,
+            boot,
+        })
+    }
+
+    /// Run until the guest stops the machine, or `limit` instructions retire.
+    pub fn run(&mut self, limit: Option<u64>) -> Stop {
+        let end = limit.map(|l| self.cpu.s.icount.saturating_add(l));
+        loop {
+            let now = self.clock.now_ns(self.cpu.s.icount);
+            self.board.advance_to(now);
+            for r in self.board.take_requests() {
+                match r {
+                    MachineRequest::Exit(code) => return Stop::Exit(code),
+                    MachineRequest::SetA20(on) => self.cpu.set_a20(on),
+                    MachineRequest::Reset => {
+                        if let Some(stop) = self.reset() {
+                            return stop;
+                        }
+                    }
+                }
+            }
+            if let Some(e) = end {
+                if self.cpu.s.icount >= e {
+                    return Stop::Limit;
+                }
+            }
+            let deadline = self.board.next_deadline();
+            let mut budget = self.clock.budget_until(self.cpu.s.icount, deadline, SLICE);
+            if let Some(e) = end {
+                budget = budget.min(e - self.cpu.s.icount).max(1);
+            }
+            match self.cpu.run(&mut self.board, budget) {
+                Exit::Budget | Exit::Stopped => {}
+                Exit::TripleFault => {
+                    if let Some(stop) = self.reset() {
+                        return stop;
+                    }
+                }
+                Exit::Halted => {
+                    let Some(d) = deadline else {
+                        if self.cpu.s.rflags & kagami_cpu::state::flags::IF == 0 {
+                            return Stop::Hung;
+                        }
+                        // Interrupts enabled but no timer armed: only outside
+                        // input can wake it; host mode waits a little.
+                        if self.clock.is_deterministic() {
+                            return Stop::Hung;
+                        }
+                        std::thread::sleep(std::time::Duration::from_millis(1));
+                        continue;
+                    };
+                    let wait = self.clock.idle_until(self.cpu.s.icount, d);
+                    if !wait.is_zero() {
+                        std::thread::sleep(wait.min(std::time::Duration::from_millis(10)));
+                    }
+                }
+            }
+        }
+    }
+
+    /// A reset: with `-no-reboot` the machine stops; otherwise the CPU
+    /// restarts at the kernel entry (direct boot has no firmware to rerun).
+    fn reset(&mut self) -> Option<Stop> {
+        if self.no_reboot {
+            return Some(Stop::Reset);
+        }
+        self.cpu.reset();
+        if let Some(e) = self.boot {
+            set_entry_state(&mut self.cpu, &e);
+        }
+        None
+    }
+}
+
+fn load_kernel(w: &mut RamWriter, e820: &E820Map, k: &[u8], path: &str, initrd: Option<&[u8]>, append: &str) -> Result<BootEntry, String> {
+    let err = |e: BootError| format!("{path}: {e}");
+    if k.len() > 0x206 && &k[0x202..0x206] == b"HdrS" {
+        return kagami_bios::linux::load_linux(w, e820, k, initrd, append).map_err(err);
+    }
+    if kagami_bios::multiboot::find_header(k).is_some() {
+        let mods: Vec<_> = initrd
+            .into_iter()
+            .map(|d| kagami_bios::multiboot::Module {
+                string: "initrd".into(),
+                data: d,
+            })
+            .collect();
+        return kagami_bios::multiboot::load_multiboot(w, e820, k, path, append, &mods).map_err(err);
+    }
+    if k.starts_with(b"\x7fELF") {
+        return kagami_bios::pvh::load_pvh(w, e820, k, initrd, append, Some(RSDP_ADDR)).map_err(err);
+    }
+    Err(format!(
+        "{path}: not a kernel kagami can boot (expected a Linux bzImage, a Multiboot kernel or a PVH ELF vmlinux)"
+    ))
+}
+
+/// Put the CPU in the state a boot protocol enters the kernel with.
+pub fn set_entry_state(cpu: &mut Cpu, e: &BootEntry) {
+    let s = &mut cpu.s;
+    s.gdtr.base = e.gdt_base;
+    s.gdtr.limit = e.gdt_limit as u32;
+    s.idtr.base = 0;
+    s.idtr.limit = 0;
+    s.segs[CS] = Desc(e.cs.1).segment(e.cs.0);
+    for seg in [DS, ES, SS, FS, GS] {
+        s.segs[seg] = Desc(e.ds.1).segment(e.ds.0);
+    }
+    // An active 32-bit TSS at 0 (the PVH ABI asks for one; harmless elsewhere).
+    s.tr = kagami_cpu::state::Segment {
+        base: 0,
+        limit: 0x67,
+        selector: 0,
+        attr: kagami_cpu::state::attr::P | 0xb,
+    };
+    s.rip = e.rip;
+    s.gpr[0] = e.rax;
+    s.gpr[3] = e.rbx;
+    s.gpr[6] = e.rsi;
+    s.gpr[4] = e.rsp;
+    s.set_flags(2);
+    s.cr0 = cr0::PE | cr0::ET;
+    if let EntryMode::Long64 { cr3 } = e.mode {
+        s.cr0 |= cr0::PG;
+        s.cr3 = cr3;
+        s.cr4 = cr4::PAE;
+        s.efer = efer::LME | efer::LMA;
+    }
+    cpu.update_mode();
+    cpu.flush_tlb_all();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kagami_devices::SharedBuffer;
+
+    /// Exploratory: boot the test guest for a number of instructions and
+    /// print the console (run with --ignored; needs target/guest).
+    #[test]
+    #[ignore]
+    fn linux_boot_progress() {
+        let dir = std::env::var("KAGAMI_GUEST_DIR").unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/../target/guest").into());
+        let kernel = std::fs::read(format!("{dir}/bzImage")).expect("bzImage");
+        let initrd = std::fs::read(format!("{dir}/initramfs.cpio.gz")).expect("initramfs");
+        let out = SharedBuffer::new();
+        let insns: u64 = std::env::var("KAGAMI_INSNS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(50_000_000);
+        let mut pc = Pc::new(PcConfig {
+            kind: MachineKind::Pc,
+            ram_bytes: 256 << 20,
+            kernel: Some(kernel),
+            kernel_path: "bzImage".into(),
+            initrd: Some(initrd),
+            append: "console=ttyS0 earlyprintk=serial,ttyS0 loglevel=8 kagami.poweroff=1".into(),
+            serial: vec![Some(out.sink()), None],
+            debug_exit: None,
+            debugcon: None,
+            clock: ClockMode::Instructions { shift: 3 },
+            no_reboot: true,
+            rtc_start: 0,
+        })
+        .unwrap();
+        if let Ok(n) = std::env::var("KAGAMI_TRACE").map(|v| v.parse::<usize>().unwrap_or(20)) {
+            for _ in 0..n {
+                let cs = pc.cpu.s.segs[kagami_cpu::state::CS].base;
+                let lin = cs.wrapping_add(pc.cpu.s.rip);
+                let mut b = [0u8; 15];
+                for (k, x) in b.iter_mut().enumerate() {
+                    let p = pc
+                        .cpu
+                        .translate(&mut pc.board, lin + k as u64, kagami_cpu::mmu::Access::Exec)
+                        .unwrap_or(0);
+                    *x = pc.cpu.read_phys(&mut pc.board, p, 1) as u8;
+                }
+                let mut d = iced_x86::Decoder::with_ip(pc.cpu.s.mode.bitness(), &b, pc.cpu.s.rip, 0);
+                let i = d.decode();
+                println!("{:#x} {i}  rsp={:#x} rax={:#x}", pc.cpu.s.rip, pc.cpu.s.gpr[4], pc.cpu.s.gpr[0]);
+                if pc.cpu.step(&mut pc.board) != Exit::Budget {
+                    println!("exit at {:#x} cr2={:#x}", pc.cpu.s.rip, pc.cpu.s.cr2);
+                    break;
+                }
+            }
+        }
+        let t = std::time::Instant::now();
+        let stop = pc.run(Some(insns));
+        let secs = t.elapsed().as_secs_f64();
+        println!("{}", String::from_utf8_lossy(&out.contents()));
+        println!(
+            "stop={stop:?} icount={} rip={:#x} mode={:?} in {secs:.1}s = {:.1} MIPS",
+            pc.cpu.s.icount,
+            pc.cpu.s.rip,
+            pc.cpu.s.mode,
+            pc.cpu.s.icount as f64 / secs / 1e6
+        );
+    }
+}
