@@ -647,3 +647,30 @@ fn near_branches_wrap_and_mask() {
     assert_eq!(g.cpu.s.rip, before + 2, "not taken");
     let _ = RBP;
 }
+
+#[test]
+fn virtual_8086_interrupt_flag_rules() {
+    use kagami_cpu::state::{cr4, Mode};
+    let mut g = flat_cpu(32);
+    g.cpu.s.rflags |= flags::VM | flags::IF | flags::VIF;
+    g.cpu.update_mode();
+    assert_eq!(g.cpu.s.mode, Mode::V86);
+    g.cpu.load_real_seg(SS, 0x7000);
+    // IOPL 0, no VME: CLI, POPF and INT n fault.
+    assert_eq!(exec_one(&mut g, 16, 0x100, |a| a.cli()), Err(Exception::GP0));
+    assert_eq!(exec_one(&mut g, 16, 0x100, |a| a.popf()), Err(Exception::GP0));
+    assert_eq!(exec_one(&mut g, 16, 0x100, |a| a.int(0x10)), Err(Exception::GP0));
+    // VME: CLI clears VIF, not IF; a 16-bit POPF moves the popped IF to VIF.
+    g.cpu.s.cr4 |= cr4::VME;
+    exec_one(&mut g, 16, 0x100, |a| a.cli()).unwrap();
+    assert_eq!(g.cpu.s.rflags & (flags::IF | flags::VIF), flags::IF);
+    let top = g.cpu.s.gpr[RSP];
+    let ss_base = g.cpu.s.segs[SS].base;
+    g.load(ss_base + (top & 0xffff), &0x0200u16.to_le_bytes());
+    exec_one(&mut g, 16, 0x100, |a| a.popf()).unwrap();
+    assert_eq!(g.cpu.s.rflags & (flags::IF | flags::VIF), flags::IF | flags::VIF);
+    // IOPL 3: the real IF is used.
+    g.cpu.s.rflags |= flags::IOPL;
+    exec_one(&mut g, 16, 0x100, |a| a.cli()).unwrap();
+    assert_eq!(g.cpu.s.rflags & flags::IF, 0);
+}

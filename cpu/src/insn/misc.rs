@@ -51,8 +51,21 @@ fn cache_line_op(cpu: &mut Cpu, bus: &mut dyn Bus, i: &Instruction) -> Result<()
     Ok(())
 }
 
+/// The reserved-NOP space: 0F 0D (the PREFETCH group) takes only memory
+/// operands, so its register forms are #UD (as on the differential tester's
+/// host); other reserved NOPs do nothing.
+fn reserved_nop(_: &mut Cpu, _: &mut dyn Bus, i: &Instruction) -> Result<()> {
+    let name = format!("{:?}", i.code());
+    if i.op_kind(0) == OpKind::Register && name.ends_with("0F0D") {
+        return Err(Exception::InvalidOpcode);
+    }
+    Ok(())
+}
+
 pub fn lookup(code: Code) -> Option<Handler> {
+    let name = format!("{code:?}");
     Some(match code.mnemonic() {
+        Mnemonic::Reservednop if name.ends_with("0F0D") => reserved_nop,
         Mnemonic::Nop | Mnemonic::Pause | Mnemonic::Reservednop => nop,
         Mnemonic::Endbr32 | Mnemonic::Endbr64 => nop,
         Mnemonic::Lfence | Mnemonic::Sfence | Mnemonic::Mfence => nop,

@@ -77,6 +77,9 @@ fn string_op<const OP: u8>(cpu: &mut Cpu, bus: &mut dyn Bus, i: &Instruction) ->
     // Port I/O ends the block (a device may have changed anything), but only
     // a write to code should cut a REP INS/OUTS short.
     let io = matches!(OP, INS | OUTS);
+    // The executor drains the dirty-code list before every block, so a flag
+    // already up here is stale (a caller invoking handlers directly).
+    let code_was_dirty = cpu.mem.has_dirty_code();
     loop {
         if rep && cpu.s.gpr[RCX] & am == 0 {
             return Ok(());
@@ -146,7 +149,7 @@ fn string_op<const OP: u8>(cpu: &mut Cpu, bus: &mut dyn Bus, i: &Instruction) ->
             cpu.break_block |= io;
             return Ok(());
         }
-        if done >= REP_CHUNK || cpu.mem.has_dirty_code() {
+        if done >= REP_CHUNK || (!code_was_dirty && cpu.mem.has_dirty_code()) {
             // Resume here after the executor has looked at interrupts and
             // invalidated code this instruction may have overwritten.
             cpu.s.rip = i.ip();
