@@ -201,7 +201,8 @@ impl Pc {
                     }
                 }
                 Exit::Halted => {
-                    let Some(d) = deadline else {
+                    // The slice may have programmed a timer: ask again.
+                    let Some(d) = self.board.next_deadline() else {
                         if self.cpu.s.rflags & kagami_cpu::state::flags::IF == 0 {
                             return Stop::Hung;
                         }

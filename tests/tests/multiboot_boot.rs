@@ -122,3 +122,124 @@ fn multiboot_kernel_reports_through_debug_exit() {
         assert_eq!(stop, Stop::Exit((115 << 1) | 1), "{kind:?}");
     }
 }
+
+/// A timer-driven kernel: remaps the PIC, programs PIT channel 0 at ~1 kHz,
+/// counts 50 IRQ0s with HLT in between, and prints the PIT's current count
+/// latched in each interrupt handler (a value that depends on when the
+/// interrupt was taken). In deterministic mode two runs must print the same
+/// bytes and retire the same number of instructions.
+fn timer_kernel() -> Vec<u8> {
+    let entry = LOAD + 0x40;
+    let idt = 0x20_0000u32;
+    let ticks = 0x20_1000u32;
+    let handler_at = entry + 0x400;
+    let mut a = CodeAssembler::new(32).unwrap();
+    let mut wait = a.create_label();
+    // Multiboot leaves ESP undefined.
+    a.mov(esp, 0x30_0000u32).unwrap();
+    // IDT: vector 0x20 -> handler (an interrupt gate, CS 0x10).
+    a.mov(edi, idt).unwrap();
+    a.mov(eax, handler_at).unwrap();
+    a.mov(word_ptr(edi + 0x20 * 8), ax).unwrap();
+    a.mov(word_ptr(edi + 0x20 * 8 + 2), 0x10u32).unwrap();
+    a.mov(word_ptr(edi + 0x20 * 8 + 4), 0x8e00u32).unwrap();
+    a.shr(eax, 16).unwrap();
+    a.mov(word_ptr(edi + 0x20 * 8 + 6), ax).unwrap();
+    a.sub(esp, 8).unwrap();
+    a.mov(word_ptr(esp), 0x7ffu32).unwrap();
+    a.mov(dword_ptr(esp + 2), idt).unwrap();
+    a.lidt(ptr(esp)).unwrap();
+    a.add(esp, 8).unwrap();
+    // PIC: vectors 0x20/0x28, only IRQ0 unmasked.
+    for (port, v) in [
+        (0x20u32, 0x11u32),
+        (0x21, 0x20),
+        (0x21, 4),
+        (0x21, 1),
+        (0xa0, 0x11),
+        (0xa1, 0x28),
+        (0xa1, 2),
+        (0xa1, 1),
+        (0x21, 0xfe),
+        (0xa1, 0xff),
+    ] {
+        a.mov(al, v).unwrap();
+        a.out(port, al).unwrap();
+    }
+    // PIT channel 0, mode 2, count 1193.
+    a.mov(al, 0x34u32).unwrap();
+    a.out(0x43u32, al).unwrap();
+    a.mov(al, 1193u32 & 0xff).unwrap();
+    a.out(0x40u32, al).unwrap();
+    a.mov(al, 1193u32 >> 8).unwrap();
+    a.out(0x40u32, al).unwrap();
+    a.mov(dword_ptr(ticks), 0u32).unwrap();
+    a.sti().unwrap();
+    a.set_label(&mut wait).unwrap();
+    a.hlt().unwrap();
+    a.cmp(dword_ptr(ticks), 50u32).unwrap();
+    a.jb(wait).unwrap();
+    a.mov(dx, EXIT_PORT as u32).unwrap();
+    a.mov(eax, 0x11u32).unwrap();
+    a.out(dx, eax).unwrap();
+    a.hlt().unwrap();
+    let mut code = a.assemble(entry as u64).unwrap();
+    assert!(code.len() <= 0x400);
+    code.resize(0x400, 0xcc);
+    // IRQ0: latch and print channel 0's count (low, high), EOI, count.
+    let mut a = CodeAssembler::new(32).unwrap();
+    a.push(eax).unwrap();
+    a.push(edx).unwrap();
+    a.mov(al, 0u32).unwrap();
+    a.out(0x43u32, al).unwrap();
+    a.mov(dx, DEBUGCON as u32).unwrap();
+    a.in_(al, 0x40u32).unwrap();
+    a.out(dx, al).unwrap();
+    a.in_(al, 0x40u32).unwrap();
+    a.out(dx, al).unwrap();
+    a.mov(al, 0x20u32).unwrap();
+    a.out(0x20u32, al).unwrap();
+    a.inc(dword_ptr(ticks)).unwrap();
+    a.pop(edx).unwrap();
+    a.pop(eax).unwrap();
+    a.iretd().unwrap();
+    code.extend(a.assemble(handler_at as u64).unwrap());
+    elf(&code, entry)
+}
+
+fn boot_timer(clock: ClockMode) -> (Stop, Vec<u8>, u64) {
+    let con = SharedBuffer::new();
+    let mut pc = Pc::new(PcConfig {
+        kind: MachineKind::Pc,
+        ram_bytes: 32 << 20,
+        kernel: Some(timer_kernel()),
+        kernel_path: "timer".into(),
+        initrd: None,
+        append: String::new(),
+        serial: vec![None, None],
+        debug_exit: Some((EXIT_PORT, 4)),
+        debugcon: Some((DEBUGCON, con.sink())),
+        clock,
+        no_reboot: true,
+        rtc_start: 0,
+    })
+    .expect("machine builds");
+    let stop = pc.run(Some(50_000_000));
+    (stop, con.contents(), pc.cpu.s.icount)
+}
+
+#[test]
+fn deterministic_mode_repeats_a_timer_driven_run_exactly() {
+    let clock = ClockMode::Instructions { shift: 3 };
+    let (stop1, out1, n1) = boot_timer(clock);
+    let (stop2, out2, n2) = boot_timer(clock);
+    assert_eq!(stop1, Stop::Exit((0x11 << 1) | 1));
+    assert_eq!(out1.len(), 100, "50 ticks, two bytes each");
+    assert_eq!((stop1, &out1, n1), (stop2, &out2, n2), "two deterministic runs differ");
+    // The halted CPU wakes exactly at each tick, so the handler latches the
+    // count a few instructions (8 ns each) into the new 1193-tick period.
+    for c in out1.chunks(2) {
+        let count = u16::from_le_bytes([c[0], c[1]]);
+        assert!((1150..=1193).contains(&count), "PIT count {count} sampled in the IRQ0 handler");
+    }
+}
