@@ -194,7 +194,7 @@ impl Ioapic {
             0x02 => (self.s.id as u32) << 24,
             0x10..=0x3f => {
                 let e = self.s.redirection[(i - 0x10) / 2];
-                if i % 2 == 0 {
+                if i & 1 == 0 {
                     e as u32
                 } else {
                     (e >> 32) as u32
@@ -211,7 +211,7 @@ impl Ioapic {
             0x10..=0x3f => {
                 let pin = (i - 0x10) / 2;
                 let old = self.s.redirection[pin];
-                let new = if i % 2 == 0 {
+                let new = if i & 1 == 0 {
                     (old & !0xffff_ffff) | v as u64
                 } else {
                     (old & 0xffff_ffff) | (v as u64) << 32
