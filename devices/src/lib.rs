@@ -24,6 +24,7 @@
 //! - **Output sinks** ([`sink`]): byte streams leaving the guest (serial,
 //!   debugcon) go to a `Box<dyn Write + Send>` the machine provides.
 
+pub mod acpi_pm;
 pub mod bus;
 pub mod debug_exit;
 pub mod debugcon;
@@ -44,6 +45,7 @@ pub mod snapshot;
 pub mod time;
 pub mod uart;
 
+pub use acpi_pm::AcpiPm;
 pub use bus::{MmioDevice, PortIoDevice};
 pub use debug_exit::IsaDebugExit;
 pub use debugcon::IsaDebugcon;
