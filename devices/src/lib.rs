@@ -80,12 +80,16 @@
 //! assert_eq!(deadline, 10_000_151); // 11932 ticks at 1.193182 MHz, rounded up to a nanosecond
 //! ```
 
+pub mod acpi_pm;
 pub mod bus;
 pub mod debug_exit;
 pub mod debugcon;
 pub mod dma;
+pub mod hpet;
 pub mod i8042;
+pub mod ioapic;
 pub mod irq;
+pub mod lapic;
 pub mod pic;
 pub mod pit;
 pub mod port92;
@@ -99,12 +103,16 @@ pub mod snapshot;
 pub mod time;
 pub mod uart;
 
+pub use acpi_pm::AcpiPm;
 pub use bus::{MmioDevice, PortIoDevice};
 pub use debug_exit::IsaDebugExit;
 pub use debugcon::IsaDebugcon;
 pub use dma::{DmaError, DmaMemory, VecDma};
+pub use hpet::Hpet;
 pub use i8042::I8042;
+pub use ioapic::Ioapic;
 pub use irq::{IrqLine, IrqPins, NoIrq, PinChanges, RecordingIrq};
+pub use lapic::Lapic;
 pub use pic::Pic8259;
 pub use pit::Pit8254;
 pub use port92::Port92;

@@ -1,4 +1,4 @@
-//! Requests a device makes of the machine: reset, A20, exit.
+//! Requests a device makes of the machine: reset, A20, exit, power-off.
 //!
 //! Devices never touch the CPU. The i8042's output port, port 0x92, the
 //! reset control register and isa-debug-exit report what the guest asked
@@ -18,6 +18,9 @@ pub enum MachineRequest {
     SetA20(bool),
     /// End the emulator process with this exit code (isa-debug-exit).
     Exit(i32),
+    /// The guest entered S5 (ACPI soft off): the machine powers off and
+    /// kagami ends with exit code 0.
+    PowerOff,
 }
 
 /// Where a device sends its requests.

@@ -4,17 +4,62 @@
 //!
 //! Interrupts: devices drive pins of one [`IrqPins`] bank (ISA IRQ n = pin
 //! n); before the CPU asks for a pending interrupt the board replays pin
-//! changes into the 8259 pair. The local APIC and IOAPIC join here when they
-//! exist; until then the PIC's INTR is the CPU's only maskable input.
+//! changes into the 8259 pair and the IOAPIC (ISA IRQ n → IOAPIC input n,
+//! except IRQ0 → input 2, as the MADT's interrupt source override says).
+//! IOAPIC messages go to the local APIC, and the local APIC's EOI
+//! broadcasts back to the IOAPIC. The CPU takes the local APIC's vector
+//! first, then the 8259's INTR when it passes through LINT0 (virtual-wire
+//! ExtINT) or the local APIC is disabled.
 
 use kagami_cpu::Bus;
+use kagami_devices::acpi_pm::{AcpiPm, ACPI_PM_SPAN};
 use kagami_devices::debug_exit::IsaDebugExit;
 use kagami_devices::debugcon::IsaDebugcon;
 use kagami_devices::i8042::I8042;
+use kagami_devices::ioapic::{DeliveryMode, IoapicDelivery, IOAPIC_MMIO_SIZE};
+use kagami_devices::lapic::{ApicMode, IpiRequest, LAPIC_MMIO_SIZE};
 use kagami_devices::port92::Port92;
 use kagami_devices::post::PostCode;
 use kagami_devices::reset_control::ResetControl;
-use kagami_devices::{ByteSink, IrqPins, MachineRequest, Pic8259, Pit8254, PortIoDevice, RequestQueue, Rtc, Timed, Uart16550};
+use kagami_devices::{
+    ByteSink, Ioapic, IrqPins, Lapic, MachineRequest, MmioDevice, Pic8259, Pit8254, PortIoDevice, RequestQueue, Rtc, Timed, Uart16550,
+};
+
+/// Where the interrupt controllers sit (the MADT in `bios/src/acpi.rs`
+/// describes the same addresses).
+pub const LAPIC_BASE: u64 = 0xfee0_0000;
+pub const IOAPIC_BASE: u64 = 0xfec0_0000;
+/// ACPI PM I/O block (PM1a_EVT, PM1a_CNT, PM_TMR) and its SCI.
+pub const ACPI_PM_BASE: u16 = 0x600;
+pub const SCI_IRQ: u8 = 9;
+const MSR_APIC_BASE: u32 = 0x1b;
+const MSR_TSC_DEADLINE: u32 = 0x6e0;
+
+/// The IOAPIC input an ISA IRQ reaches: identity except IRQ0 → 2.
+pub fn isa_irq_to_gsi(irq: u8) -> u8 {
+    if irq == 0 {
+        2
+    } else {
+        irq
+    }
+}
+
+/// Which device an MMIO range belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MmioDev {
+    Lapic,
+    Ioapic,
+}
+
+/// One window of physical address space: `start..start+len` are offsets
+/// `0..len` of `dev`.
+#[derive(Clone, Copy, Debug)]
+pub struct MmioRange {
+    pub start: u64,
+    pub len: u64,
+    pub dev: MmioDev,
+    pub name: &'static str,
+}
 
 /// Which device a port range belongs to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -29,6 +74,7 @@ pub enum PortDev {
     ResetControl,
     DebugExit,
     Debugcon,
+    AcpiPm,
 }
 
 /// One window of I/O space: ports `start..start+len` are offsets
@@ -70,7 +116,11 @@ pub struct Board {
     pub reset: ResetControl,
     pub debug_exit: Option<IsaDebugExit>,
     pub debugcon: Option<IsaDebugcon>,
+    pub lapic: Lapic,
+    pub ioapic: Ioapic,
+    pub acpi_pm: AcpiPm,
     ports: Vec<PortRange>,
+    mmio: Vec<MmioRange>,
     pins: IrqPins,
     pub requests: RequestQueue,
     /// Virtual time of the last `advance_to`, for devices read between advances.
@@ -165,6 +215,14 @@ impl Board {
                 irq: None,
             },
             PortRange {
+                start: ACPI_PM_BASE,
+                len: ACPI_PM_SPAN,
+                dev: PortDev::AcpiPm,
+                offset: 0,
+                name: "ACPI PM (PM1a_EVT, PM1a_CNT, PM_TMR)",
+                irq: Some(SCI_IRQ),
+            },
+            PortRange {
                 start: 0xcf9,
                 len: 1,
                 dev: PortDev::ResetControl,
@@ -210,6 +268,21 @@ impl Board {
             IsaDebugcon::new(out)
         });
         ports.sort_by_key(|r| r.start);
+        let mut mmio = vec![
+            MmioRange {
+                start: IOAPIC_BASE,
+                len: IOAPIC_MMIO_SIZE,
+                dev: MmioDev::Ioapic,
+                name: "82093AA IOAPIC",
+            },
+            MmioRange {
+                start: LAPIC_BASE,
+                len: LAPIC_MMIO_SIZE,
+                dev: MmioDev::Lapic,
+                name: "local APIC",
+            },
+        ];
+        mmio.sort_by_key(|r| r.start);
         let mut rtc = Rtc::new(cfg.rtc_start, pins.line(8));
         rtc.set_memory_size(cfg.ram_below_4g, cfg.ram_above_4g);
         Board {
@@ -223,7 +296,11 @@ impl Board {
             reset: ResetControl::new(requests.sink()),
             debug_exit,
             debugcon,
+            lapic: Lapic::new(0, true),
+            ioapic: Ioapic::new(0),
+            acpi_pm: AcpiPm::new(kagami_bios::acpi::S5_SLP_TYP_PIIX4, true, pins.line(SCI_IRQ), requests.sink()),
             ports,
+            mmio,
             pins,
             requests,
             now_ns: 0,
@@ -246,7 +323,31 @@ impl Board {
                 ));
             }
         }
+        for w in self.mmio.windows(2) {
+            if w[0].start + w[0].len > w[1].start {
+                return Err(format!(
+                    "MMIO {:#x} ({}) overlaps {:#x} ({})",
+                    w[0].start, w[0].name, w[1].start, w[1].name
+                ));
+            }
+        }
         Ok(())
+    }
+
+    pub fn mmio_map(&self) -> &[MmioRange] {
+        &self.mmio
+    }
+
+    fn find_mmio(&self, addr: u64) -> Option<MmioRange> {
+        let i = self.mmio.partition_point(|r| r.start + r.len <= addr);
+        self.mmio.get(i).filter(|r| r.start <= addr).copied()
+    }
+
+    fn mmio_device(&mut self, d: MmioDev) -> &mut dyn MmioDevice {
+        match d {
+            MmioDev::Lapic => &mut self.lapic,
+            MmioDev::Ioapic => &mut self.ioapic,
+        }
     }
 
     pub fn port_map(&self) -> &[PortRange] {
@@ -270,6 +371,7 @@ impl Board {
             PortDev::ResetControl => &mut self.reset,
             PortDev::DebugExit => self.debug_exit.as_mut().expect("mapped debug-exit exists"),
             PortDev::Debugcon => self.debugcon.as_mut().expect("mapped debugcon exists"),
+            PortDev::AcpiPm => &mut self.acpi_pm,
         }
     }
 
@@ -281,12 +383,22 @@ impl Board {
         for c in self.com.iter_mut() {
             c.advance_to(now_ns);
         }
+        self.lapic.advance_to(now_ns);
+        self.acpi_pm.advance_to(now_ns);
         self.sync_irqs();
     }
 
     /// The earliest time a device needs to be advanced to.
     pub fn next_deadline(&self) -> Option<u64> {
-        let mut d = [self.pit.next_deadline(), self.rtc.next_deadline()].into_iter().flatten().min();
+        let mut d = [
+            self.pit.next_deadline(),
+            self.rtc.next_deadline(),
+            self.lapic.next_deadline(),
+            self.acpi_pm.next_deadline(),
+        ]
+        .into_iter()
+        .flatten()
+        .min();
         for c in &self.com {
             d = [d, c.next_deadline()].into_iter().flatten().min();
         }
@@ -298,13 +410,39 @@ impl Board {
             return;
         }
         if let Some(ch) = self.pins.take_changes() {
-            let pic = &mut self.pic;
+            let (pic, ioapic) = (&mut self.pic, &mut self.ioapic);
             ch.replay(|pin, level| {
                 if pin < 16 {
-                    pic.set_irq(pin, level)
+                    pic.set_irq(pin, level);
+                    // ISA IRQ2 is the 8259 cascade: IOAPIC input 2 is IRQ0's.
+                    if pin != 2 {
+                        ioapic.set_irq(isa_irq_to_gsi(pin), level);
+                    }
                 }
             });
         }
+        self.route_apic_messages();
+    }
+
+    /// Carry IOAPIC messages to the local APIC and its EOI broadcasts back,
+    /// until both are quiet (an EOI can make a level line send again).
+    fn route_apic_messages(&mut self) {
+        loop {
+            for v in self.lapic.take_eoi_broadcasts() {
+                self.ioapic.eoi(v);
+            }
+            if !self.ioapic.has_deliveries() {
+                break;
+            }
+            for d in self.ioapic.take_deliveries() {
+                deliver_to_lapic(&mut self.lapic, d);
+            }
+        }
+    }
+
+    /// INIT/SIPI requests the local APIC queued (for SMP), oldest first.
+    pub fn take_ipi_requests(&mut self) -> Vec<IpiRequest> {
+        self.lapic.take_ipi_requests()
     }
 
     /// Requests devices made (reset, A20, exit), oldest first.
@@ -322,7 +460,13 @@ impl Board {
 
     /// The machine's map as text (`kagami --print-machine`).
     pub fn describe(&self) -> String {
-        let mut s = String::from("I/O ports:\n");
+        let mut s = String::from("MMIO:\n");
+        for r in &self.mmio {
+            s += &format!("  {:#010x}-{:#010x}  {}\n", r.start, r.start + r.len - 1, r.name);
+        }
+        s += "Interrupt routing: ISA IRQ n -> 8259 IRQ n and IOAPIC input n (IRQ0 -> input 2); \
+              IOAPIC -> local APIC; 8259 INTR -> local APIC LINT0 (ExtINT)\n";
+        s += "I/O ports:\n";
         for r in &self.ports {
             let irq = r.irq.map(|i| format!("IRQ {i}")).unwrap_or_default();
             s += &format!(
@@ -356,24 +500,102 @@ impl Bus for Board {
         }
     }
 
-    fn mmio_read(&mut self, _addr: u64, size: u8) -> u64 {
-        kagami_cpu::bus::ones(size)
+    fn mmio_read(&mut self, addr: u64, size: u8) -> u64 {
+        match self.find_mmio(addr) {
+            Some(r) => {
+                let v = self.mmio_device(r.dev).read(addr - r.start, size);
+                self.sync_irqs();
+                v
+            }
+            None => kagami_cpu::bus::ones(size),
+        }
     }
 
-    fn mmio_write(&mut self, _addr: u64, _size: u8, _value: u64) {}
+    fn mmio_write(&mut self, addr: u64, size: u8, value: u64) {
+        if let Some(r) = self.find_mmio(addr) {
+            self.mmio_device(r.dev).write(addr - r.start, size, value);
+            self.sync_irqs();
+        }
+    }
 
     fn interrupt_pending(&mut self) -> bool {
         self.sync_irqs();
-        self.pic.pending()
+        self.lapic.pending_vector().is_some() || (self.lapic.passes_extint() && self.pic.pending())
     }
 
+    /// The local APIC's vector first; otherwise the 8259 answers the INTA
+    /// cycle through LINT0 (QEMU's `cpu_get_pic_interrupt` has the same order).
     fn acknowledge_interrupt(&mut self) -> Option<u8> {
         self.sync_irqs();
-        Some(self.pic.acknowledge())
+        if self.lapic.pending_vector().is_some() {
+            return self.lapic.acknowledge();
+        }
+        if self.lapic.passes_extint() {
+            self.lapic.extint_acknowledged();
+            return Some(self.pic.acknowledge());
+        }
+        None
+    }
+
+    fn take_nmi(&mut self) -> bool {
+        self.lapic.take_nmi()
+    }
+
+    fn write_tpr(&mut self, tpr: u8) {
+        self.lapic.set_tpr(tpr);
+    }
+
+    fn read_tpr(&mut self) -> u8 {
+        self.lapic.tpr()
+    }
+
+    fn read_msr(&mut self, msr: u32) -> Option<u64> {
+        match msr {
+            MSR_TSC_DEADLINE => Some(self.lapic.tsc_deadline()),
+            0x800..=0x8ff => self.lapic.read_msr(msr),
+            _ => None,
+        }
+    }
+
+    /// IA32_APIC_BASE (the CPU keeps the value; the board follows EN/EXTD),
+    /// IA32_TSC_DEADLINE (TSC units of `kagami_devices::lapic::TSC_HZ`) and
+    /// the x2APIC registers.
+    fn write_msr(&mut self, msr: u32, value: u64) -> bool {
+        let ok = match msr {
+            MSR_APIC_BASE => self.lapic.set_mode(match (value >> 10) & 3 {
+                0 => ApicMode::Disabled,
+                2 => ApicMode::XApic,
+                3 => ApicMode::X2Apic,
+                _ => return false,
+            }),
+            MSR_TSC_DEADLINE => {
+                self.lapic.write_tsc_deadline(value);
+                true
+            }
+            0x800..=0x8ff => self.lapic.write_msr(msr, value),
+            _ => false,
+        };
+        self.route_apic_messages();
+        ok
     }
 
     fn stop_requested(&mut self) -> bool {
         !self.requests.is_empty()
+    }
+}
+
+/// One IOAPIC message to the (single) local APIC, if it is a destination.
+fn deliver_to_lapic(lapic: &mut Lapic, d: IoapicDelivery) {
+    if !lapic.accepts_ioapic(d.logical, d.dest) {
+        return;
+    }
+    match d.mode {
+        DeliveryMode::Fixed | DeliveryMode::LowestPriority => lapic.accept_interrupt(d.vector, d.level_triggered),
+        DeliveryMode::Nmi => lapic.accept_nmi(),
+        DeliveryMode::Init => lapic.accept_init(),
+        DeliveryMode::ExtInt => lapic.accept_extint(),
+        // No SMM.
+        DeliveryMode::Smi => {}
     }
 }
 
@@ -434,5 +656,131 @@ mod tests {
         b.advance_to(d);
         assert!(b.interrupt_pending());
         assert_eq!(b.acknowledge_interrupt(), Some(0x20));
+    }
+
+    fn ioapic_entry(b: &mut Board, pin: u64, entry: u64) {
+        b.mmio_write(IOAPIC_BASE, 4, 0x11 + 2 * pin);
+        b.mmio_write(IOAPIC_BASE + 0x10, 4, entry >> 32);
+        b.mmio_write(IOAPIC_BASE, 4, 0x10 + 2 * pin);
+        b.mmio_write(IOAPIC_BASE + 0x10, 4, entry & 0xffff_ffff);
+    }
+
+    /// Local APIC software-enabled, LINT0 masked: only IOAPIC/LAPIC vectors.
+    fn apic_mode(b: &mut Board) {
+        b.mmio_write(LAPIC_BASE + 0xf0, 4, 0x1ff);
+        b.mmio_write(LAPIC_BASE + 0x350, 4, 0x1_0700);
+    }
+
+    #[test]
+    fn mmio_map_routes_and_describes() {
+        let out = SharedBuffer::new();
+        let mut b = board(&out);
+        b.check_map().unwrap();
+        assert_eq!(b.mmio_read(LAPIC_BASE + 0x30, 4), 0x0005_0014);
+        b.mmio_write(IOAPIC_BASE, 4, 1);
+        assert_eq!(b.mmio_read(IOAPIC_BASE + 0x10, 4), 0x0017_0020);
+        assert_eq!(b.mmio_read(0xfed0_0000, 4), 0xffff_ffff, "unclaimed");
+        let d = b.describe();
+        assert!(d.contains("0xfee00000-0xfee00fff  local APIC"), "{d}");
+        assert!(d.contains("0xfec00000-0xfec00fff  82093AA IOAPIC"), "{d}");
+        assert!(d.contains("0x0600-0x060b"), "{d}");
+    }
+
+    #[test]
+    fn pit_interrupt_reaches_the_cpu_through_the_ioapic() {
+        let out = SharedBuffer::new();
+        let mut b = board(&out);
+        apic_mode(&mut b);
+        // ISA IRQ0 arrives at IOAPIC input 2: edge, physical destination 0.
+        ioapic_entry(&mut b, 2, 0x31);
+        b.io_write(0x43, 1, 0x34);
+        b.io_write(0x40, 1, 1193 & 0xff);
+        b.io_write(0x40, 1, 1193 >> 8);
+        assert!(!b.interrupt_pending());
+        let d = b.next_deadline().expect("PIT has a deadline");
+        b.advance_to(d);
+        assert!(b.interrupt_pending());
+        assert_eq!(b.acknowledge_interrupt(), Some(0x31));
+        assert!(!b.interrupt_pending(), "in service");
+        b.mmio_write(LAPIC_BASE + 0xb0, 4, 0);
+        let d2 = b.next_deadline().unwrap();
+        use kagami_devices::pit::PIT_HZ;
+        use kagami_devices::time::{ns_to_ticks, ticks_to_ns};
+        assert_eq!(
+            d2,
+            ticks_to_ns(ns_to_ticks(d, PIT_HZ) + 1193, PIT_HZ),
+            "1193 PIT ticks later (mode 2 period)"
+        );
+        b.advance_to(d2);
+        assert_eq!(b.acknowledge_interrupt(), Some(0x31));
+    }
+
+    #[test]
+    fn lapic_timer_one_shot_fires_at_the_exact_time() {
+        let out = SharedBuffer::new();
+        let mut b = board(&out);
+        b.advance_to(1000);
+        apic_mode(&mut b);
+        b.mmio_write(LAPIC_BASE + 0x3e0, 4, 0xb); // divide by 1: 1 ns per count
+        b.mmio_write(LAPIC_BASE + 0x320, 4, 0x40);
+        b.mmio_write(LAPIC_BASE + 0x380, 4, 5000);
+        b.advance_to(5999);
+        assert!(!b.interrupt_pending());
+        assert_eq!(b.mmio_read(LAPIC_BASE + 0x390, 4), 1);
+        assert_eq!(b.lapic.next_deadline(), Some(6000));
+        b.advance_to(6000);
+        assert!(b.interrupt_pending());
+        assert_eq!(b.acknowledge_interrupt(), Some(0x40));
+        // CR8 masks by class.
+        b.mmio_write(LAPIC_BASE + 0xb0, 4, 0);
+        b.write_tpr(0x40);
+        b.mmio_write(LAPIC_BASE + 0x300, 4, 0x4_0045);
+        assert!(!b.interrupt_pending());
+        b.write_tpr(0x30);
+        assert_eq!(b.read_tpr(), 0x30);
+        assert!(b.interrupt_pending());
+    }
+
+    #[test]
+    fn level_sci_is_redelivered_after_eoi_while_asserted() {
+        let out = SharedBuffer::new();
+        let mut b = board(&out);
+        apic_mode(&mut b);
+        ioapic_entry(&mut b, 9, 0x8000 | 0x59); // level, active high
+        b.io_write(ACPI_PM_BASE + 2, 2, 1 << 8); // PWRBTN_EN
+        b.acpi_pm.press_power_button();
+        assert_eq!(b.acknowledge_interrupt(), Some(0x59));
+        b.mmio_write(LAPIC_BASE + 0xb0, 4, 0);
+        assert_eq!(b.acknowledge_interrupt(), Some(0x59), "still asserted: sent again after EOI");
+        b.io_write(ACPI_PM_BASE, 2, 1 << 8); // clear PWRBTN_STS
+        b.mmio_write(LAPIC_BASE + 0xb0, 4, 0);
+        assert!(!b.interrupt_pending());
+    }
+
+    #[test]
+    fn s5_write_produces_power_off() {
+        let out = SharedBuffer::new();
+        let mut b = board(&out);
+        let typ = kagami_bios::acpi::S5_SLP_TYP_PIIX4 as u32;
+        b.io_write(ACPI_PM_BASE + 4, 2, (typ << 10) | (1 << 13));
+        assert!(b.stop_requested());
+        assert_eq!(b.take_requests(), vec![MachineRequest::PowerOff]);
+    }
+
+    #[test]
+    fn x2apic_and_tsc_deadline_msrs() {
+        let out = SharedBuffer::new();
+        let mut b = board(&out);
+        assert_eq!(b.read_msr(0x802), None, "xAPIC mode");
+        assert!(b.write_msr(0x1b, 0xfee0_0000 | (3 << 10) | (1 << 8)));
+        assert_eq!(b.read_msr(0x803), Some(0x0005_0014));
+        assert!(b.write_msr(0x80f, 0x1ff));
+        assert!(b.write_msr(0x832, 0x4_0070)); // TSC-deadline mode
+        assert!(b.write_msr(0x6e0, 3000));
+        assert_eq!(b.read_msr(0x6e0), Some(3000));
+        assert_eq!(b.next_deadline(), Some(3000));
+        b.advance_to(3000);
+        assert_eq!(b.acknowledge_interrupt(), Some(0x70));
+        assert!(!b.write_msr(0x1b, 0xfee0_0000 | (2 << 10)), "x2APIC -> xAPIC faults");
     }
 }

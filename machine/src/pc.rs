@@ -175,6 +175,7 @@ impl Pc {
             for r in self.board.take_requests() {
                 match r {
                     MachineRequest::Exit(code) => return Stop::Exit(code),
+                    MachineRequest::PowerOff => return Stop::Exit(0),
                     MachineRequest::SetA20(on) => self.cpu.set_a20(on),
                     MachineRequest::Reset => {
                         if let Some(stop) = self.reset() {
