@@ -406,10 +406,8 @@ impl Board {
     }
 
     fn sync_irqs(&mut self) {
-        if !self.pins.has_changes() {
-            return;
-        }
-        if let Some(ch) = self.pins.take_changes() {
+        // `has_changes` is a plain load; `take_changes` an atomic swap.
+        if let Some(ch) = self.pins.has_changes().then(|| self.pins.take_changes()).flatten() {
             let (pic, ioapic) = (&mut self.pic, &mut self.ioapic);
             ch.replay(|pin, level| {
                 if pin < 16 {
