@@ -149,6 +149,17 @@ impl Pc {
 
         let mut cpu = Cpu::new(mem.clone(), map.clone());
         let mut w = RamWriter { mem: &mem, map: &map };
+        if low > 0x10_0000 {
+            let tables = kagami_bios::acpi::build(&acpi_config(cfg.kind), low - ACPI_TABLES_SIZE);
+            if tables.tables.len() as u64 > ACPI_TABLES_SIZE {
+                panic!(
+                    "ACPI tables ({} bytes) outgrew their {ACPI_TABLES_SIZE}-byte area",
+                    tables.tables.len()
+                );
+            }
+            w.write(low - ACPI_TABLES_SIZE, &tables.tables).map_err(|e| e.to_string())?;
+            w.write(RSDP_ADDR, &tables.rsdp).map_err(|e| e.to_string())?;
+        }
         let boot = match &cfg.kernel {
             Some(k) => {
                 let entry = load_kernel(&mut w, &e820, k, &cfg.kernel_path, cfg.initrd.as_deref(), &cfg.append)?;
@@ -235,6 +246,32 @@ impl Pc {
             set_entry_state(&mut self.cpu, &e);
         }
         None
+    }
+}
+
+/// The ACPI description of what `board.rs` builds: LAPIC and IOAPIC at their
+/// usual addresses, ACPI PM at 0x600 with the PIIX4 soft-off encoding, SCI on
+/// IRQ 9, reset through 0xCF9. PCI (and so MCFG, HPET in the tables) joins
+/// when those devices are wired.
+fn acpi_config(kind: MachineKind) -> kagami_bios::acpi::AcpiConfig {
+    kagami_bios::acpi::AcpiConfig {
+        q35: kind == MachineKind::Q35,
+        cpus: 1,
+        lapic_addr: 0xfee0_0000,
+        ioapic_addr: 0xfec0_0000,
+        ioapic_id: 0,
+        hpet_addr: None,
+        pm_base: 0x600,
+        sci_irq: 9,
+        s5_slp_typ: kagami_bios::acpi::S5_SLP_TYP_PIIX4,
+        reset: (0xcf9, 0x06),
+        pci_gsis: match kind {
+            MachineKind::Pc => [10, 10, 11, 11],
+            MachineKind::Q35 => [16, 17, 18, 19],
+        },
+        pci_mmio32: (0xc000_0000, 0xfebf_ffff),
+        pci_mmio64: None,
+        ecam: None,
     }
 }
 
