@@ -86,6 +86,7 @@ pub mod debugcon;
 pub mod dma;
 pub mod i8042;
 pub mod irq;
+pub mod pci;
 pub mod pic;
 pub mod pit;
 pub mod port92;

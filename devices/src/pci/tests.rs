@@ -1,0 +1,341 @@
+use super::bus::{CONFIG_ADDRESS, CONFIG_DATA};
+use super::i440fx::I440fx;
+use super::ich9::Ich9Lpc;
+use super::piix::{Piix3Isa, Piix4Pm};
+use super::q35::Q35Mch;
+use super::*;
+use crate::bus::{MmioDevice, PortIoDevice};
+use crate::snapshot::Snapshot;
+
+fn addr(dev: u8, func: u8, reg: u8) -> u32 {
+    0x8000_0000 | (dev as u32) << 11 | (func as u32) << 8 | reg as u32
+}
+
+/// A config read through ports 0xCF8/0xCFC, as a guest does it.
+fn cfg_read(bus: &mut PciBus, dev: u8, func: u8, reg: u8, size: u8) -> u32 {
+    bus.write(CONFIG_ADDRESS, 4, addr(dev, func, reg & 0xfc));
+    bus.read(CONFIG_DATA + (reg & 3) as u16, size)
+}
+
+fn cfg_write(bus: &mut PciBus, dev: u8, func: u8, reg: u8, size: u8, v: u32) {
+    bus.write(CONFIG_ADDRESS, 4, addr(dev, func, reg & 0xfc));
+    bus.write(CONFIG_DATA + (reg & 3) as u16, size, v);
+}
+
+/// A test function with one BAR of each kind and a capability list.
+struct TestDev {
+    cfg: ConfigSpace,
+}
+
+impl TestDev {
+    fn new() -> Self {
+        let mut cfg = ConfigSpace::new(CONFIG_SIZE, 0x1234, 0x5678, 1, 0x02_00_00);
+        cfg.declare_bar(0, BarKind::Io, 0x20);
+        cfg.declare_bar(1, BarKind::Mem32 { prefetchable: true }, 0x1000);
+        cfg.declare_bar(2, BarKind::Mem64 { prefetchable: false }, 0x10_0000);
+        cfg.set_interrupt_pin(2);
+        cfg.add_capability(0x05, 0x50, 8);
+        cfg.add_capability(0x09, 0x60, 4);
+        cfg.seal_power_on();
+        TestDev { cfg }
+    }
+}
+
+impl PciDevice for TestDev {
+    fn name(&self) -> &'static str {
+        "test device"
+    }
+    fn config(&self) -> &ConfigSpace {
+        &self.cfg
+    }
+    fn config_mut(&mut self) -> &mut ConfigSpace {
+        &mut self.cfg
+    }
+}
+
+#[test]
+fn mechanism1_reads_ids_at_any_offset_and_size() {
+    let mut bus = pc_bus();
+    assert_eq!(cfg_read(&mut bus, 0, 0, 0, 4), 0x1237_8086);
+    assert_eq!(cfg_read(&mut bus, 0, 0, 2, 2), 0x1237);
+    assert_eq!(cfg_read(&mut bus, 0, 0, 1, 1), 0x80);
+    assert_eq!(cfg_read(&mut bus, 1, 0, 0, 4), 0x7000_8086);
+    assert_eq!(cfg_read(&mut bus, 1, 1, 2, 2), 0x7010);
+    assert_eq!(cfg_read(&mut bus, 1, 3, 0, 4), 0x7113_8086);
+    // Class code of the ISA bridge: 06/01/00.
+    assert_eq!(cfg_read(&mut bus, 1, 0, 8, 4) >> 8, 0x06_01_00);
+    // Empty slot, other bus, other function of an absent device: master abort.
+    assert_eq!(cfg_read(&mut bus, 5, 0, 0, 4), 0xffff_ffff);
+    assert_eq!(cfg_read(&mut bus, 5, 0, 0, 2), 0xffff);
+    bus.write(CONFIG_ADDRESS, 4, 0x8001_0000);
+    assert_eq!(bus.read(CONFIG_DATA, 4), 0xffff_ffff, "bus 1 does not exist");
+    // CONFIG_ADDRESS reads back without its reserved bits.
+    bus.write(CONFIG_ADDRESS, 4, 0xffff_ffff);
+    assert_eq!(bus.read(CONFIG_ADDRESS, 4), 0x80ff_fffc);
+    // Enable bit clear: the data port is not a configuration cycle.
+    bus.write(CONFIG_ADDRESS, 4, 0x0000_0000);
+    assert_eq!(bus.read(CONFIG_DATA, 4), 0xffff_ffff);
+    // Byte and word accesses to 0xCF8 do not touch CONFIG_ADDRESS.
+    bus.write(CONFIG_ADDRESS, 4, addr(0, 0, 0));
+    bus.write(CONFIG_ADDRESS, 1, 0x55);
+    bus.write(CONFIG_ADDRESS + 2, 2, 0x55);
+    assert_eq!(bus.read(CONFIG_ADDRESS, 4), 0x8000_0000);
+    // A dword at 0xCFE: only two bytes are in the data window.
+    assert_eq!(bus.read(CONFIG_DATA + 2, 4), 0xffff_1237);
+}
+
+#[test]
+fn multifunction_bit_and_function0_rule() {
+    let mut bus = pc_bus();
+    assert_eq!(cfg_read(&mut bus, 1, 0, 0x0e, 1), 0x80, "PIIX3 has functions 1 and 3");
+    assert_eq!(cfg_read(&mut bus, 0, 0, 0x0e, 1), 0x00, "the host bridge is single-function");
+    let mut bus = PciBus::new();
+    bus.add(Bdf::new(3, 2), Box::new(TestDev::new()));
+    assert_eq!(cfg_read(&mut bus, 3, 2, 0, 2), 0xffff, "no function 0: slot is empty");
+    bus.add(Bdf::new(3, 0), Box::new(TestDev::new()));
+    assert_eq!(cfg_read(&mut bus, 3, 2, 0, 2), 0x1234);
+    assert_eq!(cfg_read(&mut bus, 3, 0, 0x0e, 1), 0x80);
+}
+
+#[test]
+fn bar_sizing_and_mapping() {
+    let mut bus = PciBus::new();
+    bus.add(Bdf::new(4, 0), Box::new(TestDev::new()));
+    bus.take_changes();
+    // Size each BAR: write all ones, read back.
+    for r in [0x10u8, 0x14, 0x18, 0x1c, 0x20] {
+        cfg_write(&mut bus, 4, 0, r, 4, 0xffff_ffff);
+    }
+    assert_eq!(cfg_read(&mut bus, 4, 0, 0x10, 4), 0xffff_ffe1, "32 I/O ports");
+    assert_eq!(cfg_read(&mut bus, 4, 0, 0x14, 4), 0xffff_f008, "4 KiB prefetchable 32-bit");
+    assert_eq!(cfg_read(&mut bus, 4, 0, 0x18, 4), 0xfff0_0004, "1 MiB 64-bit, low half");
+    assert_eq!(cfg_read(&mut bus, 4, 0, 0x1c, 4), 0xffff_ffff, "64-bit, high half");
+    assert_eq!(cfg_read(&mut bus, 4, 0, 0x20, 4), 0, "BAR4 not implemented");
+    assert!(bus.take_changes().bars);
+    // Program them; nothing is decoded until the command register says so.
+    cfg_write(&mut bus, 4, 0, 0x10, 4, 0xc040);
+    cfg_write(&mut bus, 4, 0, 0x14, 4, 0xfebf_0000);
+    cfg_write(&mut bus, 4, 0, 0x18, 4, 0x0010_0000);
+    cfg_write(&mut bus, 4, 0, 0x1c, 4, 0x1);
+    assert!(bus.bar_mappings().is_empty());
+    cfg_write(&mut bus, 4, 0, 0x04, 2, CMD_IO as u32);
+    assert!(bus.take_changes().bars);
+    let m = bus.bar_mappings();
+    assert_eq!(m.len(), 1);
+    assert_eq!((m[0].bar, m[0].addr, m[0].size, m[0].kind), (0, 0xc040, 0x20, BarKind::Io));
+    cfg_write(&mut bus, 4, 0, 0x04, 2, (CMD_IO | CMD_MEMORY) as u32);
+    let m = bus.bar_mappings();
+    assert_eq!(m.len(), 3);
+    assert_eq!((m[1].addr, m[1].size), (0xfebf_0000, 0x1000));
+    assert_eq!((m[2].bar, m[2].addr, m[2].size), (2, 0x1_0010_0000, 0x10_0000));
+    // Writes elsewhere do not flag a mapping change.
+    assert!(bus.take_changes().bars);
+    cfg_write(&mut bus, 4, 0, 0x3c, 1, 11);
+    assert!(!bus.take_changes().bars);
+    assert_eq!(cfg_read(&mut bus, 4, 0, 0x3c, 2), 0x020b, "interrupt line 11, pin INTB");
+}
+
+#[test]
+fn command_status_and_capabilities() {
+    let mut bus = PciBus::new();
+    bus.add(Bdf::new(4, 0), Box::new(TestDev::new()));
+    cfg_write(&mut bus, 4, 0, 0x04, 2, 0xffff);
+    assert_eq!(cfg_read(&mut bus, 4, 0, 0x04, 2), 0x0547, "only implemented command bits stick");
+    assert_eq!(cfg_read(&mut bus, 4, 0, 0x06, 2) & 0x10, 0x10, "capabilities list present");
+    let first = cfg_read(&mut bus, 4, 0, 0x34, 1) as u8;
+    assert_eq!(first, 0x50);
+    assert_eq!(cfg_read(&mut bus, 4, 0, first, 2), 0x6005, "MSI cap, next at 0x60");
+    assert_eq!(cfg_read(&mut bus, 4, 0, 0x60, 2), 0x0009, "vendor cap, end of list");
+    // Capability headers are read-only.
+    cfg_write(&mut bus, 4, 0, 0x50, 2, 0);
+    assert_eq!(cfg_read(&mut bus, 4, 0, 0x50, 2), 0x6005);
+    // Status error bits are write-one-to-clear: the device sets one ...
+    bus.device_mut::<TestDev>(Bdf::new(4, 0)).unwrap().cfg.set_byte(0x07, 0x20);
+    cfg_write(&mut bus, 4, 0, 0x06, 2, 0x0000);
+    assert_eq!(cfg_read(&mut bus, 4, 0, 0x07, 1), 0x20, "writing 0 leaves it");
+    cfg_write(&mut bus, 4, 0, 0x06, 2, 0x2000);
+    assert_eq!(cfg_read(&mut bus, 4, 0, 0x07, 1), 0x00, "writing 1 clears it");
+    // Vendor ID is read-only.
+    cfg_write(&mut bus, 4, 0, 0x00, 4, 0);
+    assert_eq!(cfg_read(&mut bus, 4, 0, 0x00, 2), 0x1234);
+}
+
+#[test]
+fn i440fx_pam_and_smram() {
+    let mut bus = pc_bus();
+    bus.take_changes();
+    let host = bus.device::<I440fx>(PC_HOST).unwrap();
+    assert!(
+        host.pam().iter().all(|s| !s.access.read_ram && !s.access.write_ram),
+        "reset: ROM reads"
+    );
+    // PAM0 (dword at 0x58 covers 0x58-0x5b): F segment read/write RAM.
+    cfg_write(&mut bus, 0, 0, 0x59, 1, 0xff);
+    assert!(bus.take_changes().chipset);
+    assert_eq!(cfg_read(&mut bus, 0, 0, 0x59, 1), 0x30, "PAM0 low field reserved");
+    // PAM1 low field = 0xC0000-0xC3FFF read-only RAM, high field write-only.
+    cfg_write(&mut bus, 0, 0, 0x5a, 1, 0x21);
+    let pam = bus.device::<I440fx>(PC_HOST).unwrap().pam();
+    assert!(pam[0].access.read_ram && pam[0].access.write_ram);
+    assert_eq!(
+        (pam[1].start, pam[1].access.read_ram, pam[1].access.write_ram),
+        (0xc_0000, true, false)
+    );
+    assert_eq!(
+        (pam[2].start, pam[2].access.read_ram, pam[2].access.write_ram),
+        (0xc_4000, false, true)
+    );
+    // The same values again are not a change.
+    assert!(bus.take_changes().chipset);
+    cfg_write(&mut bus, 0, 0, 0x5a, 1, 0x21);
+    assert!(!bus.take_changes().chipset);
+    // SMRAM: open, then lock closes it for good.
+    assert_eq!(cfg_read(&mut bus, 0, 0, 0x72, 1), 0x02);
+    cfg_write(&mut bus, 0, 0, 0x72, 1, 0x4a);
+    assert!(bus.device::<I440fx>(PC_HOST).unwrap().smram_open());
+    cfg_write(&mut bus, 0, 0, 0x72, 1, 0x1a);
+    cfg_write(&mut bus, 0, 0, 0x72, 1, 0x4a);
+    assert!(!bus.device::<I440fx>(PC_HOST).unwrap().smram_open());
+    assert!(bus.take_changes().chipset);
+    bus.reset();
+    assert_eq!(cfg_read(&mut bus, 0, 0, 0x72, 1), 0x02, "reset unlocks");
+    assert_eq!(cfg_read(&mut bus, 0, 0, 0x59, 1), 0x00);
+}
+
+#[test]
+fn piix3_pirq_routing_and_piix4_pm_base() {
+    let mut bus = pc_bus();
+    bus.take_changes();
+    assert_eq!(cfg_read(&mut bus, 1, 0, 0x60, 4), 0x8080_8080);
+    assert_eq!(bus.device::<Piix3Isa>(PC_ISA).unwrap().pirq_isa_irq(0), None);
+    // The guest (or firmware) routes PIRQA-D with one dword write.
+    cfg_write(&mut bus, 1, 0, 0x60, 4, 0x0b0b_0a0a);
+    assert!(bus.take_changes().chipset);
+    let isa = bus.device::<Piix3Isa>(PC_ISA).unwrap();
+    assert_eq!(
+        (0..4).map(|p| isa.pirq_isa_irq(p)).collect::<Vec<_>>(),
+        [Some(10), Some(10), Some(11), Some(11)]
+    );
+    // Reserved IRQ numbers and the disable bit route nowhere.
+    cfg_write(&mut bus, 1, 0, 0x61, 1, 0x02);
+    cfg_write(&mut bus, 1, 0, 0x62, 1, 0x8b);
+    let isa = bus.device::<Piix3Isa>(PC_ISA).unwrap();
+    assert_eq!((isa.pirq_isa_irq(1), isa.pirq_isa_irq(2)), (None, None));
+    // Firmware helper: what SeaBIOS and the ACPI _PRT agree on.
+    let isa = bus.device_mut::<Piix3Isa>(PC_ISA).unwrap();
+    isa.route_pirqs([10, 10, 11, 11]);
+    // A function in slot 3, INTB -> PIRQ (3 + 1) % 4 = A -> IRQ 10.
+    assert_eq!(isa.pirq_isa_irq(pirq_index(3, 1)), Some(10));
+    assert_eq!(isa.pirq_isa_irq(pirq_index(2, 0)), Some(11));
+
+    let pm = bus.device::<Piix4Pm>(PC_PM).unwrap();
+    assert_eq!(pm.pm_base(), Some(0x600));
+    assert_eq!(cfg_read(&mut bus, 1, 3, 0x3d, 1), 1, "PM function uses INTA");
+    cfg_write(&mut bus, 1, 3, 0x40, 4, 0xb000);
+    assert_eq!(cfg_read(&mut bus, 1, 3, 0x40, 4), 0xb001, "bit 0 hardwired");
+    assert!(bus.take_changes().chipset);
+    assert_eq!(bus.device::<Piix4Pm>(PC_PM).unwrap().pm_base(), Some(0xb000));
+    cfg_write(&mut bus, 1, 3, 0x80, 1, 0);
+    assert_eq!(bus.device::<Piix4Pm>(PC_PM).unwrap().pm_base(), None, "PMIOSE clear");
+}
+
+#[test]
+fn q35_pciexbar_and_ecam() {
+    let mut bus = q35_bus();
+    assert_eq!(cfg_read(&mut bus, 0, 0, 0, 4), 0x29c0_8086);
+    assert_eq!(cfg_read(&mut bus, 0x1f, 0, 0, 4), 0x2918_8086);
+    assert_eq!(bus.device::<Q35Mch>(Q35_HOST).unwrap().ecam_window(), None, "disabled at reset");
+    bus.take_changes();
+    cfg_write(&mut bus, 0, 0, 0x60, 4, 0xb000_0001);
+    assert!(bus.take_changes().chipset);
+    assert_eq!(
+        bus.device::<Q35Mch>(Q35_HOST).unwrap().ecam_window(),
+        Some((0xb000_0000, 256 << 20))
+    );
+    cfg_write(&mut bus, 0, 0, 0x60, 4, 0xb000_0005);
+    assert_eq!(bus.device::<Q35Mch>(Q35_HOST).unwrap().ecam_window(), Some((0xb000_0000, 64 << 20)));
+    cfg_write(&mut bus, 0, 0, 0x60, 4, 0xffff_ffff);
+    assert_eq!(cfg_read(&mut bus, 0, 0, 0x60, 4), 0xfc00_0007);
+    assert_eq!(bus.device::<Q35Mch>(Q35_HOST).unwrap().ecam_window(), None, "LENGTH 11 reserved");
+    bus.device_mut::<Q35Mch>(Q35_HOST).unwrap().enable_ecam(q35::ECAM_BASE);
+    assert_eq!(cfg_read(&mut bus, 0, 0, 0x60, 4), 0xb000_0001);
+
+    // ECAM: bus << 20 | dev << 15 | fn << 12 | reg.
+    let lpc = 0x1fu64 << 15;
+    let mut ecam = Ecam(&mut bus);
+    assert_eq!(ecam.read(lpc, 4), 0x2918_8086);
+    assert_eq!(ecam.read(lpc + 2, 2), 0x2918);
+    assert_eq!(ecam.read(0, 8), 0x0090_0006_29c0_8086, "an 8-byte read is two dwords");
+    assert_eq!(
+        ecam.read(lpc + 0x100, 4),
+        0xffff_ffff,
+        "no extended space on a conventional function"
+    );
+    assert_eq!(ecam.read(1 << 20, 4), 0xffff_ffff, "bus 1 is empty");
+    ecam.write(lpc + 0x60, 1, 0x0a);
+    assert_eq!(ecam.read(lpc + 0x60, 1), 0x0a);
+    // PAM through the MCH's own offsets.
+    ecam.write(0x90, 1, 0x30);
+    assert!(bus.device::<Q35Mch>(Q35_HOST).unwrap().pam()[0].access.read_ram);
+    assert!(bus.take_changes().chipset);
+}
+
+#[test]
+fn ich9_lpc_routing_and_pm() {
+    let mut bus = q35_bus();
+    let lpc = bus.device::<Ich9Lpc>(Q35_LPC).unwrap();
+    assert_eq!(lpc.pm_base(), Some(0x600));
+    assert_eq!(lpc.sci_irq(), Some(9));
+    assert_eq!(lpc.rcba(), None);
+    cfg_write(&mut bus, 0x1f, 0, 0x68, 4, 0x8005_0b0a);
+    cfg_write(&mut bus, 0x1f, 0, 0x60, 1, 0x0b);
+    cfg_write(&mut bus, 0x1f, 0, 0x44, 1, 0x85);
+    cfg_write(&mut bus, 0x1f, 0, 0xf0, 4, 0xfed1_c001);
+    let lpc = bus.device::<Ich9Lpc>(Q35_LPC).unwrap();
+    assert_eq!(lpc.pirq_isa_irq(0), Some(11));
+    assert_eq!(lpc.pirq_isa_irq(1), None);
+    assert_eq!(lpc.pirq_isa_irq(4), Some(10), "PIRQE");
+    assert_eq!(lpc.pirq_isa_irq(6), Some(5), "PIRQG");
+    assert_eq!(lpc.pirq_isa_irq(7), None, "PIRQH disabled");
+    assert_eq!(lpc.sci_irq(), Some(21));
+    assert_eq!(lpc.rcba(), Some(0xfed1_c000));
+    assert_eq!(Ich9Lpc::pirq_gsi(pirq_index(2, 1)), 19);
+    cfg_write(&mut bus, 0x1f, 0, 0x44, 1, 0x00);
+    assert_eq!(bus.device::<Ich9Lpc>(Q35_LPC).unwrap().pm_base(), None, "ACPI_EN clear");
+}
+
+#[test]
+fn snapshot_round_trip_and_validation() {
+    let mut bus = pc_bus();
+    cfg_write(&mut bus, 0, 0, 0x59, 1, 0x30);
+    cfg_write(&mut bus, 1, 0, 0x60, 4, 0x0b0b_0a0a);
+    cfg_write(&mut bus, 0, 0, 0x72, 1, 0x1a);
+    bus.write(CONFIG_ADDRESS, 4, addr(1, 3, 0x40));
+    let s = bus.save();
+    let json = serde_json::to_string(&s).unwrap();
+    let back: bus::State = serde_json::from_str(&json).unwrap();
+    let mut other = pc_bus();
+    other.restore(&back).unwrap();
+    assert_eq!(other.save(), s);
+    assert!(other.take_changes().chipset);
+    assert_eq!(other.device::<I440fx>(PC_HOST).unwrap().smram() & 0x10, 0x10, "lock survives");
+    assert_eq!(other.read(CONFIG_ADDRESS, 4), addr(1, 3, 0x40));
+    assert_eq!(other.read(CONFIG_DATA, 2), 0x601);
+
+    let bad = |f: &dyn Fn(&mut bus::State)| {
+        let mut b = s.clone();
+        f(&mut b);
+        let mut t = pc_bus();
+        let before = t.save();
+        assert!(t.restore(&b).is_err());
+        assert_eq!(t.save(), before, "a failed restore changes nothing");
+    };
+    bad(&|b| b.functions[0].config[0] = 0x87);
+    bad(&|b| b.functions[0].config[0x72] = 0x5a);
+    bad(&|b| b.functions[0].config[0x59] = 0x0f);
+    bad(&|b| b.functions[1].config.truncate(100));
+    bad(&|b| b.functions[3].config[0x40] = 0x00);
+    bad(&|b| b.functions.pop().map(|_| ()).unwrap());
+    bad(&|b| b.functions[2].bdf = Bdf::new(9, 0));
+    bad(&|b| b.config_address = 0x4000_0000);
+}
