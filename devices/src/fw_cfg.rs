@@ -392,9 +392,12 @@ impl FwCfg {
                     }
                 } else if write {
                     let item = self.item_mut(key).expect("available > 0");
-                    // All or nothing: a read-only item or a write past the end fails.
-                    let ok = item.writable && len == length && mem.read(address, &mut item.data[off..off + len as usize]).is_ok();
-                    if !ok {
+                    // All or nothing: a read-only item, a write past the end
+                    // or a source outside RAM leaves the item as it was.
+                    let mut buf = vec![0; len as usize];
+                    if item.writable && len == length && mem.read(address, &mut buf).is_ok() {
+                        item.data[off..off + len as usize].copy_from_slice(&buf);
+                    } else {
                         status |= DMA_CTL_ERROR;
                     }
                 }

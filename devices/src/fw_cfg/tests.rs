@@ -198,6 +198,10 @@ fn dma_errors() {
     put_desc(&mem, 0x300, (sel << 16) | DMA_CTL_SELECT | DMA_CTL_WRITE, 5, 0x5000);
     kick(&mut f, 0x300);
     assert_eq!(control_after(&mem, 0x300), DMA_CTL_ERROR, "past the end");
+    put_desc(&mem, 0x300, (sel << 16) | DMA_CTL_SELECT | DMA_CTL_WRITE, 4, 0xfff0_0000);
+    kick(&mut f, 0x300);
+    assert_eq!(control_after(&mem, 0x300), DMA_CTL_ERROR, "source outside RAM");
+    assert_eq!(f.file("etc/boot-fail-wait"), Some(&[1, 2, 3, 4][..]), "failed writes change nothing");
     // A read of a missing item is zeros, not an error (as QEMU does).
     mem.write(0x6000, &[0xff; 4]).unwrap();
     put_desc(&mem, 0x300, (0x0123 << 16) | DMA_CTL_SELECT | DMA_CTL_READ, 4, 0x6000);

@@ -193,6 +193,26 @@ impl PciBus {
         out
     }
 
+    /// The bus as text for `kagami --print-machine`: one line per function,
+    /// then its decoded BARs.
+    pub fn describe(&self) -> String {
+        let mut s = String::new();
+        let maps = self.bar_mappings();
+        for (bdf, d) in &self.functions {
+            let c = d.config();
+            s += &format!("  {bdf}  {:04x}:{:04x}  {}", c.u16(0), c.u16(2), d.name());
+            if let Some(p) = d.interrupt_pin() {
+                s += &format!("  INT{}", (b'A' + p) as char);
+            }
+            s += "\n";
+            for m in maps.iter().filter(|m| m.bdf == *bdf) {
+                let what = if m.kind.is_io() { "I/O" } else { "MMIO" };
+                s += &format!("      BAR{} {what} {:#x}-{:#x}\n", m.bar, m.addr, m.addr + m.size - 1);
+            }
+        }
+        s
+    }
+
     /// The chipset reset line: every function to its power-on state.
     pub fn reset(&mut self) {
         self.config_address = 0;

@@ -95,6 +95,16 @@ impl Ich9Lpc {
         (pirq < 8).then(|| route_to_isa_irq(self.cfg.byte(rout_offset(pirq)))).flatten()
     }
 
+    /// The 8259 inputs (bit n = IRQ n) that PCI interrupts hold high,
+    /// given the PIRQ levels from [`super::PciIntx::levels`]. In APIC mode
+    /// the IOAPIC sees PIRQ n on input 16 + n instead ([`Ich9Lpc::pirq_gsi`]).
+    pub fn isa_irq_levels(&self, pirq_levels: u8) -> u16 {
+        (0..8)
+            .filter(|&p| pirq_levels & (1 << p) != 0)
+            .filter_map(|p| self.pirq_isa_irq(p))
+            .fold(0, |m, irq| m | 1 << irq)
+    }
+
     /// The IOAPIC input PIRQ `pirq` drives in APIC mode (fixed wiring).
     pub fn pirq_gsi(pirq: u8) -> u32 {
         16 + pirq as u32

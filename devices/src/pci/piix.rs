@@ -96,6 +96,16 @@ impl Piix3Isa {
             .flatten()
     }
 
+    /// The ISA IRQs (bit n = IRQ n) that PCI interrupts hold high, given
+    /// the PIRQ levels from [`super::PciIntx::levels`]. The machine ORs
+    /// these into the 8259 and IOAPIC inputs 0–15.
+    pub fn isa_irq_levels(&self, pirq_levels: u8) -> u16 {
+        (0..4)
+            .filter(|&p| pirq_levels & (1 << p) != 0)
+            .filter_map(|p| self.pirq_isa_irq(p))
+            .fold(0, |m, irq| m | 1 << irq)
+    }
+
     /// Program PIRQA–D as the firmware would (for booting without one).
     pub fn route_pirqs(&mut self, irqs: [u8; 4]) {
         for (i, irq) in irqs.into_iter().enumerate() {

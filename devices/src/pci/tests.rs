@@ -339,3 +339,38 @@ fn snapshot_round_trip_and_validation() {
     bad(&|b| b.functions[2].bdf = Bdf::new(9, 0));
     bad(&|b| b.config_address = 0x4000_0000);
 }
+
+#[test]
+fn pci_interrupts_reach_isa_irqs_through_the_routers() {
+    let mut bus = pc_bus();
+    bus.device_mut::<Piix3Isa>(PC_ISA).unwrap().route_pirqs([10, 10, 11, 11]);
+    let isa = bus.device::<Piix3Isa>(PC_ISA).unwrap();
+    // PIRQB and PIRQC asserted: IRQ 10 and 11.
+    assert_eq!(isa.isa_irq_levels(0b0110), (1 << 10) | (1 << 11));
+    assert_eq!(isa.isa_irq_levels(0), 0);
+    let mut q = q35_bus();
+    q.device_mut::<Ich9Lpc>(Q35_LPC)
+        .unwrap()
+        .route_pirqs([10, 11, 0x80, 5, 0x80, 0x80, 0x80, 3]);
+    let lpc = q.device::<Ich9Lpc>(Q35_LPC).unwrap();
+    assert_eq!(lpc.isa_irq_levels(0xff), (1 << 10) | (1 << 11) | (1 << 5) | (1 << 3));
+}
+
+#[test]
+fn describe_lists_functions_and_bars() {
+    let mut bus = pc_bus();
+    cfg_write(&mut bus, 1, 1, 0x20, 4, 0xc000);
+    cfg_write(&mut bus, 1, 1, 0x04, 2, CMD_IO as u32);
+    let d = bus.describe();
+    assert!(d.contains("00:00.0  8086:1237  i440FX host bridge"), "{d}");
+    assert!(d.contains("00:01.3  8086:7113  PIIX4 power management  INTA"), "{d}");
+    assert!(d.contains("BAR4 I/O 0xc000-0xc00f"), "{d}");
+}
+
+#[test]
+fn bus_and_fw_cfg_are_send() {
+    fn send<T: Send>() {}
+    send::<PciBus>();
+    send::<PciIntx>();
+    send::<crate::fw_cfg::FwCfg>();
+}
