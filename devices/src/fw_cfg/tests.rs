@@ -201,7 +201,11 @@ fn dma_errors() {
     put_desc(&mem, 0x300, (sel << 16) | DMA_CTL_SELECT | DMA_CTL_WRITE, 4, 0xfff0_0000);
     kick(&mut f, 0x300);
     assert_eq!(control_after(&mem, 0x300), DMA_CTL_ERROR, "source outside RAM");
-    assert_eq!(f.file("etc/boot-fail-wait"), Some(&[1, 2, 3, 4][..]), "failed writes change nothing");
+    assert_eq!(
+        f.file("etc/boot-fail-wait"),
+        Some(&[1, 2, 3, 4][..]),
+        "failed writes change nothing"
+    );
     // A read of a missing item is zeros, not an error (as QEMU does).
     mem.write(0x6000, &[0xff; 4]).unwrap();
     put_desc(&mem, 0x300, (0x0123 << 16) | DMA_CTL_SELECT | DMA_CTL_READ, 4, 0x6000);
@@ -249,4 +253,53 @@ fn snapshot_round_trip_and_validation() {
     bad(&|b| b.writable_files[0].1.push(0));
     bad(&|b| b.writable_files[0].0 = "bootorder".into());
     bad(&|b| b.writable_files.clear());
+}
+
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+}
+
+#[test]
+fn random_guest_traffic_never_panics() {
+    let mem = VecDma::new(0x1_0000);
+    let mut f = FwCfg::new(Some(mem.boxed()));
+    f.add_file("etc/e820", vec![5; 100]).unwrap();
+    f.add_writable_file("etc/w", vec![0; 16]).unwrap();
+    let mut rng = Rng(0x2545_f491_4f6c_dd1d);
+    for _ in 0..20_000 {
+        let r = rng.next();
+        let size = [1u8, 2, 4][(r % 3) as usize];
+        match (r >> 4) % 4 {
+            0 => f.write((r >> 8) as u16 % SPAN, size, (r >> 32) as u32),
+            1 => {
+                f.read((r >> 8) as u16 % SPAN, size);
+            }
+            2 => select(
+                &mut f,
+                [SIGNATURE, FILE_DIR, FILE_FIRST, FILE_FIRST + 1, 0x7777][(r >> 8) as usize % 5],
+            ),
+            _ => {
+                // A descriptor somewhere in (or just past) RAM with random fields.
+                let at = (r >> 16) % 0x1_0010;
+                let mut d = [0u8; 16];
+                d[..8].copy_from_slice(&rng.next().to_be_bytes());
+                d[4..6].fill(0); // keep lengths below 64 KiB
+                d[8..].copy_from_slice(&(rng.next() % 0x1_1000).to_be_bytes());
+                let _ = mem.write(at, &d);
+                kick(&mut f, at);
+            }
+        }
+    }
+    let s = f.save();
+    let mut g = FwCfg::new(Some(mem.boxed()));
+    g.add_file("etc/e820", vec![5; 100]).unwrap();
+    g.add_writable_file("etc/w", vec![0; 16]).unwrap();
+    g.restore(&s).unwrap();
+    assert_eq!(g.save(), s);
 }

@@ -238,7 +238,7 @@ impl PciBus {
     /// ECAM read at `offset` inside the window (one bus per MiB).
     pub fn ecam_read(&mut self, offset: u64, size: u8) -> u64 {
         if size == 8 {
-            return self.ecam_read(offset, 4) | (self.ecam_read(offset + 4, 4) << 32);
+            return self.ecam_read(offset, 4) | (self.ecam_read(offset.wrapping_add(4), 4) << 32);
         }
         let (bus, bdf, reg) = ecam_decode(offset);
         if (reg & 3) as u8 + size > 4 {
@@ -251,7 +251,7 @@ impl PciBus {
     pub fn ecam_write(&mut self, offset: u64, size: u8, value: u64) {
         if size == 8 {
             self.ecam_write(offset, 4, value & 0xffff_ffff);
-            self.ecam_write(offset + 4, 4, value >> 32);
+            self.ecam_write(offset.wrapping_add(4), 4, value >> 32);
             return;
         }
         let (bus, bdf, reg) = ecam_decode(offset);
