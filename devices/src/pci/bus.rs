@@ -18,7 +18,7 @@
 //! Offset layout of the port device: 0–3 CONFIG_ADDRESS (port 0xCF8,
 //! dword only), 4–7 CONFIG_DATA (ports 0xCFC–0xCFF).
 
-use super::{BarKind, Bdf, PciDevice, BAR0, CMD_IO, CMD_MEMORY, COMMAND};
+use super::{BarKind, Bdf, PciDevice, BAR0, CMD_IO, CMD_MEMORY, COMMAND, EXPANSION_ROM};
 use crate::bus::{MmioDevice, PortIoDevice};
 use crate::snapshot::{check, Snapshot, StateError};
 use serde::{Deserialize, Serialize};
@@ -29,6 +29,9 @@ pub const CONFIG_DATA: u16 = 4;
 /// Size of the port window (0xCF8–0xCFF).
 pub const PORT_SPAN: u16 = 8;
 
+/// [`BarMapping::bar`] of an expansion ROM.
+pub const ROM_BAR: u8 = 6;
+
 /// Bytes of ECAM per bus.
 pub const ECAM_BUS_SIZE: u64 = 1 << 20;
 
@@ -36,6 +39,7 @@ pub const ECAM_BUS_SIZE: u64 = 1 << 20;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BarMapping {
     pub bdf: Bdf,
+    /// 0–5, or [`ROM_BAR`] for the expansion ROM (map it read-only).
     pub bar: u8,
     pub kind: BarKind,
     /// Guest-physical address (memory) or port (I/O).
@@ -149,7 +153,7 @@ impl PciBus {
         d.config_write(reg, size, value);
         let end = reg + size as u16;
         let touches = |lo: u16, hi: u16| reg < hi && end > lo;
-        if touches(COMMAND, COMMAND + 2) || touches(BAR0, BAR0 + 24) {
+        if touches(COMMAND, COMMAND + 2) || touches(BAR0, BAR0 + 24) || touches(EXPANSION_ROM, EXPANSION_ROM + 4) {
             self.changes.bars = true;
         }
         if self.functions.get_mut(&bdf).expect("target exists").take_chipset_change() {
@@ -189,6 +193,18 @@ impl PciBus {
                     });
                 }
             }
+            // The ROM decodes when both its enable bit and memory space are on.
+            if let (Some((addr, size)), true) = (c.rom(), cmd & CMD_MEMORY != 0) {
+                if addr != 0 {
+                    out.push(BarMapping {
+                        bdf: *bdf,
+                        bar: ROM_BAR,
+                        kind: BarKind::Mem32 { prefetchable: false },
+                        addr,
+                        size,
+                    });
+                }
+            }
         }
         out
     }
@@ -207,7 +223,12 @@ impl PciBus {
             s += "\n";
             for m in maps.iter().filter(|m| m.bdf == *bdf) {
                 let what = if m.kind.is_io() { "I/O" } else { "MMIO" };
-                s += &format!("      BAR{} {what} {:#x}-{:#x}\n", m.bar, m.addr, m.addr + m.size - 1);
+                let bar = if m.bar == ROM_BAR {
+                    "ROM".to_string()
+                } else {
+                    format!("BAR{}", m.bar)
+                };
+                s += &format!("      {bar} {what} {:#x}-{:#x}\n", m.addr, m.addr + m.size - 1);
             }
         }
         s

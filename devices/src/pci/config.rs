@@ -30,6 +30,7 @@ pub struct ConfigSpace {
     w1cmask: Vec<u8>,
     power_on: Vec<u8>,
     bars: [Option<BarDecl>; 6],
+    rom_size: Option<u64>,
     last_cap: Option<u8>,
 }
 
@@ -44,6 +45,7 @@ impl ConfigSpace {
             w1cmask: vec![0; size],
             power_on: Vec::new(),
             bars: [None; 6],
+            rom_size: None,
             last_cap: None,
         };
         c.set_u16(0x00, vendor);
@@ -137,6 +139,28 @@ impl ConfigSpace {
             k if k.is_64bit() => ((self.u32(off + 4) as u64) << 32) | (lo & 0xffff_fff0) as u64,
             _ => (lo & 0xffff_fff0) as u64,
         })
+    }
+
+    /// Declare an expansion ROM BAR (offset 0x30, §6.2.5.2) of `size`
+    /// bytes (a power of two, at least 2 KiB): bit 0 enables decode, bits
+    /// 31:11 hold the address.
+    pub fn declare_rom(&mut self, size: u64) {
+        assert!(size.is_power_of_two() && (0x800..=1 << 31).contains(&size));
+        self.set_wmask_u32(super::EXPANSION_ROM as usize, (!(size - 1) as u32 & 0xffff_f800) | 1);
+        self.rom_size = Some(size);
+    }
+
+    /// The expansion ROM's size and address while its enable bit is set.
+    pub fn rom(&self) -> Option<(u64, u64)> {
+        let size = self.rom_size?;
+        let v = self.u32(super::EXPANSION_ROM as usize);
+        (v & 1 != 0).then_some(((v & 0xffff_f800) as u64, size))
+    }
+
+    /// Command bit 10: the function must not assert INTx (§6.2.2). A
+    /// device checks this before driving its line.
+    pub fn intx_disabled(&self) -> bool {
+        self.u16(COMMAND as usize) & super::CMD_INTX_DISABLE != 0
     }
 
     /// Append a capability of `len` bytes (header included) with ID `id` at

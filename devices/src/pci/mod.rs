@@ -14,7 +14,7 @@
 //! when [`PciBus::take_mapping_changed`] says they moved.
 //!
 //! Left out: PCI-to-PCI bridges and buses other than 0 (configuration
-//! cycles to them read all ones), expansion ROM BARs, MSI/MSI-X delivery
+//! cycles to them read all ones), MSI/MSI-X delivery
 //! (capabilities can be described, nothing sends messages), PCIe extended
 //! capabilities beyond what a device puts in its 4 KiB space, power
 //! management states.
@@ -40,6 +40,7 @@ pub const COMMAND: u16 = 0x04;
 pub const STATUS: u16 = 0x06;
 pub const HEADER_TYPE: u16 = 0x0e;
 pub const BAR0: u16 = 0x10;
+pub const EXPANSION_ROM: u16 = 0x30;
 pub const CAPABILITIES: u16 = 0x34;
 pub const INTERRUPT_LINE: u16 = 0x3c;
 pub const INTERRUPT_PIN: u16 = 0x3d;

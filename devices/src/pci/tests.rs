@@ -34,6 +34,7 @@ impl TestDev {
         cfg.declare_bar(1, BarKind::Mem32 { prefetchable: true }, 0x1000);
         cfg.declare_bar(2, BarKind::Mem64 { prefetchable: false }, 0x10_0000);
         cfg.set_interrupt_pin(2);
+        cfg.declare_rom(0x1_0000);
         cfg.add_capability(0x05, 0x50, 8);
         cfg.add_capability(0x09, 0x60, 4);
         cfg.seal_power_on();
@@ -128,6 +129,15 @@ fn bar_sizing_and_mapping() {
     assert_eq!(m.len(), 3);
     assert_eq!((m[1].addr, m[1].size), (0xfebf_0000, 0x1000));
     assert_eq!((m[2].bar, m[2].addr, m[2].size), (2, 0x1_0010_0000, 0x10_0000));
+    // Expansion ROM: sizing, then enable bit.
+    cfg_write(&mut bus, 4, 0, 0x30, 4, 0xffff_ffff);
+    assert_eq!(cfg_read(&mut bus, 4, 0, 0x30, 4), 0xffff_0001, "64 KiB ROM");
+    assert_eq!(bus.bar_mappings().len(), 4, "ROM enable bit set by sizing, address all ones");
+    cfg_write(&mut bus, 4, 0, 0x30, 4, 0xfeb0_0000);
+    assert_eq!(bus.bar_mappings().len(), 3, "ROM decode disabled");
+    cfg_write(&mut bus, 4, 0, 0x30, 4, 0xfeb0_0001);
+    let rom = *bus.bar_mappings().last().unwrap();
+    assert_eq!((rom.bar, rom.addr, rom.size), (bus::ROM_BAR, 0xfeb0_0000, 0x1_0000));
     // Writes elsewhere do not flag a mapping change.
     assert!(bus.take_changes().bars);
     cfg_write(&mut bus, 4, 0, 0x3c, 1, 11);
@@ -139,7 +149,9 @@ fn bar_sizing_and_mapping() {
 fn command_status_and_capabilities() {
     let mut bus = PciBus::new();
     bus.add(Bdf::new(4, 0), Box::new(TestDev::new()));
+    assert!(!bus.device::<TestDev>(Bdf::new(4, 0)).unwrap().cfg.intx_disabled());
     cfg_write(&mut bus, 4, 0, 0x04, 2, 0xffff);
+    assert!(bus.device::<TestDev>(Bdf::new(4, 0)).unwrap().cfg.intx_disabled());
     assert_eq!(cfg_read(&mut bus, 4, 0, 0x04, 2), 0x0547, "only implemented command bits stick");
     assert_eq!(cfg_read(&mut bus, 4, 0, 0x06, 2) & 0x10, 0x10, "capabilities list present");
     let first = cfg_read(&mut bus, 4, 0, 0x34, 1) as u8;
