@@ -11,13 +11,39 @@
 //! masks) and hooks for registers with side effects. The [`PciBus`] holds
 //! the functions of bus 0 and answers configuration cycles from either
 //! access method; the machine asks it where BARs are ([`PciBus::bar_mappings`])
-//! when [`PciBus::take_mapping_changed`] says they moved.
+//! when [`PciBus::take_changes`] says they moved.
 //!
 //! Left out: PCI-to-PCI bridges and buses other than 0 (configuration
 //! cycles to them read all ones), MSI/MSI-X delivery
 //! (capabilities can be described, nothing sends messages), PCIe extended
 //! capabilities beyond what a device puts in its 4 KiB space, power
 //! management states.
+
+//! # Wiring (what `machine/` does)
+//!
+//! Both machines: build the bus with [`pc_bus`] or [`q35_bus`]; map ports
+//! 0xCF8 (1 port, offset [`bus::CONFIG_ADDRESS`]; dword accesses starting
+//! there reach it, while byte accesses to 0xCF9 stay with the reset control
+//! register) and 0xCFC–0xCFF (offset [`bus::CONFIG_DATA`]) onto the
+//! [`PciBus`]. After every access to those ports or to the ECAM, call
+//! [`PciBus::take_changes`]: `bars` → remap from [`PciBus::bar_mappings`];
+//! `chipset` → re-read the host bridge (PAM, SMRAM, ECAM window) and the
+//! south bridge (PIRQ routes, PM base) through [`PciBus::device`].
+//!
+//! INTx: a [`PciIntx`] whose outputs are four pins of the machine's
+//! `IrqPins` bank (say 16–19 for PIRQA–D); give each PCI device
+//! `intx.line(slot, pin)`. On `-machine pc` a PIRQ reaches the ISA IRQ its
+//! PIIX3 route register names, for the 8259 and the IOAPIC input of the
+//! same number alike ([`piix::Piix3Isa::isa_irq_levels`]); without firmware
+//! the machine programs [10, 10, 11, 11] ([`piix::Piix3Isa::route_pirqs`]),
+//! the GSIs the ACPI `_PRT` promises. On `-machine q35` PIRQ n is IOAPIC
+//! input 16 + n ([`ich9::Ich9Lpc::pirq_gsi`]) and, for the 8259, the ISA
+//! IRQ of its ICH9 route register ([`ich9::Ich9Lpc::isa_irq_levels`]).
+//!
+//! `-machine q35` also maps the ECAM: [`q35::Q35Mch::ecam_window`] (after
+//! [`q35::Q35Mch::enable_ecam`] with [`q35::ECAM_BASE`] when booting without
+//! firmware) as MMIO onto [`PciBus::ecam_read`]/[`PciBus::ecam_write`] with
+//! the offset inside the window.
 
 pub mod bus;
 pub mod config;

@@ -1,7 +1,7 @@
 //! Programmable Attribute Map: how the host bridge routes reads and writes
 //! of the 0xC0000–0xFFFFF BIOS area.
 //!
-//! Intel 440FX PMC datasheet (290549) §3.2.18 PAM[6:0] and the Q35/3 Series
+//! Intel 440FX PMC datasheet (290549) §3.2.18 PAM\[6:0\] and the Q35/3 Series
 //! MCH datasheet (316966) §5.1.15–5.1.21 PAM0–PAM6 share the layout: seven
 //! registers, two 4-bit fields each. PAM0's high field covers the 64 KiB
 //! F segment (its low field is reserved); PAM1–PAM6 cover 0xC0000–0xEFFFF

@@ -3,7 +3,7 @@
 //! function (00:01.3), as QEMU's `pc` machine pairs them.
 //!
 //! PIIX3 datasheet (290550) §2.2: the ISA bridge is 8086:7000, class
-//! 06/01/00, with PIRQRC[A:D] at 0x60–0x63 (bit 7 IRQROUTEN, 1 = routing
+//! 06/01/00, with PIRQRC\[A:D\] at 0x60–0x63 (bit 7 IRQROUTEN, 1 = routing
 //! disabled; bits 3:0 the ISA IRQ, with 0–2, 8 and 13 reserved), reset
 //! value 0x80. The IDE function is 8086:7010, class 01/01/80, with the
 //! bus-master IDE block in BAR4 (16 I/O ports) and IDETIM at 0x40/0x42.
