@@ -479,3 +479,43 @@ fn pc_intx_reaches_the_pic_as_a_level_interrupt() {
     sync(&mut pic, &bus);
     assert!(!pic.pending());
 }
+
+/// A snapshot file can hold anything: a mutated configuration byte is
+/// either rejected (leaving the bus as it was) or gives a bus that still
+/// takes guest traffic.
+#[test]
+fn mutated_snapshots_are_rejected_or_survive() {
+    let mut rng = Rng(0x1234_5678_9abc_def1);
+    for make in [pc_bus as fn() -> PciBus, q35_bus] {
+        let base = make().save();
+        let (mut accepted, mut rejected) = (0, 0);
+        for _ in 0..3000 {
+            let mut s = base.clone();
+            let f = (rng.next() % s.functions.len() as u64) as usize;
+            let o = (rng.next() % 256) as usize;
+            s.functions[f].config[o] ^= 1 << (rng.next() % 8);
+            let mut bus = make();
+            match bus.restore(&s) {
+                Ok(()) => {
+                    accepted += 1;
+                    for _ in 0..20 {
+                        let r = rng.next();
+                        bus.write(
+                            CONFIG_ADDRESS,
+                            4,
+                            addr([0, 1, 0x1f][(r % 3) as usize], (r >> 8) as u8 & 7, (r >> 16) as u8),
+                        );
+                        bus.write(CONFIG_DATA, 4, (r >> 32) as u32);
+                        bus.read(CONFIG_DATA, 4);
+                    }
+                    bus.bar_mappings();
+                }
+                Err(_) => {
+                    rejected += 1;
+                    assert_eq!(bus.save(), base, "a rejected restore changes nothing");
+                }
+            }
+        }
+        assert!(accepted > 0 && rejected > 0, "{accepted} accepted, {rejected} rejected");
+    }
+}
