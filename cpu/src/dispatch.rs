@@ -61,6 +61,45 @@ fn is_esc(i: &Instruction) -> bool {
     oc.table() == OpCodeTableKind::Normal && (0xd8..=0xdf).contains(&op)
 }
 
+/// The 80286 has no VEX or EVEX: 62, C4 and C5 with a register ModRM are
+/// BOUND, LES and LDS with a register operand, which raise #UD. Returns the
+/// length of such an instruction (legacy prefixes, opcode, ModRM).
+pub fn i286_vex_alias_len(bytes: &[u8]) -> Option<usize> {
+    let n = bytes
+        .iter()
+        .take_while(|b| matches!(b, 0x26 | 0x2e | 0x36 | 0x3e | 0x64 | 0x65 | 0x66 | 0x67 | 0xf0 | 0xf2 | 0xf3))
+        .count();
+    match bytes.get(n..n + 2) {
+        Some([0x62 | 0xc4 | 0xc5, modrm]) if modrm >> 6 == 3 => Some(n + 2),
+        _ => None,
+    }
+}
+
+/// The 80286 fetches all of 8F/C6/C7 with an undefined `reg` field (ModRM,
+/// displacement, immediate) before it raises #UD, so the 10-byte limit
+/// (#GP) comes first. Returns that length (11 if it does not even fit in
+/// `bytes`), or `None` for other instructions.
+pub fn i286_mov_group_len(bytes: &[u8]) -> Option<usize> {
+    let n = bytes
+        .iter()
+        .take_while(|b| matches!(b, 0x26 | 0x2e | 0x36 | 0x3e | 0x64 | 0x65 | 0x66 | 0x67 | 0xf0 | 0xf2 | 0xf3))
+        .count();
+    match bytes.get(n..n + 2) {
+        Some([0x8f | 0xc6 | 0xc7, modrm]) if modrm & 0x38 != 0 => {
+            let mut b = bytes.to_vec();
+            b[n + 1] &= !0x38;
+            let mut dec = iced_x86::Decoder::new(16, &b, iced_x86::DecoderOptions::NO_INVALID_CHECK);
+            let i = dec.decode();
+            Some(if dec.last_error() == iced_x86::DecoderError::NoMoreBytes {
+                11
+            } else {
+                i.len()
+            })
+        }
+        _ => None,
+    }
+}
+
 /// The handler for a decoded instruction on the given model.
 pub fn handler_for(i: &Instruction, model: CpuModel) -> Handler {
     if i.is_invalid() {
@@ -68,6 +107,10 @@ pub fn handler_for(i: &Instruction, model: CpuModel) -> Handler {
     }
     match model {
         CpuModel::I80286 => {
+            if i.encoding() != iced_x86::EncodingKind::Legacy {
+                // See `i286_vex_alias_len`.
+                return invalid_opcode;
+            }
             if i.len() > 10 {
                 return too_long;
             }

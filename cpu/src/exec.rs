@@ -236,10 +236,25 @@ impl Cpu {
         let mut dec = Decoder::with_ip(self.s.mode.bitness(), &bytes[..fetched], self.s.rip, self.decoder_options());
         let insn = dec.decode();
         if dec.last_error() == iced_x86::DecoderError::NoMoreBytes {
-            // Longer than the limit: #GP on the 286 and 386+ alike.
+            // Longer than the limit: #GP on the 286 and 386+ alike, except
+            // that what iced takes for a long VEX/EVEX instruction is a
+            // short invalid BOUND/LES/LDS on the 286.
             self.s.icount += 1;
-            self.raise(bus, Exception::GP0);
+            let e = match crate::dispatch::i286_vex_alias_len(&bytes[..fetched]) {
+                Some(n) if self.model == CpuModel::I80286 && n <= 10 => Exception::InvalidOpcode,
+                _ => Exception::GP0,
+            };
+            self.raise(bus, e);
             return;
+        }
+        if self.model == CpuModel::I80286 && insn.is_invalid() {
+            if let Some(n) = crate::dispatch::i286_mov_group_len(&bytes[..fetched]) {
+                if n > self.max_insn_len() {
+                    self.s.icount += 1;
+                    self.raise(bus, Exception::GP0);
+                    return;
+                }
+            }
         }
         let h = handler_for(&insn, self.model);
         self.exec_insn(bus, &insn, h);

@@ -10,6 +10,7 @@ pub mod exception;
 pub mod exec;
 pub mod flags;
 pub mod fpu;
+pub mod fuzz;
 pub mod insn;
 pub mod interrupt;
 pub mod memory;

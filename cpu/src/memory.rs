@@ -212,7 +212,9 @@ impl GuestMemory {
 
     /// Take the list of code pages written since the last call.
     pub fn take_dirty_code(&self) -> Option<Vec<u64>> {
-        if !self.inner.code_dirty.swap(false, Ordering::Acquire) {
+        // A plain load first: this runs at every block boundary, and an
+        // atomic swap there costs more than the block lookup.
+        if !self.inner.code_dirty.load(Ordering::Relaxed) || !self.inner.code_dirty.swap(false, Ordering::Acquire) {
             return None;
         }
         Some(std::mem::take(&mut *self.inner.dirty_pages.lock().unwrap()))

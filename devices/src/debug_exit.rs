@@ -33,6 +33,13 @@ impl IsaDebugExit {
     }
 }
 
+/// Prints the snapshot state (wiring and sinks are not shown).
+impl std::fmt::Debug for IsaDebugExit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("IsaDebugExit").field(&self.save()).finish()
+    }
+}
+
 impl PortIoDevice for IsaDebugExit {
     fn read(&mut self, _offset: u16, size: u8) -> u32 {
         if size >= 4 {

@@ -37,6 +37,13 @@ impl IsaDebugcon {
     }
 }
 
+/// Prints the snapshot state (wiring and sinks are not shown).
+impl std::fmt::Debug for IsaDebugcon {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("IsaDebugcon").field(&self.save()).finish()
+    }
+}
+
 impl PortIoDevice for IsaDebugcon {
     fn read(&mut self, offset: u16, _size: u8) -> u32 {
         if offset == 0 {

@@ -88,29 +88,45 @@ impl I8042 {
     /// machine decides the CPU's initial A20 state; nothing is requested
     /// until the guest writes the output port).
     pub fn new(irq1: Box<dyn IrqLine>, irq12: Box<dyn IrqLine>, requests: Box<dyn RequestSink>) -> Self {
-        let mut ram = vec![0u8; 32];
-        ram[0] = CMD_XLAT | CMD_AUX_DISABLE | CMD_KBD_INT;
         Self {
-            s: State {
-                ram,
-                output: None,
-                last_output: 0,
-                replies: Vec::new(),
-                pending_command: None,
-                last_write_was_command: false,
-                output_port: OUT_RESET | OUT_A20,
-                xlat_break: false,
-                keyboard: KeyboardState::default(),
-                mouse: MouseState::default(),
-                irq1_level: false,
-                irq12_level: false,
-            },
+            s: State::power_on(),
             irq1,
             irq12,
             requests,
         }
     }
 
+    /// Machine reset: controller, keyboard and mouse back to power-on.
+    pub fn reset(&mut self) {
+        let old = std::mem::replace(&mut self.s, State::power_on());
+        self.s.irq1_level = old.irq1_level;
+        self.s.irq12_level = old.irq12_level;
+        self.update_irq();
+    }
+}
+
+impl State {
+    fn power_on() -> Self {
+        let mut ram = vec![0u8; 32];
+        ram[0] = CMD_XLAT | CMD_AUX_DISABLE | CMD_KBD_INT;
+        State {
+            ram,
+            output: None,
+            last_output: 0,
+            replies: Vec::new(),
+            pending_command: None,
+            last_write_was_command: false,
+            output_port: OUT_RESET | OUT_A20,
+            xlat_break: false,
+            keyboard: KeyboardState::default(),
+            mouse: MouseState::default(),
+            irq1_level: false,
+            irq12_level: false,
+        }
+    }
+}
+
+impl I8042 {
     /// Doorway: key codes from the host keyboard, in scancode set 2 (make
     /// codes, `E0` prefixes, `F0` break prefixes as a PS/2 keyboard sends).
     pub fn key_input(&mut self, set2: &[u8]) {
@@ -308,6 +324,13 @@ impl I8042 {
             COMMAND => self.write_command(v),
             _ => {}
         }
+    }
+}
+
+/// Prints the snapshot state (wiring and sinks are not shown).
+impl std::fmt::Debug for I8042 {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("I8042").field(&self.save()).finish()
     }
 }
 

@@ -38,14 +38,17 @@ impl IrqLine for NoIrq {
 
 #[derive(Debug, Default)]
 struct PinBank {
+    /// Per pin, how many of its lines drive it high (wired-OR).
+    drivers: [AtomicU32; 32],
     level: AtomicU32,
     /// Pins that went low→high since the last drain.
     rose: AtomicU32,
     changed: AtomicBool,
 }
 
-/// A bank of 32 interrupt lines (the machine decides what pin numbers mean;
-/// on the PC, 0–15 are the ISA IRQs). Cloning shares the bank.
+/// A bank of 32 interrupt pins (the machine decides what pin numbers mean;
+/// on the PC, 0–15 are the ISA IRQs). Cloning shares the bank. Several lines
+/// may drive one pin (shared PCI INTx): the pin is the wired OR of them.
 #[derive(Debug, Default, Clone)]
 pub struct IrqPins {
     bank: Arc<PinBank>,
@@ -88,7 +91,8 @@ impl IrqPins {
         assert!(pin < 32, "IrqPins has 32 pins, asked for {pin}");
         Box::new(Pin {
             bank: self.bank.clone(),
-            bit: 1 << pin,
+            pin,
+            high: false,
         })
     }
 
@@ -118,22 +122,36 @@ impl IrqPins {
 
 struct Pin {
     bank: Arc<PinBank>,
-    bit: u32,
+    pin: u8,
+    /// This line's own level (the pin may be held high by another line).
+    high: bool,
 }
 
 impl IrqLine for Pin {
     fn set_level(&mut self, level: bool) {
-        let prev = if level {
-            self.bank.level.fetch_or(self.bit, Ordering::AcqRel)
-        } else {
-            self.bank.level.fetch_and(!self.bit, Ordering::AcqRel)
-        };
-        if (prev & self.bit != 0) != level {
-            if level {
-                self.bank.rose.fetch_or(self.bit, Ordering::AcqRel);
+        if level == self.high {
+            return;
+        }
+        self.high = level;
+        let bit = 1u32 << self.pin;
+        let drivers = &self.bank.drivers[self.pin as usize];
+        if level {
+            if drivers.fetch_add(1, Ordering::AcqRel) == 0 {
+                self.bank.level.fetch_or(bit, Ordering::AcqRel);
+                self.bank.rose.fetch_or(bit, Ordering::AcqRel);
+                self.bank.changed.store(true, Ordering::Release);
             }
+        } else if drivers.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.bank.level.fetch_and(!bit, Ordering::AcqRel);
             self.bank.changed.store(true, Ordering::Release);
         }
+    }
+}
+
+impl Drop for Pin {
+    /// A line that goes away (device unplugged or replaced) stops driving.
+    fn drop(&mut self) {
+        self.set_level(false);
     }
 }
 
@@ -196,6 +214,28 @@ mod tests {
         assert_eq!(pins.take_changes(), None);
         l0.set_level(false);
         assert_eq!(pins.take_changes(), Some(PinChanges { level: 0, rose: 0 }));
+    }
+
+    #[test]
+    fn lines_sharing_a_pin_are_wired_or() {
+        let pins = IrqPins::new();
+        let (mut a, mut b) = (pins.line(11), pins.line(11));
+        a.set_level(true);
+        b.set_level(true);
+        a.set_level(false);
+        assert_eq!(pins.levels(), 1 << 11, "b still drives the pin");
+        assert_eq!(
+            pins.take_changes(),
+            Some(PinChanges {
+                level: 1 << 11,
+                rose: 1 << 11
+            })
+        );
+        b.set_level(false);
+        assert_eq!(pins.take_changes(), Some(PinChanges { level: 0, rose: 0 }));
+        a.set_level(true);
+        drop(a);
+        assert_eq!(pins.levels(), 0, "a dropped line releases the pin");
     }
 
     #[test]

@@ -411,6 +411,11 @@ impl Lapic {
         std::mem::take(&mut self.s.eoi_broadcasts)
     }
 
+    /// Whether [`Lapic::take_eoi_broadcasts`] has anything.
+    pub fn has_eoi_broadcasts(&self) -> bool {
+        !self.s.eoi_broadcasts.is_empty()
+    }
+
     /// INIT/SIPI requests since the last call.
     pub fn take_ipi_requests(&mut self) -> Vec<IpiRequest> {
         std::mem::take(&mut self.s.ipi_requests)

@@ -23,11 +23,68 @@
 //!   a [`RequestSink`]; devices never touch the CPU.
 //! - **Output sinks** ([`sink`]): byte streams leaving the guest (serial,
 //!   debugcon) go to a `Box<dyn Write + Send>` the machine provides.
+//! - **DMA** ([`dma`]): a device that reads or writes guest memory by itself
+//!   holds a `Box<dyn DmaMemory>` from the machine (guest RAM lives in
+//!   `kagami-cpu`, which devices must not depend on).
+//! - **Reset**: devices the chipset reset line reaches have `reset()`, which
+//!   keeps their wiring; the RTC's `reset()` keeps time and NVRAM
+//!   (battery-backed).
+//!
+//! Where the PC puts them (the machine decides; this is the conventional
+//! map each device's offset layout is designed for):
+//!
+//! | device | PC ports → device offsets | interrupt |
+//! |---|---|---|
+//! | [`Pic8259`] | 0x20–0x21 → 0–1, 0xA0–0xA1 → 2–3, 0x4D0–0x4D1 → 4–5 | INTR to the CPU |
+//! | [`Pit8254`] | 0x40–0x43 → 0–3, 0x61 → 4 | OUT0 → IRQ 0 |
+//! | [`I8042`] | 0x60 → 0, 0x64 → 1 | IRQ 1 (keyboard), IRQ 12 (mouse) |
+//! | [`Rtc`] | 0x70–0x71 → 0–1 | IRQ 8 |
+//! | [`PostCode`] | 0x80 → 0 | — |
+//! | [`Port92`] | 0x92 → 0 | — |
+//! | [`IsaDebugcon`] | 0xE9 → 0 | — |
+//! | [`IsaDebugExit`] | chosen by the machine (QEMU: 0x501, 2 bytes; or 0xF4, 4) | — |
+//! | [`Uart16550`] | COM1 0x3F8–0x3FF, COM2 0x2F8–0x2FF → 0–7 | IRQ 4 (COM1), IRQ 3 (COM2) |
+//! | [`ResetControl`] | 0xCF9 (byte accesses only) → 0 | — |
+//!
+//! How the machine wires one timer interrupt, end to end (the PC map: PIT
+//! OUT0 on ISA IRQ 0, PIC master at vector 0x08):
+//!
+//! ```
+//! use kagami_devices::{pic, pit, Clock, IrqPins, Pic8259, Pit8254, PortIoDevice, TestClock, Timed};
+//!
+//! let pins = IrqPins::new();
+//! let mut pic = Pic8259::new();
+//! let mut pit = Pit8254::new(pins.line(0));
+//! let mut clock = TestClock::new();
+//!
+//! // The guest initialises the PIC (port 0x20 → offset MASTER_COMMAND, …)
+//! for (offset, v) in [(pic::MASTER_COMMAND, 0x11), (pic::MASTER_DATA, 0x08), (pic::MASTER_DATA, 0x04), (pic::MASTER_DATA, 0x01)] {
+//!     pic.write(offset, 1, v);
+//! }
+//! // … and sets the PIT to 100 Hz (port 0x43, then 0x40 twice): 11932 = 0x2e9c.
+//! for (offset, v) in [(pit::CONTROL, 0x34), (0, 0x9c), (0, 0x2e)] {
+//!     pit.advance_to(clock.now_ns()); // before every access
+//!     pit.write(offset, 1, v);
+//! }
+//!
+//! // The machine runs the CPU until the earliest device deadline …
+//! let deadline = pit.next_deadline().expect("the PIT is counting");
+//! clock.set(deadline);
+//! pit.advance_to(clock.now_ns());
+//! // … then moves pin changes into the interrupt controller.
+//! if let Some(changes) = pins.take_changes() {
+//!     changes.replay(|pin, level| pic.set_irq(pin, level));
+//! }
+//! assert!(pic.pending());
+//! assert_eq!(pic.acknowledge(), 0x08); // the CPU's INTA
+//! assert_eq!(deadline, 10_000_151); // 11932 ticks at 1.193182 MHz, rounded up to a nanosecond
+//! ```
 
 pub mod acpi_pm;
 pub mod bus;
 pub mod debug_exit;
 pub mod debugcon;
+pub mod dma;
 pub mod hpet;
 pub mod i8042;
 pub mod ioapic;
@@ -50,6 +107,7 @@ pub use acpi_pm::AcpiPm;
 pub use bus::{MmioDevice, PortIoDevice};
 pub use debug_exit::IsaDebugExit;
 pub use debugcon::IsaDebugcon;
+pub use dma::{DmaError, DmaMemory, VecDma};
 pub use hpet::Hpet;
 pub use i8042::I8042;
 pub use ioapic::Ioapic;
@@ -66,3 +124,25 @@ pub use sink::{ByteSink, SharedBuffer};
 pub use snapshot::{Snapshot, StateError};
 pub use time::{Clock, TestClock, Timed};
 pub use uart::Uart16550;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The machine may move its device set to a vCPU thread.
+    #[test]
+    fn devices_are_send() {
+        fn send<T: Send>() {}
+        send::<Pic8259>();
+        send::<Pit8254>();
+        send::<Rtc>();
+        send::<Uart16550>();
+        send::<I8042>();
+        send::<Port92>();
+        send::<PostCode>();
+        send::<ResetControl>();
+        send::<IsaDebugExit>();
+        send::<IsaDebugcon>();
+        send::<IrqPins>();
+    }
+}

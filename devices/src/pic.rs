@@ -261,6 +261,11 @@ impl Pic8259 {
         }
     }
 
+    /// The chipset's reset line: both chips wait for ICW1, ELCR cleared.
+    pub fn reset(&mut self) {
+        self.chips = [ChipState::default(), ChipState::default()];
+    }
+
     /// Drive ISA IRQ line `irq` (0–15) to `level`. IRQ 2 is the cascade
     /// input and not a separate line; driving it is ignored (the PC routes
     /// ISA IRQ 2 to IRQ 9).
@@ -324,12 +329,13 @@ impl Pic8259 {
         vector
     }
 
-    /// The NMI-style "is IRQ in service" query some machines need (e.g. to
-    /// decide whether an interrupt handler is running). Bits 0–15.
+    /// In-service bits of both chips, ISA IRQ numbering (bit 2 is the
+    /// cascade). For the machine's diagnostics and tests.
     pub fn in_service(&self) -> u16 {
         self.chips[0].isr as u16 | (self.chips[1].isr as u16) << 8
     }
 
+    /// Interrupt mask registers of both chips, ISA IRQ numbering.
     pub fn masks(&self) -> u16 {
         self.chips[0].imr as u16 | (self.chips[1].imr as u16) << 8
     }

@@ -292,7 +292,10 @@ impl ChannelState {
                 }
             }
             _ => {
-                if self.loaded && self.running() {
+                // A low gate holds modes 2/3 and its rising edge reloads
+                // anyway, so only a counter that is counting waits for the
+                // period's end.
+                if self.running() && self.paused_at.is_none() {
                     let d = self.elapsed(now);
                     let n = self.n as u64;
                     self.reload_at = Some(self.start_tick + (d / n + 1) * n);
@@ -354,11 +357,11 @@ impl ChannelState {
                     self.ce_loaded_at = Some(now + 1);
                 }
                 2 | 3 if self.loaded => {
-                    self.settle(now);
-                    self.reload_at = None;
+                    // The rising edge reloads from the count register.
                     self.n = self.count_register;
                     self.start_tick = now;
                     self.paused_at = None;
+                    self.ce_loaded_at = Some(now + 1);
                 }
                 0 | 4 => {
                     if let Some(p) = self.paused_at.take() {
@@ -370,10 +373,25 @@ impl ChannelState {
         } else if matches!(self.mode, 0 | 2 | 3 | 4) && self.loaded {
             self.settle(now);
             self.paused_at = Some(now);
+            if self.reload_at.take().is_some() {
+                // Modes 2/3 stop; the pending count loads at the next rising
+                // gate edge instead of at the period's end.
+                self.ce_loaded_at = None;
+            }
         }
     }
 
-    fn validate(&self, i: usize) -> Result<(), StateError> {
+    fn validate(&self, i: usize, now: u64) -> Result<(), StateError> {
+        // Every tick the device stores was "now" when it was stored (gate
+        // resumption only moves the start forward); later ones cannot be.
+        check("pit8254", self.start_tick <= now && self.paused_at.is_none_or(|p| p <= now), || {
+            format!("counter {i}: started or paused after the present")
+        })?;
+        check(
+            "pit8254",
+            self.ce_loaded_at.is_none_or(|t| t <= now + 1) && self.reload_at.is_none_or(|r| r <= now + 0x2_0000),
+            || format!("counter {i}: load scheduled impossibly far ahead"),
+        )?;
         let m = self.modulus();
         check("pit8254", self.mode <= 5, || format!("counter {i}: mode {}", self.mode))?;
         check("pit8254", (1..=3).contains(&self.access), || {
@@ -406,6 +424,20 @@ impl Pit8254 {
             irq_tick: 0,
             irq_level,
             irq0,
+        }
+    }
+
+    /// The chipset's reset line: counters unprogrammed, gate 2 low. The
+    /// virtual clock position is kept.
+    pub fn reset(&mut self) {
+        let now = self.now_tick();
+        self.ch = [ChannelState::new(true), ChannelState::new(true), ChannelState::new(false)];
+        self.port_b = 0;
+        self.irq_tick = now;
+        let level = self.ch[0].out(now);
+        if level != self.irq_level {
+            self.irq_level = level;
+            self.irq0.set_level(level);
         }
     }
 
@@ -514,6 +546,13 @@ impl Pit8254 {
     }
 }
 
+/// Prints the snapshot state (wiring and sinks are not shown).
+impl std::fmt::Debug for Pit8254 {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("Pit8254").field(&self.save()).finish()
+    }
+}
+
 impl PortIoDevice for Pit8254 {
     fn read(&mut self, offset: u16, size: u8) -> u32 {
         read_bytewise(offset, size, |o| self.read_byte(o))
@@ -550,9 +589,11 @@ impl Snapshot for Pit8254 {
         }
     }
     fn restore(&mut self, s: &State) -> Result<(), StateError> {
+        let now = ns_to_ticks(s.now_ns, PIT_HZ);
         for (i, c) in s.channels.iter().enumerate() {
-            c.validate(i)?;
+            c.validate(i, now)?;
         }
+        check("pit8254", s.irq_tick <= now, || "IRQ0 delivered past the present".into())?;
         check("pit8254", s.port_b < 0x10, || {
             format!("port B {:#x} has read-only bits set", s.port_b)
         })?;

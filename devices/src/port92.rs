@@ -23,6 +23,7 @@ pub struct State {
 
 pub struct Port92 {
     value: u8,
+    power_on: u8,
     requests: Box<dyn RequestSink>,
 }
 
@@ -31,8 +32,22 @@ impl Port92 {
     pub fn new(a20: bool, requests: Box<dyn RequestSink>) -> Self {
         Self {
             value: (a20 as u8) << 1,
+            power_on: (a20 as u8) << 1,
             requests,
         }
+    }
+
+    /// Machine reset: back to the power-on value (no request: the machine
+    /// resets its A20 state itself).
+    pub fn reset(&mut self) {
+        self.value = self.power_on;
+    }
+}
+
+/// Prints the snapshot state (wiring and sinks are not shown).
+impl std::fmt::Debug for Port92 {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("Port92").field(&self.save()).finish()
     }
 }
 

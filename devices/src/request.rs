@@ -5,6 +5,7 @@
 //! for through a [`RequestSink`]; the machine acts at the next instruction
 //! boundary (and should end the CPU's run slice when a request is queued).
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,6 +40,9 @@ impl RequestSink for NoRequests {
 #[derive(Debug, Default, Clone)]
 pub struct RequestQueue {
     queue: Arc<Mutex<Vec<MachineRequest>>>,
+    /// Mirrors "queue is not empty" so the machine can poll it at every
+    /// block boundary without taking the lock.
+    pending: Arc<AtomicBool>,
 }
 
 impl RequestQueue {
@@ -49,16 +53,23 @@ impl RequestQueue {
         Box::new(self.clone())
     }
     pub fn is_empty(&self) -> bool {
-        self.queue.lock().unwrap().is_empty()
+        !self.pending.load(Ordering::Acquire)
     }
     /// All requests since the last call, oldest first.
     pub fn take(&self) -> Vec<MachineRequest> {
-        std::mem::take(&mut *self.queue.lock().unwrap())
+        if self.is_empty() {
+            return Vec::new();
+        }
+        let mut q = self.queue.lock().unwrap();
+        self.pending.store(false, Ordering::Release);
+        std::mem::take(&mut *q)
     }
 }
 
 impl RequestSink for RequestQueue {
     fn request(&mut self, request: MachineRequest) {
-        self.queue.lock().unwrap().push(request);
+        let mut q = self.queue.lock().unwrap();
+        q.push(request);
+        self.pending.store(true, Ordering::Release);
     }
 }

@@ -29,6 +29,17 @@ impl ResetControl {
     pub fn new(requests: Box<dyn RequestSink>) -> Self {
         Self { value: 0, requests }
     }
+
+    pub fn reset(&mut self) {
+        self.value = 0;
+    }
+}
+
+/// Prints the snapshot state (wiring and sinks are not shown).
+impl std::fmt::Debug for ResetControl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("ResetControl").field(&self.save()).finish()
+    }
 }
 
 impl PortIoDevice for ResetControl {

@@ -67,6 +67,8 @@ const RTC_HZ: i128 = 32_768;
 /// UIP is set this long before each update (datasheet: tBUC = 244 µs).
 const UIP_NS: i64 = 244_000;
 const SEC: i64 = NS_PER_SEC as i64;
+/// Bound on the clock's seconds, keeping all arithmetic far from overflow.
+const MAX_SECS: i64 = 1 << 40;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct State {
@@ -156,7 +158,7 @@ impl Rtc {
                 cmos,
                 index: 0,
                 nmi_masked: false,
-                base_secs: start_secs,
+                base_secs: start_secs.clamp(-MAX_SECS, MAX_SECS),
                 base_ns: 0,
                 now_ns: 0,
                 processed_ns: 0,
@@ -168,10 +170,19 @@ impl Rtc {
         rtc
     }
 
+    /// The RESET pin (machine reset): clears PIE, AIE, UIE, SQWE and the
+    /// register C flags. Time, calendar and NVRAM are battery-backed and
+    /// stay.
+    pub fn reset(&mut self) {
+        self.s.cmos[REG_B] &= !0x78;
+        self.s.cmos[REG_C] = 0;
+        self.update_irq();
+    }
+
     /// Doorway: set the clock to `secs` (seconds since 1970) now, keeping
-    /// the divider phase.
+    /// the divider phase. Clamped to ±2^40 s (±35,000 years).
     pub fn set_time(&mut self, secs: i64) {
-        self.s.base_secs = secs;
+        self.s.base_secs = secs.clamp(-MAX_SECS, MAX_SECS);
         self.s.base_ns = self.s.now_ns as i64;
         self.sync_time_regs();
     }
@@ -469,6 +480,13 @@ impl Rtc {
     }
 }
 
+/// Prints the snapshot state (wiring and sinks are not shown).
+impl std::fmt::Debug for Rtc {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("Rtc").field(&self.save()).finish()
+    }
+}
+
 impl PortIoDevice for Rtc {
     fn read(&mut self, offset: u16, size: u8) -> u32 {
         read_bytewise(offset, size, |o| self.read_byte(o))
@@ -488,7 +506,10 @@ impl Timed for Rtc {
     }
 
     fn next_deadline(&self) -> Option<u64> {
-        if !self.divider_running() {
+        // While IRQ8 is asserted nothing more is visible until register C is
+        // read (an access, after which the machine asks again); flags that
+        // pile up meanwhile are computed at the next advance.
+        if !self.divider_running() || self.s.irq_level {
             return None;
         }
         let b = self.reg_b();
@@ -519,6 +540,11 @@ impl Snapshot for Rtc {
             format!("CMOS is {} bytes, expected 128", s.cmos.len())
         })?;
         check("rtc", s.index < 128, || format!("index {:#x}", s.index))?;
+        check("rtc", s.now_ns <= i64::MAX as u64 / 2, || "virtual time out of range".into())?;
+        check("rtc", s.base_secs.abs() <= MAX_SECS, || {
+            format!("clock at {} s out of range", s.base_secs)
+        })?;
+        check("rtc", s.base_ns >= -2 * SEC, || "clock base before power-on".into())?;
         check("rtc", s.processed_ns <= s.now_ns, || "events processed past the present".into())?;
         check("rtc", s.base_ns <= s.now_ns as i64 + SEC, || "clock base in the future".into())?;
         check("rtc", s.cmos[REG_D] == 0x80, || {

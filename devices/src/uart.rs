@@ -18,7 +18,7 @@
 //! queues host bytes; they enter the receive FIFO (or the RBR without FIFOs)
 //! as room becomes, so host input never overruns — flow control the real
 //! line does not have. In loopback, transmitted bytes feed the receiver and
-//! do overrun.
+//! do overrun, and host bytes wait until loopback ends.
 //!
 //! Left out: parity, framing and break errors (a host byte stream has none),
 //! LSR bit 7 (error in FIFO), the TX FIFO as a visible queue, DMA mode
@@ -109,25 +109,7 @@ impl Uart16550 {
     /// (COM1: IRQ4). CTS, DSR and DCD are asserted by the host side.
     pub fn new(out: ByteSink, irq: Box<dyn IrqLine>) -> Self {
         Self {
-            s: State {
-                divisor: 12,
-                ier: 0,
-                lcr: 0x03,
-                mcr: 0,
-                lsr_errors: 0,
-                msr_deltas: 0,
-                scr: 0,
-                fifo_enabled: false,
-                rx_trigger: 1,
-                rx_fifo: Vec::new(),
-                rx_backlog: Vec::new(),
-                thr_interrupt: false,
-                timeout_pending: false,
-                rx_activity_ns: 0,
-                now_ns: 0,
-                modem_inputs: MSR_CTS | MSR_DSR | MSR_DCD,
-                irq_level: false,
-            },
+            s: State::power_on(),
             rx: VecDeque::new(),
             backlog: VecDeque::new(),
             out,
@@ -137,6 +119,46 @@ impl Uart16550 {
         }
     }
 
+    /// The MR (master reset) pin: registers to their reset values, FIFOs
+    /// emptied. Host bytes still waiting on the line and the host's modem
+    /// lines stay.
+    pub fn reset(&mut self) {
+        let old = std::mem::replace(&mut self.s, State::power_on());
+        self.s.now_ns = old.now_ns;
+        self.s.rx_activity_ns = old.now_ns;
+        self.s.modem_inputs = old.modem_inputs;
+        self.s.irq_level = old.irq_level;
+        self.rx.clear();
+        self.refill();
+        self.update_irq();
+    }
+}
+
+impl State {
+    fn power_on() -> Self {
+        State {
+            divisor: 12,
+            ier: 0,
+            lcr: 0x03,
+            mcr: 0,
+            lsr_errors: 0,
+            msr_deltas: 0,
+            scr: 0,
+            fifo_enabled: false,
+            rx_trigger: 1,
+            rx_fifo: Vec::new(),
+            rx_backlog: Vec::new(),
+            thr_interrupt: false,
+            timeout_pending: false,
+            rx_activity_ns: 0,
+            now_ns: 0,
+            modem_inputs: MSR_CTS | MSR_DSR | MSR_DCD,
+            irq_level: false,
+        }
+    }
+}
+
+impl Uart16550 {
     /// Doorway: bytes from the host side of the line. Bytes beyond
     /// [`RX_BACKLOG_LIMIT`] waiting bytes are dropped (see `dropped_input`).
     pub fn receive(&mut self, bytes: &[u8]) {
@@ -176,7 +198,12 @@ impl Uart16550 {
         }
     }
 
+    /// Move waiting host bytes into the receiver. In loopback the serial
+    /// input is disconnected, so they wait on the line.
     fn refill(&mut self) {
+        if self.loopback() {
+            return;
+        }
         let mut moved = false;
         while self.rx.len() < self.rx_capacity() {
             match self.backlog.pop_front() {
@@ -212,7 +239,8 @@ impl Uart16550 {
     }
 
     fn timeout_deadline(&self) -> Option<u64> {
-        (self.s.fifo_enabled && !self.rx.is_empty() && !self.s.timeout_pending).then(|| self.s.rx_activity_ns + 4 * self.char_time_ns())
+        (self.s.fifo_enabled && !self.rx.is_empty() && !self.s.timeout_pending)
+            .then(|| self.s.rx_activity_ns.saturating_add(4 * self.char_time_ns()))
     }
 
     fn loopback(&self) -> bool {
@@ -370,6 +398,7 @@ impl Uart16550 {
                 let before = self.msr_lines();
                 self.s.mcr = v & 0x1f;
                 self.note_msr_change(before);
+                self.refill();
             }
             // LSR and MSR writes are factory-test only.
             5 | 6 => {}
@@ -377,6 +406,13 @@ impl Uart16550 {
             _ => {}
         }
         self.update_irq();
+    }
+}
+
+/// Prints the snapshot state (wiring and sinks are not shown).
+impl std::fmt::Debug for Uart16550 {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("Uart16550").field(&self.save()).finish()
     }
 }
 

@@ -442,6 +442,16 @@ impl Board {
     }
 
     fn sync_irqs(&mut self) {
+        // Fast path: this runs at every device access and interrupt check.
+        if !self.pins.has_changes()
+            && !self.hpet_legacy.has_changes()
+            && !self.hpet_route.has_changes()
+            && self.hpet.legacy_replacement() == self.hpet_legacy_active
+            && !self.lapic.has_eoi_broadcasts()
+            && !self.ioapic.has_deliveries()
+        {
+            return;
+        }
         // While the HPET's legacy replacement is on, ISA IRQ0 and IRQ8 come
         // from its timers 0 and 1 instead of the PIT and RTC. A switch
         // re-drives both pins from the source now in charge.

@@ -5,4 +5,5 @@ pub mod clock;
 pub mod demo;
 pub mod initramfs;
 pub mod kvm;
+pub mod options;
 pub mod pc;

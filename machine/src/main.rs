@@ -11,6 +11,8 @@ use kagami_machine::demo;
 use std::ffi::OsString;
 use std::process::ExitCode;
 
+mod boot;
+
 /// kagami: a full-system x86-64 PC emulator.
 #[derive(Parser, Debug)]
 #[command(
@@ -19,16 +21,96 @@ use std::process::ExitCode;
     about,
     after_help = "Single-dash long options (-demo) are accepted too, as QEMU spells them."
 )]
-struct Cli {
+pub(crate) struct Cli {
     /// Run the built-in demo guest: a real-mode program that prints primes
     /// on the console (port 0xE9 / UART 0x3F8) and exits with its status
     /// through port 0xF4.
     #[arg(long)]
-    demo: bool,
+    pub(crate) demo: bool,
 
     /// Stop the guest after this many instructions (0: no limit).
     #[arg(long, value_name = "N", default_value_t = 0)]
-    max_instructions: u64,
+    pub(crate) max_instructions: u64,
+
+    /// Machine type: pc (i440FX) or q35, with optional ,accel=tcg|kvm.
+    #[arg(long, value_name = "TYPE[,accel=A]")]
+    pub(crate) machine: Option<String>,
+
+    /// Accelerator: tcg (kagami's own CPU), kvm, or kvm:tcg (KVM if usable).
+    #[arg(long, value_name = "ACCEL")]
+    pub(crate) accel: Option<String>,
+
+    /// Same as -accel kvm.
+    #[arg(long)]
+    pub(crate) enable_kvm: bool,
+
+    /// CPU model (only kagami's own model exists; "max", "host" and "qemu64" are accepted).
+    #[arg(long, value_name = "MODEL")]
+    pub(crate) cpu: Option<String>,
+
+    /// Guest RAM: MiB, or a size with K/M/G suffix (default 128M).
+    #[arg(short = 'm', value_name = "SIZE")]
+    pub(crate) memory: Option<String>,
+
+    /// Number of CPUs (kagami runs one for now).
+    #[arg(long, value_name = "N")]
+    pub(crate) smp: Option<String>,
+
+    /// Kernel to boot directly: Linux bzImage, Multiboot ELF, or a PVH vmlinux.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) kernel: Option<std::path::PathBuf>,
+
+    /// Initial ramdisk (Linux, PVH) or Multiboot module.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) initrd: Option<std::path::PathBuf>,
+
+    /// Kernel command line.
+    #[arg(long, value_name = "CMDLINE", default_value = "")]
+    pub(crate) append: String,
+
+    /// Firmware image (not yet: direct kernel boot only).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) bios: Option<std::path::PathBuf>,
+
+    /// No graphical output; the serial port is on stdio.
+    #[arg(long)]
+    pub(crate) nographic: bool,
+
+    /// Display backend (only "none" for now).
+    #[arg(long, value_name = "TYPE")]
+    pub(crate) display: Option<String>,
+
+    /// Serial port backend, once per port: stdio, file:PATH, null.
+    #[arg(long, value_name = "DEV")]
+    pub(crate) serial: Vec<String>,
+
+    /// Devices: isa-debug-exit[,iobase=A,iosize=N], isa-debugcon[,iobase=A,chardev=ID].
+    #[arg(long, value_name = "DRIVER[,PROP=V...]")]
+    pub(crate) device: Vec<String>,
+
+    /// Character devices for -device ...,chardev=ID: stdio|file|null,id=ID[,path=P].
+    #[arg(long, value_name = "BACKEND,id=ID[,path=P]")]
+    pub(crate) chardev: Vec<String>,
+
+    /// isa-debugcon on port 0xE9 writing to stdio, file:PATH or null.
+    #[arg(long, value_name = "DEV")]
+    pub(crate) debugcon: Option<String>,
+
+    /// Exit instead of rebooting when the guest resets.
+    #[arg(long)]
+    pub(crate) no_reboot: bool,
+
+    /// Accepted for QEMU compatibility: kagami exits when the guest powers off.
+    #[arg(long)]
+    pub(crate) no_shutdown: bool,
+
+    /// Deterministic mode: time is instructions retired << shift nanoseconds.
+    #[arg(long, value_name = "shift=N")]
+    pub(crate) icount: Option<String>,
+
+    /// Print the machine's I/O map (and MMIO map) and exit.
+    #[arg(long)]
+    pub(crate) print_machine: bool,
 }
 
 /// Rewrite QEMU-style single-dash long options (`-kernel x`, `-m=512`) to
@@ -104,8 +186,13 @@ fn main() -> ExitCode {
         }
     };
     if !cli.demo {
-        eprintln!("kagami: nothing to run: give --demo to run the built-in demo guest (see kagami --help)");
-        return ExitCode::FAILURE;
+        return match boot::run(&cli) {
+            Ok(code) => ExitCode::from(code),
+            Err(e) => {
+                eprintln!("kagami: {e}");
+                ExitCode::FAILURE
+            }
+        };
     }
     match run_demo(&cli) {
         Ok(status) => ExitCode::from(status),

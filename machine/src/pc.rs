@@ -202,7 +202,8 @@ impl Pc {
                     }
                 }
                 Exit::Halted => {
-                    let Some(d) = deadline else {
+                    // The slice may have programmed a timer: ask again.
+                    let Some(d) = self.board.next_deadline() else {
                         if self.cpu.s.rflags & kagami_cpu::state::flags::IF == 0 {
                             return Stop::Hung;
                         }
@@ -293,4 +294,72 @@ pub fn set_entry_state(cpu: &mut Cpu, e: &BootEntry) {
     }
     cpu.update_mode();
     cpu.flush_tlb_all();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kagami_devices::SharedBuffer;
+
+    /// Exploratory: boot the test guest for a number of instructions and
+    /// print the console (run with --ignored; needs target/guest).
+    #[test]
+    #[ignore]
+    fn linux_boot_progress() {
+        let dir = std::env::var("KAGAMI_GUEST_DIR").unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/../target/guest").into());
+        let kernel = std::fs::read(format!("{dir}/bzImage")).expect("bzImage");
+        let initrd = std::fs::read(format!("{dir}/initramfs.cpio.gz")).expect("initramfs");
+        let out = SharedBuffer::new();
+        let insns: u64 = std::env::var("KAGAMI_INSNS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(50_000_000);
+        let mut pc = Pc::new(PcConfig {
+            kind: MachineKind::Pc,
+            ram_bytes: 256 << 20,
+            kernel: Some(kernel),
+            kernel_path: "bzImage".into(),
+            initrd: Some(initrd),
+            append: "console=ttyS0 earlyprintk=serial,ttyS0 loglevel=8 kagami.poweroff=1".into(),
+            serial: vec![Some(out.sink()), None],
+            debug_exit: None,
+            debugcon: None,
+            clock: ClockMode::Instructions { shift: 3 },
+            no_reboot: true,
+            rtc_start: 0,
+        })
+        .unwrap();
+        if let Ok(n) = std::env::var("KAGAMI_TRACE").map(|v| v.parse::<usize>().unwrap_or(20)) {
+            for _ in 0..n {
+                let cs = pc.cpu.s.segs[kagami_cpu::state::CS].base;
+                let lin = cs.wrapping_add(pc.cpu.s.rip);
+                let mut b = [0u8; 15];
+                for (k, x) in b.iter_mut().enumerate() {
+                    let p = pc
+                        .cpu
+                        .translate(&mut pc.board, lin + k as u64, kagami_cpu::mmu::Access::Exec)
+                        .unwrap_or(0);
+                    *x = pc.cpu.read_phys(&mut pc.board, p, 1) as u8;
+                }
+                let mut d = iced_x86::Decoder::with_ip(pc.cpu.s.mode.bitness(), &b, pc.cpu.s.rip, 0);
+                let i = d.decode();
+                println!("{:#x} {i}  rsp={:#x} rax={:#x}", pc.cpu.s.rip, pc.cpu.s.gpr[4], pc.cpu.s.gpr[0]);
+                if pc.cpu.step(&mut pc.board) != Exit::Budget {
+                    println!("exit at {:#x} cr2={:#x}", pc.cpu.s.rip, pc.cpu.s.cr2);
+                    break;
+                }
+            }
+        }
+        let t = std::time::Instant::now();
+        let stop = pc.run(Some(insns));
+        let secs = t.elapsed().as_secs_f64();
+        println!("{}", String::from_utf8_lossy(&out.contents()));
+        println!(
+            "stop={stop:?} icount={} rip={:#x} mode={:?} in {secs:.1}s = {:.1} MIPS",
+            pc.cpu.s.icount,
+            pc.cpu.s.rip,
+            pc.cpu.s.mode,
+            pc.cpu.s.icount as f64 / secs / 1e6
+        );
+    }
 }

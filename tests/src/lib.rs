@@ -2,5 +2,7 @@
 
 #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
 pub mod diff;
+pub mod guest;
+pub mod mbkernel;
 pub mod moo;
 pub mod sst;

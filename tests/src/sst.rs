@@ -81,6 +81,10 @@ pub struct Options {
     pub threads: usize,
     /// Only run files whose stem is in this list (empty: all).
     pub only: Vec<String>,
+    /// Only run the test with this index (in each file run).
+    pub index: Option<u32>,
+    /// Trace execution instruction by instruction.
+    pub trace: bool,
 }
 
 impl Default for Options {
@@ -90,6 +94,8 @@ impl Default for Options {
             max_dumps: 3,
             threads: 2,
             only: Vec::new(),
+            index: None,
+            trace: false,
         }
     }
 }
@@ -116,6 +122,8 @@ impl FileResult {
 
 /// One processor and its memory, reused for every test a worker runs.
 pub struct Runner {
+    /// Print every instruction executed (for one test at a time).
+    pub trace: bool,
     cpu: Cpu,
     bus: NullBus,
     zeros: Vec<u8>,
@@ -148,6 +156,7 @@ impl Runner {
             cpu.mem.set_code_page(p);
         }
         Runner {
+            trace: false,
             cpu,
             bus: NullBus,
             zeros: vec![0; PAGE as usize],
@@ -180,7 +189,11 @@ impl Runner {
         }
         self.load_regs(t);
 
-        let exit = self.cpu.run(&mut self.bus, STEP_LIMIT);
+        let exit = if self.trace {
+            self.run_traced()
+        } else {
+            self.cpu.run(&mut self.bus, STEP_LIMIT)
+        };
         match exit {
             Exit::Halted => {}
             Exit::Budget => diffs.push(format!("no HLT within {STEP_LIMIT} instructions")),
@@ -197,6 +210,35 @@ impl Runner {
         } else {
             Err(diffs)
         }
+    }
+
+    /// Step one instruction at a time, printing CS:IP and the registers.
+    fn run_traced(&mut self) -> Exit {
+        for _ in 0..STEP_LIMIT.min(32) {
+            let s = &self.cpu.s;
+            let mut code = [0u8; 12];
+            self.cpu.mem.read(s.segs[CS].base + s.rip, &mut code);
+            eprintln!(
+                "  {:04x}:{:04x} {:<32} ax={:04x} cx={:04x} sp={:04x} si={:04x} di={:04x} fl={:04x}",
+                s.segs[CS].selector,
+                s.rip,
+                disassemble(&code, s.rip).split(" ; ").next().unwrap_or(""),
+                s.gpr[RAX] as u16,
+                s.gpr[RCX] as u16,
+                s.gpr[RSP] as u16,
+                s.gpr[RSI] as u16,
+                s.gpr[RDI] as u16,
+                s.flags() as u16
+            );
+            match self.cpu.step(&mut self.bus) {
+                Exit::Budget => {}
+                e => return e,
+            }
+            if self.cpu.s.halted != 0 {
+                return Exit::Halted;
+            }
+        }
+        Exit::Budget
     }
 
     fn load_regs(&mut self, t: &Test) {
@@ -445,6 +487,9 @@ pub fn run_file(runner: &mut Runner, path: &Path, meta: &Metadata, opts: &Option
     let mask = meta.flags_mask(&stem);
     let n = opts.max_tests.unwrap_or(usize::MAX).min(file.tests.len());
     for t in &file.tests[..n] {
+        if opts.index.is_some_and(|k| k != t.index) {
+            continue;
+        }
         res.run += 1;
         match runner.run_test(t, mask) {
             Ok(()) => res.passed += 1,
@@ -480,6 +525,7 @@ pub fn run_dir(dir: &Path, opts: &Options) -> Result<Vec<FileResult>, String> {
         for _ in 0..opts.threads.max(1) {
             sc.spawn(|| {
                 let mut runner = Runner::new();
+                runner.trace = opts.trace;
                 loop {
                     let k = next.fetch_add(1, Ordering::Relaxed);
                     let Some(path) = files.get(k) else { break };

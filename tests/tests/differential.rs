@@ -48,7 +48,7 @@ fn differential_needs_x86_64_linux() {
 #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
 mod harness {
     use iced_x86::{Code, Instruction, Register};
-    use kagami_tests::diff::{compare, run_pair, stream_of};
+    use kagami_tests::diff::{compare, emu::Emu, run_pair, stream_of};
 
     #[test]
     fn native_add_and_divide_error() {
@@ -77,5 +77,26 @@ mod harness {
         assert_eq!(f.vector, 0);
         assert_eq!(f.rip, s.insns[1].ip());
         assert_eq!(n.state.gpr[1], 0);
+    }
+
+    /// The executor path stops at the end of the stream, or at a fault.
+    #[test]
+    fn executor_path_runs_the_stream() {
+        if !kagami_cpu::dispatch::implemented(Code::Add_rm64_r64) || !kagami_cpu::dispatch::implemented(Code::Div_rm64) {
+            println!("SKIPPED: ADD/DIV not implemented yet");
+            return;
+        }
+        let mut emu = Emu::new();
+        let add = Instruction::with2(Code::Add_rm64_r64, Register::RAX, Register::RCX).unwrap();
+        let s = stream_of(&[add], 3);
+        let e = emu.run_executor(&s.bytes, &s.input, &s.data);
+        assert_eq!(e.fault, None);
+        assert_eq!(e.state.gpr[0], s.input.gpr[0].wrapping_add(s.input.gpr[1]));
+        let xor = Instruction::with2(Code::Xor_r32_rm32, Register::ECX, Register::ECX).unwrap();
+        let div = Instruction::with1(Code::Div_rm64, Register::RCX).unwrap();
+        let s = stream_of(&[xor, div], 4);
+        let e = emu.run_executor(&s.bytes, &s.input, &s.data);
+        assert_eq!(e.fault.map(|f| f.rip), Some(s.insns[1].ip()));
+        assert_eq!(e.state.gpr[1], 0);
     }
 }

@@ -95,7 +95,7 @@ pub fn compute_ex(env: &mut Env, op: Op, x: F80, y: F80, mem_denormal: bool) -> 
         env.flags |= IE;
         F80::INDEFINITE
     };
-    let y = if op == Op::Sub { y.neg() } else { y };
+    let y = if op == Op::Sub { y.negate() } else { y };
     let s = x.sign() ^ y.sign();
     // Invalid operations and division by zero first.
     match op {
@@ -256,7 +256,7 @@ fn unary(cpu: &mut Cpu, i: &Instruction, f: impl FnOnce(&mut Env, F80) -> F80) -
 }
 
 fn fchs(cpu: &mut Cpu, _: &mut dyn Bus, i: &Instruction) -> Result<()> {
-    sign_op(cpu, i, |v| v.neg())
+    sign_op(cpu, i, |v| v.negate())
 }
 fn fabs(cpu: &mut Cpu, _: &mut dyn Bus, i: &Instruction) -> Result<()> {
     sign_op(cpu, i, |v| v.with_sign(false))

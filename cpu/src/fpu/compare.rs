@@ -96,8 +96,10 @@ fn fcom<const QUIET: bool, const POPS: u8>(cpu: &mut Cpu, bus: &mut dyn Bus, i: 
     };
     let f = &mut cpu.s.fpu;
     if f.is_empty(0) || src.is_some_and(|s| f.is_empty(s)) {
-        if f.underflow() {
-            f.set_cc(true, false, true, true);
+        // Unordered even when the underflow is unmasked (then without pops).
+        let masked = f.underflow();
+        f.set_cc(true, false, true, true);
+        if masked {
             for _ in 0..POPS {
                 f.pop();
             }
@@ -154,9 +156,8 @@ fn ftst(cpu: &mut Cpu, _: &mut dyn Bus, i: &Instruction) -> Result<()> {
     cpu.fpu_enter(i)?;
     let f = &mut cpu.s.fpu;
     if f.is_empty(0) {
-        if f.underflow() {
-            f.set_cc(true, false, true, true);
-        }
+        f.underflow();
+        f.set_cc(true, false, true, true);
         return Ok(());
     }
     let mut env = Env::new(f.fcw);

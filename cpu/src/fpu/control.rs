@@ -289,3 +289,83 @@ pub fn lookup(code: Code) -> Option<Handler> {
 fn nop_control_nowait(cpu: &mut Cpu, _: &mut dyn Bus, _: &Instruction) -> Result<()> {
     cpu.fpu_check(false)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::memory::{GuestMemory, PhysMap};
+
+    fn cpu() -> Cpu {
+        let mut c = Cpu::new(GuestMemory::new(4096).unwrap(), PhysMap::new());
+        let f = &mut c.s.fpu;
+        f.fcw = 0x027f;
+        f.fsw = 0x3800;
+        f.ftw = 0x3fff;
+        f.fip = 0x1234_5678;
+        f.fcs = 0x0010;
+        f.fop = 0x5d9;
+        f.fdp = 0x0abc_def0;
+        f.fds = 0x0018;
+        c
+    }
+
+    /// SDM Vol. 1, figure 8-9: 32-bit protected-mode environment image.
+    #[test]
+    fn env_32bit_protected_layout() {
+        let c = cpu();
+        let img = env_image(&c, true, false);
+        let dw: Vec<u32> = img.chunks(4).map(|b| u32::from_le_bytes(b.try_into().unwrap())).collect();
+        assert_eq!(
+            dw,
+            vec![
+                0xffff_027f,
+                0xffff_3800,
+                0xffff_3fff,
+                0x1234_5678,
+                0x05d9_0010,
+                0x0abc_def0,
+                0xffff_0018
+            ]
+        );
+    }
+
+    /// Figure 8-11: 16-bit protected-mode image.
+    #[test]
+    fn env_16bit_protected_layout() {
+        let c = cpu();
+        let img = env_image(&c, false, false);
+        let w: Vec<u16> = img.chunks(2).map(|b| u16::from_le_bytes(b.try_into().unwrap())).collect();
+        assert_eq!(w, vec![0x027f, 0x3800, 0x3fff, 0x5678, 0x0010, 0xdef0, 0x0018]);
+    }
+
+    /// Figure 8-10: 32-bit real-mode image (linear pointers, FOP with FIP high bits).
+    #[test]
+    fn env_32bit_real_layout_round_trips() {
+        let mut c = cpu();
+        c.s.fpu.fcs = 0;
+        c.s.fpu.fds = 0;
+        let img = env_image(&c, true, true);
+        let dw: Vec<u32> = img.chunks(4).map(|b| u32::from_le_bytes(b.try_into().unwrap())).collect();
+        assert_eq!(dw[3], 0xffff_5678);
+        assert_eq!(dw[4], (0x1234 << 12) | 0x5d9);
+        assert_eq!(dw[5], 0xffff_def0);
+        assert_eq!(dw[6], 0x0abc << 12);
+        let mut d = Cpu::new(GuestMemory::new(4096).unwrap(), PhysMap::new());
+        load_env(&mut d, &img, true, true);
+        let (a, b) = (&c.s.fpu, &d.s.fpu);
+        assert_eq!(
+            (a.fcw, a.fsw, a.ftw, a.fip, a.fop, a.fdp),
+            (b.fcw, b.fsw, b.ftw, b.fip, b.fop, b.fdp)
+        );
+    }
+
+    #[test]
+    fn fldenv_unmasking_a_pending_exception_sets_es() {
+        let mut c = cpu();
+        c.s.fpu.fsw = 0x0004; // ZE pending, masked
+        let mut img = env_image(&c, false, false);
+        img[0] = 0x7b; // FCW with ZE unmasked
+        load_env(&mut c, &img, false, false);
+        assert_eq!(c.s.fpu.fsw & 0x8080, 0x8080);
+    }
+}

@@ -73,7 +73,7 @@ impl F80 {
             sig: self.sig,
         }
     }
-    pub fn neg(self) -> F80 {
+    pub fn negate(self) -> F80 {
         F80 {
             se: self.se ^ 0x8000,
             sig: self.sig,

@@ -9,6 +9,7 @@ pub mod arith;
 pub mod compare;
 pub mod control;
 pub mod convert;
+pub mod fixed;
 pub mod float80;
 pub mod stack;
 pub mod transcendental;

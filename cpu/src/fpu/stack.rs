@@ -252,6 +252,16 @@ fn modrm_mem(i: &Instruction) -> (u16, u16) {
     let base = i.memory_base();
     let index = i.memory_index();
     let disp = i.memory_displ_size();
+    // mod: 0 without displacement (or with no base at all), 1 for disp8, 2 otherwise.
+    let md = |no_disp: bool| -> u16 {
+        if base == Register::None || no_disp {
+            0
+        } else if disp == 1 {
+            1
+        } else {
+            2
+        }
+    };
     let addr16 = base.size() == 2 || index.size() == 2 || (base == Register::None && index == Register::None && disp == 2);
     if addr16 {
         let rm = match (base, index) {
@@ -261,42 +271,17 @@ fn modrm_mem(i: &Instruction) -> (u16, u16) {
             (Register::BP, Register::DI) => 3,
             (Register::SI, Register::None) => 4,
             (Register::DI, Register::None) => 5,
-            (Register::BP, Register::None) => 6,
             (Register::BX, Register::None) => 7,
             _ => 6,
         };
-        let md = if base == Register::None {
-            0
-        } else if i.memory_displacement64() == 0 && base != Register::BP {
-            0
-        } else if disp == 1 {
-            1
-        } else {
-            2
-        };
-        return (md, rm);
+        return (md(i.memory_displacement64() == 0 && base != Register::BP), rm);
     }
-    if base == Register::RIP || base == Register::EIP {
+    if base == Register::RIP || base == Register::EIP || (base == Register::None && index == Register::None && disp == 4) {
         return (0, 5);
     }
+    let no_disp = disp == 0 && base.number() & 7 != 5;
     if index != Register::None || base == Register::None || base.number() & 7 == 4 {
-        let md = if base == Register::None {
-            0
-        } else if disp == 0 && base.number() & 7 != 5 {
-            0
-        } else if disp == 1 {
-            1
-        } else {
-            2
-        };
-        return (md, 4);
+        return (md(no_disp), 4);
     }
-    let md = if disp == 0 && base.number() & 7 != 5 {
-        0
-    } else if disp == 1 {
-        1
-    } else {
-        2
-    };
-    (md, (base.number() & 7) as u16)
+    (md(no_disp), (base.number() & 7) as u16)
 }

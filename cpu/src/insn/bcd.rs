@@ -6,8 +6,10 @@
 //! - DAA/DAS: OF = 0.
 //! - AAA/AAS: SF, ZF, PF from the final AL, OF = 0.
 //! - AAM: flags as a logic result of AL (CF = OF = AF = 0).
-//! - AAD: the flags of the 8-bit addition AL + AH*imm8 that forms the
-//!   result (what Intel hardware reports).
+//! - AAD: the flags of the 8-bit addition AL + (AH*imm8 & FFh) that forms
+//!   the result (the 8086 microcode forms it with such an ADD; the 80286
+//!   data leaves OF, AF and CF unchecked).
+//! - AAM 0 on the 80286 model: see `aam`.
 
 use crate::block::Handler;
 use crate::bus::Bus;

@@ -46,24 +46,9 @@ fn jcc(cpu: &mut Cpu, _: &mut dyn Bus, i: &Instruction) -> Result<()> {
     Ok(())
 }
 
-/// Operand size of CALL/RET from the code: 16, 32 or 64 bits.
+/// Operand size of CALL/RET from the code: 2, 4 or 8 bytes (what it pushes or pops).
 fn branch_size(code: Code) -> usize {
-    // The RET names carry the size in a w/d/q suffix and CALL rel32 exists
-    // in 32- and 64-bit forms, so the digits in the name are not enough.
-    match code {
-        Code::Retnw | Code::Retnw_imm16 => return 2,
-        Code::Retnd | Code::Retnd_imm16 => return 4,
-        Code::Retnq | Code::Retnq_imm16 | Code::Call_rel32_64 => return 8,
-        _ => {}
-    }
-    let n = format!("{code:?}");
-    if n.contains("16") {
-        2
-    } else if n.contains("32") {
-        4
-    } else {
-        8
-    }
+    super::stack::sp_step(code)
 }
 
 fn call<const SIZE: usize>(cpu: &mut Cpu, bus: &mut dyn Bus, i: &Instruction) -> Result<()> {
@@ -134,7 +119,8 @@ macro_rules! loop_handler {
 }
 
 pub fn lookup(code: Code) -> Option<Handler> {
-    let far = format!("{code:?}").contains("far") || format!("{code:?}").contains("ptr16") || format!("{code:?}").starts_with("Retf");
+    let name = format!("{code:?}");
+    let far = name.contains("ptr16") || name.contains("_m16") || name.starts_with("Retf");
     if far {
         return None;
     }
@@ -155,7 +141,9 @@ pub fn lookup(code: Code) -> Option<Handler> {
         Mnemonic::Loop => loop_handler!(0, code),
         Mnemonic::Loope => loop_handler!(1, code),
         Mnemonic::Loopne => loop_handler!(2, code),
-        Mnemonic::Jcxz | Mnemonic::Jecxz | Mnemonic::Jrcxz => loop_handler!(3, code),
+        Mnemonic::Jcxz => loop_::<2, 3>,
+        Mnemonic::Jecxz => loop_::<4, 3>,
+        Mnemonic::Jrcxz => loop_::<8, 3>,
         _ => return None,
     })
 }

@@ -11,6 +11,12 @@
 //! IDIV the range is the signed one including its most negative value
 //! (SDM IDIV: "IF (temp > 7FH) or (temp < 80H)"), so -128 / -32768 / … are
 //! valid quotients, as on the 80286 data and every 386+.
+//!
+//! Known difference from the 80286 data: 4 of its 4,000 8-bit IDIV tests
+//! (F6 /7 #762, #868, #2123, #3438) record no #DE for a negative quotient far
+//! out of range (e.g. -29600 / 103) and leave AL = 80h, AH = the old AL with
+//! bit 7 = the dividend's sign. No rule separating them from the ~250
+//! similar cases that do fault was found, so kagami raises #DE for all.
 
 use crate::block::Handler;
 use crate::bus::Bus;

@@ -286,9 +286,25 @@ fn wbinvd(cpu: &mut Cpu, _: &mut dyn Bus, _: &Instruction) -> Result<()> {
     cpl0(cpu)
 }
 
+/// STAC/CLAC: set or clear EFLAGS.AC, which suspends SMAP (ring 0 only).
+fn stac_clac<const SET: bool>(cpu: &mut Cpu, _: &mut dyn Bus, _: &Instruction) -> Result<()> {
+    if cpu.s.mode == Mode::V86 || cpu.s.cpl > 0 {
+        return Err(Exception::InvalidOpcode);
+    }
+    let f = cpu.s.flags();
+    cpu.s.set_flags(if SET {
+        f | crate::state::flags::AC
+    } else {
+        f & !crate::state::flags::AC
+    });
+    Ok(())
+}
+
 pub fn lookup(code: Code) -> Option<Handler> {
     use Code::*;
     Some(match code {
+        Stac => stac_clac::<true>,
+        Clac => stac_clac::<false>,
         Mov_r32_cr | Mov_r64_cr => mov_from_cr,
         Mov_cr_r32 | Mov_cr_r64 => mov_to_cr,
         Mov_r32_dr | Mov_r64_dr => mov_from_dr,

@@ -267,7 +267,7 @@ fn cpl0(cpu: &Cpu) -> Result<()> {
 
 /// SGDT/SIDT/SLDT/STR/SMSW at CPL > 0 with CR4.UMIP set.
 pub(crate) fn umip(cpu: &Cpu) -> Result<()> {
-    if cpu.s.cr4 & cr4::UMIP != 0 && cpu.s.cpl > 0 && cpu.s.mode.is_protected() {
+    if cpu.s.cr4 & cr4::UMIP != 0 && cpu.s.cpl > 0 {
         Err(Exception::GP0)
     } else {
         Ok(())

@@ -182,8 +182,7 @@ impl Cpu {
             if !canonical(rsp) {
                 return Err(stack_fault);
             }
-            let ss_sel = ss.map_or(old_ss.selector, |s| s.selector);
-            for v in [ss_sel as u64, old_sp, old_flags, old_cs as u64, ret_ip] {
+            for v in [old_ss.selector as u64, old_sp, old_flags, old_cs as u64, ret_ip] {
                 self.frame_push(bus, &mut f, v, 8)?;
             }
             if let Some(e) = error {

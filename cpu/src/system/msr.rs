@@ -240,7 +240,7 @@ fn wrmsr(cpu: &mut Cpu, bus: &mut dyn Bus, _: &Instruction) -> Result<()> {
 }
 
 fn tsd_check(cpu: &Cpu) -> Result<()> {
-    if cpu.s.cr4 & cr4::TSD != 0 && cpu.s.cpl > 0 && cpu.s.mode.is_protected() {
+    if cpu.s.cr4 & cr4::TSD != 0 && cpu.s.cpl > 0 {
         Err(Exception::GP0)
     } else {
         Ok(())
@@ -331,7 +331,8 @@ fn sysret(cpu: &mut Cpu, _: &mut dyn Bus, i: &Instruction) -> Result<()> {
 
 fn sysenter(cpu: &mut Cpu, _: &mut dyn Bus, _: &Instruction) -> Result<()> {
     let cs = (cpu.s.msr.sysenter_cs & 0xfffc) as u16;
-    if !cpu.s.mode.is_protected() || cs == 0 {
+    // Allowed from V86 mode too (it clears VM).
+    if cpu.s.mode == Mode::Real || cs == 0 {
         return Err(Exception::GP0);
     }
     let long = cpu.s.efer & efer::LMA != 0;
@@ -385,9 +386,33 @@ fn swapgs(cpu: &mut Cpu, _: &mut dyn Bus, _: &Instruction) -> Result<()> {
     Ok(())
 }
 
+/// RDFSBASE/RDGSBASE/WRFSBASE/WRGSBASE: 64-bit mode with CR4.FSGSBASE.
+fn fsgsbase<const GS_: bool, const WRITE: bool>(cpu: &mut Cpu, _: &mut dyn Bus, i: &Instruction) -> Result<()> {
+    if cpu.s.mode != Mode::Long64 || cpu.s.cr4 & cr4::FSGSBASE == 0 {
+        return Err(Exception::InvalidOpcode);
+    }
+    let seg = if GS_ { GS } else { crate::state::FS };
+    let r = i.op_register(0);
+    if WRITE {
+        let v = cpu.reg(r);
+        if !canonical(v) {
+            return Err(Exception::GP0);
+        }
+        cpu.s.segs[seg].base = v;
+    } else {
+        let v = cpu.s.segs[seg].base;
+        cpu.set_reg(r, v);
+    }
+    Ok(())
+}
+
 pub fn lookup(code: Code) -> Option<Handler> {
     use Code::*;
     Some(match code {
+        Rdfsbase_r32 | Rdfsbase_r64 => fsgsbase::<false, false>,
+        Rdgsbase_r32 | Rdgsbase_r64 => fsgsbase::<true, false>,
+        Wrfsbase_r32 | Wrfsbase_r64 => fsgsbase::<false, true>,
+        Wrgsbase_r32 | Wrgsbase_r64 => fsgsbase::<true, true>,
         Rdmsr => rdmsr,
         Wrmsr => wrmsr,
         Rdtsc => rdtsc,

@@ -25,13 +25,38 @@ enum Far {
 impl Cpu {
     /// JMP ptr16:16/32 or JMP m16:16/32/64 outside real mode.
     pub fn far_jump_protected(&mut self, bus: &mut dyn Bus, sel: u16, off: u64, op_size: usize) -> Result<()> {
+        if self.s.mode == Mode::V86 {
+            return self.far_v86(bus, sel, off, op_size, Far::Jmp);
+        }
         self.far_transfer(bus, sel, off, op_size, Far::Jmp)
     }
 
     /// CALL far outside real mode (pushes CS:IP of the next instruction, which
     /// is `self.s.rip` on entry).
     pub fn far_call_protected(&mut self, bus: &mut dyn Bus, sel: u16, off: u64, op_size: usize) -> Result<()> {
+        if self.s.mode == Mode::V86 {
+            return self.far_v86(bus, sel, off, op_size, Far::Call);
+        }
         self.far_transfer(bus, sel, off, op_size, Far::Call)
+    }
+
+    /// Far JMP/CALL in virtual-8086 mode: real-mode semantics, with the
+    /// 64 KiB limit of the new CS checked before anything changes.
+    fn far_v86(&mut self, bus: &mut dyn Bus, sel: u16, off: u64, op_size: usize, kind: Far) -> Result<()> {
+        if off > 0xffff {
+            return Err(Exception::GP0);
+        }
+        let mut f = self.current_frame();
+        if kind == Far::Call {
+            let cs = self.s.segs[CS].selector as u64;
+            let ip = self.s.rip;
+            self.frame_push(bus, &mut f, cs, op_size)?;
+            self.frame_push(bus, &mut f, ip, op_size)?;
+        }
+        self.frame_commit(&f, None);
+        self.load_real_seg(CS, sel);
+        self.s.rip = off;
+        Ok(())
     }
 
     /// Whether a code descriptor runs 64-bit code (in IA-32e mode).
@@ -288,6 +313,16 @@ impl Cpu {
         let mut f = self.current_frame();
         let ip = self.frame_pop(bus, &mut f, op_size)?;
         let cs = self.frame_pop(bus, &mut f, op_size)? as u16;
+        if self.s.mode == Mode::V86 {
+            if ip > 0xffff {
+                return Err(Exception::GP0);
+            }
+            f.sp = f.sp.wrapping_add(release as u64) & crate::interrupt::sp_mask(f.width);
+            self.frame_commit(&f, None);
+            self.load_real_seg(CS, cs);
+            self.s.rip = ip;
+            return Ok(());
+        }
         let cd = self.check_return_cs(bus, cs)?;
         let rpl = (cs & 3) as u8;
         let ip = if op_size == 2 { ip & 0xffff } else { ip };

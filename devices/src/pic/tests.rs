@@ -297,3 +297,14 @@ fn save_restore_round_trip_and_validation() {
         assert_eq!(q.save(), before, "failed restore leaves the device untouched");
     }
 }
+
+#[test]
+fn reset_returns_to_uninitialised() {
+    let mut p = pc_pic(0x01);
+    p.write(ELCR_MASTER, 1, 0x20);
+    p.set_irq(5, true);
+    assert!(p.pending());
+    p.reset();
+    assert_eq!(p.save(), Pic8259::new().save());
+    assert!(!p.pending());
+}

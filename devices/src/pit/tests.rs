@@ -307,3 +307,41 @@ fn save_restore_round_trip_and_validation() {
     bad.port_b = 0x01;
     assert!(q.restore(&bad).is_err(), "gate 2 low but port B says high");
 }
+
+#[test]
+fn reset_stops_the_counters_and_keeps_time() {
+    let (mut p, irq) = pit();
+    program(&mut p, 0, 0x34, 100);
+    p.write(PORT_B, 1, 0x03);
+    p.advance_to(tick(150));
+    irq.take_rising_edges();
+    p.reset();
+    assert_eq!(p.next_deadline(), None);
+    assert!(!p.speaker_enabled());
+    p.advance_to(tick(10_000));
+    assert_eq!(irq.take_rising_edges(), 0);
+    program(&mut p, 0, 0x34, 100);
+    assert_eq!(p.next_deadline(), Some(tick(10_100)), "counts from the present");
+}
+
+#[test]
+fn gate_low_in_mode2_holds_and_rising_edge_reloads() {
+    let (mut p, _irq) = pit();
+    p.write(PORT_B, 1, 0x01);
+    program(&mut p, 2, 0xb4, 1000);
+    p.advance_to(tick(300));
+    // New count while counting: pending until the period's end …
+    p.write(2, 1, 0xf4);
+    p.write(2, 1, 0x01); // 500
+                         // … but the gate drops first: counting stops, OUT2 high.
+    p.advance_to(tick(400));
+    p.write(PORT_B, 1, 0x00);
+    p.advance_to(tick(5000));
+    assert_eq!(latched_count(&mut p, 2), 600, "held at the gate's falling edge");
+    assert_eq!(p.read(PORT_B, 1) & 0x20, 0x20);
+    let s = p.save();
+    assert!(Pit8254::new(Box::new(crate::irq::NoIrq)).restore(&s).is_ok(), "state stays valid");
+    p.write(PORT_B, 1, 0x01);
+    p.advance_to(tick(5100));
+    assert_eq!(latched_count(&mut p, 2), 400, "reloaded with the new count at the rising edge");
+}

@@ -254,3 +254,34 @@ fn save_restore_round_trip_and_validation() {
     bad.irq_level = !bad.irq_level;
     assert!(q.restore(&bad).is_err());
 }
+
+#[test]
+fn reset_clears_interrupts_but_keeps_time_and_nvram() {
+    let (mut r, irq) = rtc_at(secs(2030, 1, 2, 3, 4, 5));
+    wr(&mut r, 0x0b, B_24H | B_PIE | B_UIE);
+    wr(&mut r, 0x50, 0xab);
+    r.advance_to(1000 * MS);
+    assert!(irq.level());
+    r.reset();
+    assert!(!irq.level());
+    assert_eq!(rd(&mut r, 0x0b), B_24H);
+    assert_eq!(rd(&mut r, 0x0c), 0);
+    assert_eq!(rd(&mut r, 0x50), 0xab);
+    assert_eq!(rd(&mut r, 0x00), 0x06);
+    r.set_time(i64::MAX);
+    assert_eq!(r.save().base_secs, 1 << 40, "doorway input clamped");
+}
+
+#[test]
+fn no_deadlines_while_irq8_waits_for_register_c() {
+    let (mut r, irq) = rtc_at(0);
+    wr(&mut r, 0x0b, B_24H | B_PIE);
+    let d = r.next_deadline().unwrap();
+    r.advance_to(d);
+    assert!(irq.level());
+    assert_eq!(r.next_deadline(), None);
+    // A late read still sees everything that happened meanwhile.
+    r.advance_to(1500 * MS);
+    assert_eq!(rd(&mut r, 0x0c), C_IRQF | C_PF | C_UF);
+    assert!(r.next_deadline().unwrap() > 1500 * MS);
+}

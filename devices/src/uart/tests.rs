@@ -148,6 +148,19 @@ fn host_input_waits_in_backlog_without_overrun() {
 }
 
 #[test]
+fn loopback_disconnects_host_input() {
+    let (mut u, _, _) = uart();
+    u.write(MCR, 1, 0x10);
+    u.receive(b"xy");
+    assert_eq!(u.read(LSR, 1) & 1, 0, "host bytes wait while in loopback");
+    u.write(0, 1, b'L' as u32);
+    assert_eq!(u.read(RBR, 1), b'L' as u32);
+    u.write(MCR, 1, 0x00);
+    assert_eq!(u.read(RBR, 1), b'x' as u32);
+    assert_eq!(u.read(RBR, 1), b'y' as u32);
+}
+
+#[test]
 fn modem_status_interrupt() {
     let (mut u, _, irq) = uart();
     u.write(MCR, 1, 0x08);
@@ -188,4 +201,19 @@ fn save_restore_round_trip_and_validation() {
     let mut bad = s.clone();
     bad.ier = 0x10;
     assert!(v.restore(&bad).is_err());
+}
+
+#[test]
+fn reset_clears_registers_and_keeps_the_line() {
+    let (mut u, _, irq) = uart();
+    u.write(MCR, 1, 0x08);
+    u.write(IER, 1, 0x01);
+    u.write(FCR, 1, 0x01);
+    u.receive(&[1; 20]);
+    assert!(irq.level());
+    u.reset();
+    assert!(!irq.level());
+    assert_eq!((u.read(IER, 1), u.read(IIR, 1), u.read(MCR, 1)), (0, 0x01, 0));
+    assert_eq!(u.rx_backlog_len(), 3, "FIFO emptied, RBR refilled from the line");
+    assert_eq!(u.read(RBR, 1), 1);
 }

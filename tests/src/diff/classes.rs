@@ -139,6 +139,8 @@ pub fn classify(code: Code) -> Option<Class> {
         // 16-bit SHLD/SHRD by CL: counts 17..31 (known only at run time)
         // give an undefined result; the immediate forms are kept in range.
         || matches!(code, Code::Shld_rm16_r16_CL | Code::Shrd_rm16_r16_CL)
+        // 0F 0D with a register operand: a reserved NOP on Intel, #UD on AMD.
+        || matches!(code, Code::Reservednop_rm16_r16_0F0D | Code::Reservednop_rm32_r32_0F0D | Code::Reservednop_rm64_r64_0F0D)
     {
         return None;
     }

@@ -43,16 +43,14 @@ pub fn diff(s: &Stream, n: &Outcome, k: &Outcome) -> Vec<String> {
         out.push(format!("rip: native {:#x} kagami {:#x}", n.state.rip, k.state.rip));
     }
     let loose = zero_source_bit_scan_dests(s, at_fault);
-    for i in 0..16 {
-        let upper_only = (n.state.gpr[i] ^ k.state.gpr[i]) >> 32 != 0 && n.state.gpr[i] as u32 == k.state.gpr[i] as u32;
-        if upper_only && loose & (1 << i) != 0 && (n.state.gpr[i] >> 32 == 0 || k.state.gpr[i] >> 32 == 0) {
+    for (i, name) in GPR_NAMES.iter().enumerate() {
+        let (a, b) = (n.state.gpr[i], k.state.gpr[i]);
+        let upper_only = (a ^ b) >> 32 != 0 && a as u32 == b as u32;
+        if upper_only && loose & (1 << i) != 0 && (a >> 32 == 0 || b >> 32 == 0) {
             continue;
         }
-        if n.state.gpr[i] != k.state.gpr[i] {
-            out.push(format!(
-                "{}: native {:#018x} kagami {:#018x}",
-                GPR_NAMES[i], n.state.gpr[i], k.state.gpr[i]
-            ));
+        if a != b {
+            out.push(format!("{name}: native {a:#018x} kagami {b:#018x}"));
         }
     }
     let mask = (f::ARITH | f::DF) & !undefined_flags;
@@ -185,11 +183,11 @@ pub fn listing(s: &Stream) -> String {
 /// The starting registers, for the report.
 pub fn input_summary(s: &Stream) -> String {
     let mut out = String::from("  input:");
-    for i in 0..16 {
+    for (i, name) in GPR_NAMES.iter().enumerate() {
         if i % 4 == 0 {
             out.push_str("\n   ");
         }
-        let _ = write!(out, " {:>3}={:016x}", GPR_NAMES[i], s.input.gpr[i]);
+        let _ = write!(out, " {:>3}={:016x}", name, s.input.gpr[i]);
     }
     let fx = &s.input.fx;
     let _ = write!(

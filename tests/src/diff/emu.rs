@@ -50,8 +50,9 @@ impl Emu {
     }
 
     fn setup(&mut self, input: &ArchState) {
+        // Also clears the decoded-block cache, the TLB and a pending shutdown.
+        self.cpu.reset();
         let s = &mut self.cpu.s;
-        s.reset();
         s.cr0 = cr0::PE | cr0::MP | cr0::ET | cr0::NE | cr0::WP | cr0::PG;
         s.cr4 = cr4::PAE | cr4::OSFXSR | cr4::OSXMMEXCPT;
         s.efer = efer::SCE | efer::LME | efer::LMA | efer::NXE;
@@ -97,14 +98,22 @@ impl Emu {
         self.cpu.flush_tlb_all();
     }
 
-    /// Run `stream` (exactly the stream bytes) from `input` with `data` in the data window.
+    /// Run `stream` (exactly the stream bytes) from `input` with `data` in
+    /// the data window, calling each instruction's handler directly.
     pub fn run(&mut self, stream: &[u8], input: &ArchState, data: &[u8]) -> Outcome {
         self.setup(input);
         self.cpu.mem.write(WINDOW_PHYS + (DATA - BASE), data);
         self.cpu.mem.write(WINDOW_PHYS + (STREAM - BASE), stream);
-        let mut dec = Decoder::with_ip(64, stream, STREAM, DecoderOptions::NONE);
+        let end = STREAM + stream.len() as u64;
         let mut fault = None;
-        while dec.can_decode() {
+        // Follow RIP, not the byte order: a REP string handler may leave RIP
+        // on itself to continue later, as the executor allows.
+        for _ in 0..100_000 {
+            let rip = self.cpu.s.rip;
+            if !(STREAM..end).contains(&rip) {
+                break;
+            }
+            let mut dec = Decoder::with_ip(64, &stream[(rip - STREAM) as usize..], rip, DecoderOptions::NONE);
             let insn = dec.decode();
             let h = handler_for(&insn, CpuModel::X86_64);
             self.cpu.s.icount += 1;
@@ -120,7 +129,34 @@ impl Emu {
                 break;
             }
         }
-        let _ = &self.bus;
+        self.outcome(fault)
+    }
+
+    /// Run the same stream through the real executor (`Cpu::run`: decoded
+    /// block cache, fetch through the code TLB). The stream is followed by
+    /// UD2 and the IDT limit is 0, so the first exception, the UD2's or a
+    /// stream instruction's, escalates to a triple fault with RIP at the
+    /// faulting instruction; the vector is not known (reported as 255).
+    pub fn run_executor(&mut self, stream: &[u8], input: &ArchState, data: &[u8]) -> Outcome {
+        self.setup(input);
+        self.cpu.s.idtr.limit = 0;
+        self.cpu.mem.write(WINDOW_PHYS + (DATA - BASE), data);
+        let mut code = stream.to_vec();
+        code.extend_from_slice(&[0x0f, 0x0b]);
+        self.cpu.mem.write(WINDOW_PHYS + (STREAM - BASE), &code);
+        let exit = self.cpu.run(&mut self.bus, 10_000);
+        let end = STREAM + stream.len() as u64;
+        let fault = match exit {
+            kagami_cpu::Exit::TripleFault if self.cpu.s.rip == end => None,
+            _ => Some(Fault {
+                vector: 255,
+                rip: self.cpu.s.rip,
+            }),
+        };
+        self.outcome(fault)
+    }
+
+    fn outcome(&mut self, fault: Option<Fault>) -> Outcome {
         let s = &self.cpu.s;
         let top = ((s.fpu.fsw >> 11) & 7) as usize;
         let mut st = [[0u8; 10]; 8];

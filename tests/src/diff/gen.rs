@@ -78,7 +78,9 @@ impl Ctx<'_> {
 
     fn memory(&mut self, insn: &mut Instruction, n: u32) {
         insn.set_op_kind(n, OpKind::Memory);
-        insn.set_memory_base(Register::RBX);
+        // Sometimes with a 67h prefix: [ebx+disp] reaches the same window,
+        // which lies below 4 GiB.
+        insn.set_memory_base(if self.rng.chance(15) { Register::EBX } else { Register::RBX });
         insn.set_memory_index(Register::None);
         insn.set_memory_index_scale(1);
         // Stay inside the data window whatever the access size (up to 512).
@@ -91,8 +93,20 @@ impl Ctx<'_> {
         if self.rng.chance(10) {
             disp = self.rng.below(8) as i64 * 16 - 64;
         }
-        insn.set_memory_displacement64(disp as u64);
-        insn.set_memory_displ_size(if (-128..128).contains(&disp) { 1 } else { 4 });
+        if self.rng.chance(10) {
+            // RIP-relative: iced takes the absolute target and encodes the
+            // offset from the next instruction.
+            insn.set_memory_base(Register::RIP);
+            insn.set_memory_displacement64((DATA + (DATA_SIZE / 2) as u64).wrapping_add(disp as u64));
+            insn.set_memory_displ_size(8);
+        } else {
+            insn.set_memory_displacement64(disp as u64);
+            insn.set_memory_displ_size(if (-128..128).contains(&disp) { 1 } else { 4 });
+        }
+        // ES/CS/SS/DS overrides are ignored in 64-bit mode (base 0 on both sides).
+        if self.rng.chance(5) {
+            insn.set_segment_prefix(*self.rng.pick(&[Register::ES, Register::CS, Register::SS, Register::DS]));
+        }
     }
 
     fn imm(&mut self) -> u64 {
@@ -110,6 +124,7 @@ fn build(code: Code, class: Class, ctx: &mut Ctx) -> Instruction {
     let mut insn = Instruction::default();
     insn.set_code(code);
     let mut imm8_seen = false;
+    let addr32 = ctx.rng.chance(15);
     for (n, kind) in op.op_kinds().iter().enumerate() {
         let n = n as u32;
         let reg = |insn: &mut Instruction, r: Register| {
@@ -198,9 +213,10 @@ fn build(code: Code, class: Class, ctx: &mut Ctx) -> Instruction {
                 insn.set_op_kind(n, OpKind::Immediate64);
                 insn.set_immediate64(ctx.imm());
             }
-            K::seg_rSI => insn.set_op_kind(n, OpKind::MemorySegRSI),
-            K::es_rDI => insn.set_op_kind(n, OpKind::MemoryESRDI),
-            K::seg_rDI => insn.set_op_kind(n, OpKind::MemorySegRDI),
+            // 32-bit addressing (67h) now and then: ESI/EDI/ECX, same window.
+            K::seg_rSI => insn.set_op_kind(n, if addr32 { OpKind::MemorySegESI } else { OpKind::MemorySegRSI }),
+            K::es_rDI => insn.set_op_kind(n, if addr32 { OpKind::MemoryESEDI } else { OpKind::MemoryESRDI }),
+            K::seg_rDI => insn.set_op_kind(n, if addr32 { OpKind::MemorySegEDI } else { OpKind::MemorySegRDI }),
             K::seg_rBX_al => {
                 insn.set_op_kind(n, OpKind::Memory);
                 insn.set_memory_base(Register::RBX);
@@ -279,6 +295,7 @@ pub fn stream(class: Class, codes: &[Code], int_codes: &[Code], rng: &mut Rng) -
     let mut undefined = 0u64;
     let mut undefined_fsw = 0u16;
     let mut masks_before = Vec::new();
+    let mut tainted = 0u16;
     let mut info = InstructionInfoFactory::new();
     while insns.len() < count {
         let ip = STREAM + bytes.len() as u64;
@@ -319,6 +336,40 @@ pub fn stream(class: Class, codes: &[Code], int_codes: &[Code], rng: &mut Rng) -
         if bad_write {
             continue;
         }
+        // A register a zero-source 32-bit BSF/BSR wrote is host-specific
+        // above bit 31 (see `compare::zero_source_bit_scan_dests`): nothing
+        // may read it afterwards.
+        let reads_tainted = inf.used_registers().iter().any(|u| {
+            let full = u.register().full_register();
+            let reads = matches!(
+                u.access(),
+                OpAccess::Read | OpAccess::CondRead | OpAccess::ReadWrite | OpAccess::ReadCondWrite
+            );
+            reads && full.is_gpr64() && tainted & (1 << full.number()) != 0
+        });
+        if reads_tainted {
+            continue;
+        }
+        // BT/BTS/BTR/BTC m, r: the register's bit offset can address memory
+        // anywhere, outside the data window.
+        if matches!(
+            d.mnemonic(),
+            iced_x86::Mnemonic::Bt | iced_x86::Mnemonic::Bts | iced_x86::Mnemonic::Btr | iced_x86::Mnemonic::Btc
+        ) && d.op0_kind() == OpKind::Memory
+            && d.op1_kind() == OpKind::Register
+        {
+            continue;
+        }
+        if matches!(d.code(), Code::Bsf_r32_rm32 | Code::Bsr_r32_rm32) {
+            tainted |= 1 << d.op0_register().full_register().number();
+        } else {
+            for u in inf.used_registers() {
+                let r = u.register();
+                if u.access() == OpAccess::Write && r.is_gpr() && r.size() >= 4 {
+                    tainted &= !(1 << r.full_register().number());
+                }
+            }
+        }
         masks_before.push((undefined, undefined_fsw));
         (undefined, undefined_fsw) = after(undefined, undefined_fsw, &d);
         bytes.extend_from_slice(&buf);
@@ -337,8 +388,9 @@ pub fn stream(class: Class, codes: &[Code], int_codes: &[Code], rng: &mut Rng) -
 }
 
 /// The undefined-flag masks after `d` runs. A shift or rotate whose count
-/// can be zero (CL, or an immediate that masks to 0) may leave every flag
-/// as it was, so it cannot make an undefined flag defined again.
+/// can be zero (CL, or an immediate that masks to 0), or a REP string
+/// instruction (RCX can be 0), may leave every flag as it was, so it cannot
+/// make an undefined flag defined again.
 ///
 /// FCOMI/FCOMIP/FUCOMI/FUCOMIP: the SDM says they clear C1; AMD processors
 /// leave it unchanged, so on an AMD host C1 counts as undefined after them.
@@ -380,6 +432,10 @@ impl Stream {
 
 fn count_may_be_zero(d: &Instruction) -> bool {
     use iced_x86::Mnemonic::*;
+    // REP CMPS/SCAS with RCX = 0 compare nothing and leave the flags.
+    if (d.has_rep_prefix() || d.has_repne_prefix()) && is_string(d) {
+        return true;
+    }
     if !matches!(d.mnemonic(), Rol | Ror | Rcl | Rcr | Shl | Sal | Shr | Sar | Shld | Shrd) {
         return false;
     }
@@ -399,7 +455,17 @@ fn count_may_be_zero(d: &Instruction) -> bool {
 }
 
 fn is_string(i: &Instruction) -> bool {
-    (0..i.op_count()).any(|n| matches!(i.op_kind(n), OpKind::MemorySegRSI | OpKind::MemoryESRDI | OpKind::MemorySegRDI))
+    (0..i.op_count()).any(|n| {
+        matches!(
+            i.op_kind(n),
+            OpKind::MemorySegRSI
+                | OpKind::MemoryESRDI
+                | OpKind::MemorySegRDI
+                | OpKind::MemorySegESI
+                | OpKind::MemoryESEDI
+                | OpKind::MemorySegEDI
+        )
+    })
 }
 
 /// A random starting state and data window.

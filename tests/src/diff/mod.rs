@@ -5,8 +5,11 @@
 //! flags and x87/MMX/SSE state (`gen.rs`) run natively in a forked child
 //! (`native.rs`) and on kagami in 64-bit mode at CPL 3 (`emu.rs`); registers,
 //! flags (undefined ones masked), FPU/SSE state, the data window and any
-//! exception are compared (`compare.rs`). A mismatch is shrunk to the
-//! shortest failing prefix and printed with the seed, bytes and disassembly.
+//! exception are compared (`compare.rs`). Each stream also runs through
+//! kagami's real executor (`Cpu::run`, block cache) and must agree with the
+//! direct handler calls. A mismatch is shrunk to the shortest failing prefix
+//! and printed with the seed, bytes and disassembly; a kagami panic fails
+//! the stream.
 //!
 //! Environment: `KAGAMI_DIFF_COUNT` streams per class (default
 //! [`DEFAULT_COUNT`]), `KAGAMI_DIFF_SEED` the master seed (default fixed),
@@ -47,7 +50,7 @@ pub mod layout {
     pub const STATE: u64 = BASE + 0x3_0000;
 }
 
-pub const DEFAULT_COUNT: u64 = 2000;
+pub const DEFAULT_COUNT: u64 = 4000;
 pub const DEFAULT_SEED: u64 = 0x6b61_6761_6d69_0001;
 /// Mismatches printed in full per class (`KAGAMI_DIFF_SHOW` overrides).
 const SHOW: usize = 8;
@@ -127,8 +130,25 @@ pub fn run_class(class: Class, count: u64, seed: u64, only: Option<u64>) -> Repo
             Ok(v) => v,
             Err(e) => {
                 rep.mismatches += 1;
-                rep.details.push(format!("stream {i}: {e}\n{}", compare::listing(&s)));
-                native = native::NativeRunner::spawn().unwrap_or_else(|e| panic!("{e}"));
+                let culprit = if e.starts_with("kagami panicked") {
+                    "panic"
+                } else if e.starts_with("Cpu::run") {
+                    "executor"
+                } else {
+                    "native run"
+                };
+                *rep.culprits.entry(culprit.to_string()).or_default() += 1;
+                if rep.details.len() < show {
+                    rep.details.push(format!(
+                        "FAILURE class {} stream {i} (reproduce: KAGAMI_DIFF_SEED={seed:#x} KAGAMI_DIFF_ONLY={i}): {e}\n{}{}",
+                        class.name(),
+                        compare::listing(&s),
+                        compare::input_summary(&s)
+                    ));
+                }
+                if !native.alive() {
+                    native = native::NativeRunner::spawn().unwrap_or_else(|e| panic!("{e}"));
+                }
                 continue;
             }
         };
@@ -194,8 +214,37 @@ fn run_both(native: &mut native::NativeRunner, emu: &mut emu::Emu, s: &gen::Stre
         *native = native::NativeRunner::spawn()?;
     }
     let n = native.run(&code, s.bytes.len(), &s.input, &s.data)?;
-    let k = emu.run(&s.bytes, &s.input, &s.data);
-    Ok((n, k))
+    // A guest must never panic the emulator: report it as a failure of this
+    // stream and carry on with a fresh CPU.
+    let k = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| emu.run(&s.bytes, &s.input, &s.data)));
+    match k {
+        Ok(k) => {
+            // The executor path must agree with calling the handlers.
+            let e = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| emu.run_executor(&s.bytes, &s.input, &s.data)))
+                .map_err(|_| "kagami panicked in Cpu::run".to_string())?;
+            let mut direct = k.clone();
+            if let Some(f) = direct.fault.as_mut() {
+                f.vector = 255;
+            }
+            let d = compare::diff(s, &direct, &e);
+            if !d.is_empty() {
+                return Err(format!(
+                    "Cpu::run disagrees with calling the handlers directly:\n    {}",
+                    d.join("\n    ")
+                ));
+            }
+            Ok((n, k))
+        }
+        Err(p) => {
+            *emu = emu::Emu::new();
+            let msg = p
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_default();
+            Err(format!("kagami panicked: {msg}"))
+        }
+    }
 }
 
 /// Run one class with the settings from the environment, print the report,
@@ -244,7 +293,6 @@ pub fn stream_of(insns: &[iced_x86::Instruction], seed: u64) -> gen::Stream {
 
 /// Run a stream on both sides (for the harness's own checks).
 pub fn run_pair(s: &gen::Stream) -> (state::Outcome, state::Outcome) {
-    let show = env_u64("KAGAMI_DIFF_SHOW").map_or(SHOW, |v| v as usize);
     let mut native = native::NativeRunner::spawn().unwrap_or_else(|e| panic!("{e}"));
     let mut emu = emu::Emu::new();
     run_both(&mut native, &mut emu, s).unwrap_or_else(|e| panic!("{e}"))

@@ -123,8 +123,14 @@ impl NativeRunner {
         if pid == 0 {
             // SAFETY: see above; we are the child.
             unsafe {
-                libc::close(to_child[1]);
-                libc::close(from_child[0]);
+                // Keep only our two pipe ends: a copy of another runner's
+                // write end (tests run in parallel) would keep that runner's
+                // child from ever seeing EOF.
+                for fd in 3..4096 {
+                    if fd != to_child[0] && fd != from_child[1] {
+                        libc::close(fd);
+                    }
+                }
                 child_main(to_child[0], from_child[1], &prologue, &tail, &mut req, &mut resp);
             }
         }
@@ -175,6 +181,8 @@ impl NativeRunner {
             unsafe { libc::waitpid(self.pid, &mut status, 0) };
             let why = if libc::WIFSIGNALED(status) {
                 format!("killed by signal {}", libc::WTERMSIG(status))
+            } else if libc::WEXITSTATUS(status) == 3 {
+                format!("could not map its RWX window at {BASE:#x} (address in use, or W^X enforced)")
             } else {
                 format!("exited with status {}", libc::WEXITSTATUS(status))
             };
@@ -210,11 +218,14 @@ impl NativeRunner {
 
 impl Drop for NativeRunner {
     fn drop(&mut self) {
-        // SAFETY: closing our pipe ends makes the child exit; we then reap it.
+        // SAFETY: closing our pipe ends makes the child exit; it is also
+        // killed (by its pid: our own child) so a wedged child cannot hang
+        // the test, then reaped.
         unsafe {
             libc::close(self.req_fd);
             libc::close(self.resp_fd);
             if self.pid != 0 {
+                libc::kill(self.pid, libc::SIGKILL);
                 let mut status = 0;
                 libc::waitpid(self.pid, &mut status, 0);
             }

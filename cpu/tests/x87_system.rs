@@ -1,0 +1,285 @@
+//! x87 system behaviour in small real-mode guest programs: #NM from CR0.EM
+//! and CR0.TS, WAIT's MP/TS rule, #MF at the next waiting instruction with
+//! CR0.NE, the environment/state images of FNSTENV/FLDENV/FNSAVE/FRSTOR
+//! (16- and 32-bit real-mode layouts), FIP/FDP/FOP, and the control-word
+//! reserved bits (checked against the host where it has an x87).
+
+use iced_x86::code_asm::*;
+use iced_x86::{Code, Instruction, MemoryOperand, Register};
+use kagami_cpu::state::{cr0, CS, DS, SS};
+use kagami_cpu::{Bus, Cpu, Exit, GuestMemory, PhysMap, Region, RegionKind};
+
+struct NoDevices;
+impl Bus for NoDevices {
+    fn io_read(&mut self, _: u16, _: u8) -> u32 {
+        0xffff_ffff
+    }
+    fn io_write(&mut self, _: u16, _: u8, _: u32) {}
+    fn mmio_read(&mut self, _: u64, _: u8) -> u64 {
+        u64::MAX
+    }
+    fn mmio_write(&mut self, _: u64, _: u8, _: u64) {}
+}
+
+const NM_STUB: u64 = 0x500;
+const MF_STUB: u64 = 0x510;
+const ORG: u64 = 0x7c00;
+
+/// A real-mode machine whose #NM and #MF handlers are HLT stubs.
+fn machine(program: impl FnOnce(&mut CodeAssembler) -> Result<(), IcedError>, cr0_bits: u64) -> Cpu {
+    let mem = GuestMemory::new(1 << 20).unwrap();
+    let mut map = PhysMap::new();
+    map.add(Region {
+        start: 0,
+        len: 1 << 20,
+        backing: 0,
+        kind: RegionKind::Ram,
+    })
+    .unwrap();
+    let mut a = CodeAssembler::new(16).unwrap();
+    program(&mut a).unwrap();
+    a.hlt().unwrap();
+    let code = a.assemble(ORG).unwrap();
+    mem.write(ORG, &code);
+    mem.write(7 * 4, &[NM_STUB as u8, (NM_STUB >> 8) as u8, 0, 0]);
+    mem.write(16 * 4, &[MF_STUB as u8, (MF_STUB >> 8) as u8, 0, 0]);
+    mem.write(NM_STUB, &[0xf4]);
+    mem.write(MF_STUB, &[0xf4]);
+    let mut cpu = Cpu::new(mem, map);
+    cpu.load_real_seg(CS, 0);
+    cpu.load_real_seg(DS, 0);
+    cpu.load_real_seg(SS, 0);
+    cpu.s.gpr[4] = 0x9000;
+    cpu.s.rip = ORG;
+    cpu.s.cr0 |= cr0_bits;
+    cpu
+}
+
+fn run(cpu: &mut Cpu) -> u64 {
+    assert_eq!(cpu.run(&mut NoDevices, 200), Exit::Halted);
+    cpu.s.rip - 1
+}
+
+/// The IP the exception frame saved (the faulting instruction).
+fn saved_ip(cpu: &Cpu) -> u64 {
+    let mut b = [0u8; 2];
+    cpu.mem.read(0x9000 - 6, &mut b);
+    u16::from_le_bytes(b) as u64
+}
+
+#[test]
+fn em_and_ts_raise_nm_before_anything_changes() {
+    for bits in [cr0::EM, cr0::TS, cr0::EM | cr0::TS] {
+        let mut cpu = machine(|a| a.fld1(), bits);
+        assert_eq!(run(&mut cpu), NM_STUB, "cr0 bits {bits:#x}");
+        assert_eq!(saved_ip(&cpu), ORG);
+        assert_eq!(cpu.s.fpu.ftw, 0xffff, "FLD1 must not have executed");
+    }
+    // Non-waiting control instructions fault too.
+    let mut cpu = machine(|a| a.fninit(), cr0::TS);
+    assert_eq!(run(&mut cpu), NM_STUB);
+}
+
+#[test]
+fn wait_faults_only_with_mp_and_ts() {
+    let mut cpu = machine(|a| a.wait(), cr0::TS);
+    assert_ne!(run(&mut cpu), NM_STUB);
+    let mut cpu = machine(|a| a.wait(), cr0::TS | cr0::MP);
+    assert_eq!(run(&mut cpu), NM_STUB);
+    let mut cpu = machine(|a| a.wait(), cr0::EM | cr0::MP);
+    assert_ne!(run(&mut cpu), NM_STUB, "EM alone does not affect WAIT");
+}
+
+/// 1/0 with ZE unmasked: ES is set, nothing traps until the next waiting
+/// instruction; FNSTSW does not wait; with CR0.NE the WAIT raises #MF.
+fn divide_by_zero_unmasked(a: &mut CodeAssembler) -> Result<(), IcedError> {
+    a.fninit()?;
+    a.mov(word_ptr(0x600u64), 0x037bu32)?;
+    a.fldcw(word_ptr(0x600u64))?;
+    a.fldz()?;
+    a.fld1()?;
+    a.fdiv_2(st0, st1)?;
+    a.fnstsw(ax)?;
+    a.wait()?;
+    a.fld1()
+}
+
+#[test]
+fn unmasked_exception_raises_mf_at_next_waiting_instruction() {
+    let mut cpu = machine(divide_by_zero_unmasked, cr0::NE);
+    assert_eq!(run(&mut cpu), MF_STUB);
+    let sw = cpu.s.gpr[0] as u16;
+    assert_eq!(sw & 0x80ff, 0x8084, "ES, B and ZE in FNSTSW AX (got {sw:#06x})");
+    // The divide left its operands alone (unmasked ZE) and WAIT faulted.
+    assert_eq!(cpu.s.fpu.st[6] & ((1 << 80) - 1), 0x3fff_8000_0000_0000_0000);
+    let wait_ip = saved_ip(&cpu);
+    let mut b = [0u8; 1];
+    cpu.mem.read(wait_ip, &mut b);
+    assert_eq!(b[0], 0x9b, "the frame points at WAIT");
+
+    // Without CR0.NE the error goes to FERR#, and execution continues.
+    let mut cpu = machine(divide_by_zero_unmasked, 0);
+    assert_ne!(run(&mut cpu), MF_STUB);
+    assert_eq!(cpu.s.fpu.top(), 5);
+}
+
+#[test]
+fn fnclex_clears_the_pending_error() {
+    let mut cpu = machine(
+        |a| {
+            divide_by_zero_unmasked_no_wait(a)?;
+            a.fnclex()?;
+            a.wait()
+        },
+        cr0::NE,
+    );
+    assert_ne!(run(&mut cpu), MF_STUB);
+    assert_eq!(cpu.s.fpu.fsw & 0x80ff, 0);
+}
+
+fn divide_by_zero_unmasked_no_wait(a: &mut CodeAssembler) -> Result<(), IcedError> {
+    a.fninit()?;
+    a.mov(word_ptr(0x600u64), 0x037bu32)?;
+    a.fldcw(word_ptr(0x600u64))?;
+    a.fldz()?;
+    a.fld1()?;
+    a.fdiv_2(st0, st1)
+}
+
+#[test]
+fn stenv_16bit_real_layout_and_pointers() {
+    let mut cpu = machine(
+        |a| {
+            a.fninit()?; // DB E3
+            a.fld1()?; // D9 E8
+            a.fld(dword_ptr(0x1234u64))?; // D9 06 34 12 at ORG+4
+            a.fnstenv(ptr(0x700u64))
+        },
+        0,
+    );
+    run(&mut cpu);
+    let mut img = [0u8; 14];
+    cpu.mem.read(0x700, &mut img);
+    let w = |k: usize| u16::from_le_bytes([img[2 * k], img[2 * k + 1]]);
+    assert_eq!(w(0), 0x037f);
+    assert_eq!(w(1) >> 11 & 7, 6, "TOP = 6 after two loads");
+    assert_eq!(w(2), 0x1fff, "tags: R7 valid (1.0), R6 zero (0.0 from memory)");
+    assert_eq!(w(3), (ORG + 4) as u16, "FIP low 16 bits of the linear address");
+    assert_eq!(w(4) & 0x7ff, 0x106, "FOP of D9 06");
+    assert_eq!(w(4) >> 12, 0, "FIP bits 16..19");
+    assert_eq!(w(5), 0x1234, "FDP");
+    // FNSTENV masked all exceptions.
+    assert_eq!(cpu.s.fpu.fcw & 0x3f, 0x3f);
+}
+
+/// FNSAVE (32-bit image, real-mode layout) then FRSTOR round-trips the
+/// stack; FNSAVE reinitialises the FPU.
+#[test]
+fn fsave_frstor_round_trip_32bit() {
+    let save = |code: Code| {
+        let mut i = Instruction::with1(code, MemoryOperand::with_base_displ(Register::None, 0x800)).unwrap();
+        i.set_memory_displ_size(2);
+        i
+    };
+    let mut cpu = machine(
+        |a| {
+            a.fninit()?;
+            a.fldpi()?;
+            a.fld1()?;
+            a.fldl2t()?;
+            a.add_instruction(save(Code::Fnsave_m108byte))?;
+            a.fldz()?;
+            a.add_instruction(save(Code::Frstor_m108byte))
+        },
+        0,
+    );
+    run(&mut cpu);
+    let mut img = [0u8; 108];
+    cpu.mem.read(0x800, &mut img);
+    let dw = |k: usize| u32::from_le_bytes(img[4 * k..4 * k + 4].try_into().unwrap());
+    assert_eq!(dw(0), 0xffff_037f, "FCW with reserved upper half set");
+    assert_eq!(dw(1) >> 11 & 7, 5);
+    assert_eq!(dw(2), 0xffff_03ff, "tags: R5 R6 R7 valid");
+    // ST(0) in the image is log2(10), ST(2) is π.
+    assert_eq!(&img[28 + 8..28 + 10], &[0x00, 0x40]);
+    assert_eq!(u64::from_le_bytes(img[28..36].try_into().unwrap()), 0xd49a_784b_cd1b_8afe);
+    assert_eq!(u64::from_le_bytes(img[48..56].try_into().unwrap()), 0xc90f_daa2_2168_c235);
+    let f = &cpu.s.fpu;
+    assert_eq!(f.top(), 5, "FRSTOR restored TOP (FLDZ after FNSAVE is gone)");
+    assert_eq!(f.ftw, 0x03ff);
+    assert_eq!(f.st[7] & ((1 << 80) - 1), 0x4000_c90f_daa2_2168_c235);
+}
+
+#[test]
+fn fxam_empty_and_fcmov_and_fnstsw_ax() {
+    let mut cpu = machine(
+        |a| {
+            a.fninit()?;
+            a.fxam()?;
+            a.fnstsw(ax)?;
+            a.mov(bx, ax)?;
+            a.fld1()?;
+            a.fldz()?;
+            a.xor(cx, cx)?; // ZF = 1
+            a.fcmove(st0, st1)?;
+            a.fxam()?;
+            a.fnstsw(ax)
+        },
+        0,
+    );
+    run(&mut cpu);
+    let empty = cpu.s.gpr[3] as u16;
+    assert_eq!(empty & 0x4700, 0x4100, "FXAM of an empty register: C3 and C0");
+    let normal = cpu.s.gpr[0] as u16;
+    assert_eq!(normal & 0x4700, 0x0400, "FCMOVE moved 1.0: normal, C2");
+}
+
+#[test]
+fn stack_overflow_masked_pushes_indefinite() {
+    let mut cpu = machine(
+        |a| {
+            a.fninit()?;
+            for _ in 0..9 {
+                a.fld1()?;
+            }
+            Ok(())
+        },
+        0,
+    );
+    run(&mut cpu);
+    let f = &cpu.s.fpu;
+    assert_eq!(f.fsw & 0x0241, 0x0241, "IE, SF and C1 (overflow)");
+    assert_eq!(f.st[f.top()] & ((1 << 80) - 1), 0xffff_c000_0000_0000_0000);
+}
+
+/// FLDCW keeps reserved bits as the hardware does: compare with the host.
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn fldcw_reserved_bits_match_host() {
+    for v in [0xffffu16, 0x0000, 0x1f3f, 0xe0c0] {
+        let mut host: u16 = 0;
+        // SAFETY: loads a control word and stores it back into a local;
+        // FNINIT afterwards restores the default the Rust ABI expects.
+        unsafe {
+            std::arch::asm!(
+                "fldcw word ptr [{v}]",
+                "fnstcw word ptr [{o}]",
+                "fninit",
+                v = in(reg) &v,
+                o = in(reg) &mut host,
+            );
+        }
+        let mut cpu = machine(
+            |a| {
+                a.mov(word_ptr(0x600u64), v as u32)?;
+                a.fldcw(word_ptr(0x600u64))?;
+                a.fnstcw(word_ptr(0x602u64))
+            },
+            0,
+        );
+        run(&mut cpu);
+        let mut b = [0u8; 2];
+        cpu.mem.read(0x602, &mut b);
+        assert_eq!(u16::from_le_bytes(b), host, "FLDCW {v:#06x}");
+    }
+}

@@ -1,0 +1,177 @@
+//! `kagami -kernel …`: turn the command line into a [`PcConfig`], pick the
+//! accelerator, run the machine and map how it stopped to an exit code.
+
+use crate::Cli;
+use kagami_devices::ByteSink;
+use kagami_machine::clock::ClockMode;
+use kagami_machine::kvm::probe::{probe, KvmStatus};
+use kagami_machine::options::{self, CharTarget, Device};
+use kagami_machine::pc::{MachineKind, Pc, PcConfig, Stop};
+use std::collections::HashMap;
+
+fn sink(target: &CharTarget, what: &str) -> Result<Option<ByteSink>, String> {
+    Ok(match target {
+        CharTarget::Stdio => Some(Box::new(std::io::stdout())),
+        CharTarget::Null => Some(Box::new(std::io::sink())),
+        CharTarget::File(p) => {
+            let f = std::fs::File::create(p).map_err(|e| format!("{what}: cannot create {p}: {e}"))?;
+            Some(Box::new(f))
+        }
+    })
+}
+
+fn read_file(opt: &str, p: &std::path::Path) -> Result<Vec<u8>, String> {
+    std::fs::read(p).map_err(|e| format!("{opt}: cannot read {}: {e}", p.display()))
+}
+
+/// Decide the accelerator and say why on stderr.
+fn choose_accel(request: Option<&str>) -> Result<(), String> {
+    match request.unwrap_or("kvm:tcg") {
+        "tcg" => Ok(()),
+        "kvm" => match probe() {
+            KvmStatus::Usable { .. } => {
+                Err("-accel kvm: KVM is usable here, but kagami's KVM backend is not written yet; use -accel tcg".into())
+            }
+            KvmStatus::Absent(why) | KvmStatus::Unusable(why) => Err(format!("-accel kvm: {why}")),
+        },
+        "kvm:tcg" => {
+            match probe() {
+                KvmStatus::Usable { .. } => {
+                    eprintln!("kagami: accelerator tcg (KVM is usable, but kagami's KVM backend is not written yet)")
+                }
+                KvmStatus::Absent(why) | KvmStatus::Unusable(why) => eprintln!("kagami: accelerator tcg ({why})"),
+            }
+            Ok(())
+        }
+        other => Err(format!("-accel: unknown accelerator '{other}' (tcg, kvm, kvm:tcg)")),
+    }
+}
+
+pub fn run(cli: &Cli) -> Result<u8, String> {
+    let (kind, machine_accel) = match &cli.machine {
+        Some(m) => options::parse_machine(m)?,
+        None => (MachineKind::Pc, None),
+    };
+    let accel = if cli.enable_kvm {
+        Some("kvm".to_string())
+    } else {
+        cli.accel.clone().or(machine_accel)
+    };
+    if let Some(n) = &cli.smp {
+        let cpus = n
+            .split(',')
+            .next()
+            .unwrap_or("")
+            .strip_prefix("cpus=")
+            .unwrap_or(n.split(',').next().unwrap_or(""));
+        match cpus.parse::<u32>() {
+            Ok(1) => {}
+            Ok(k) => return Err(format!("-smp {k}: kagami runs one CPU for now (SMP is not implemented yet)")),
+            Err(_) => return Err(format!("-smp: '{n}' is not a CPU count")),
+        }
+    }
+    if let Some(c) = &cli.cpu {
+        if !["max", "host", "qemu64", "kagami"].contains(&c.split(',').next().unwrap_or("")) {
+            return Err(format!(
+                "-cpu: unknown model '{c}' (kagami has one model; max, host and qemu64 are accepted)"
+            ));
+        }
+    }
+    if let Some(d) = &cli.display {
+        if d != "none" {
+            return Err(format!("-display {d}: only -display none exists for now"));
+        }
+    }
+    if cli.bios.is_some() {
+        return Err("-bios: external firmware is not supported yet; boot a kernel with -kernel".into());
+    }
+    let ram = match &cli.memory {
+        Some(m) => options::parse_mem(m)?,
+        None => 128 << 20,
+    };
+    let mut chardevs: HashMap<String, CharTarget> = HashMap::new();
+    for c in &cli.chardev {
+        let (id, t) = options::parse_chardev_def(c)?;
+        chardevs.insert(id, t);
+    }
+    let mut serial = Vec::new();
+    for s in &cli.serial {
+        serial.push(sink(&options::parse_chardev("-serial", s)?, "-serial")?);
+    }
+    if serial.is_empty() {
+        serial.push(sink(&CharTarget::Stdio, "-serial")?);
+    }
+    serial.resize_with(2, || None);
+    let mut debug_exit = None;
+    let mut debugcon = None;
+    for d in &cli.device {
+        match options::parse_device(d)? {
+            Device::DebugExit { iobase, iosize } => debug_exit = Some((iobase, iosize)),
+            Device::Debugcon { iobase, chardev } => {
+                let target = match chardev {
+                    Some(id) => chardevs
+                        .get(&id)
+                        .cloned()
+                        .ok_or_else(|| format!("-device isa-debugcon: no -chardev with id={id}"))?,
+                    None => CharTarget::Stdio,
+                };
+                debugcon = Some((iobase, sink(&target, "isa-debugcon")?.expect("sink")));
+            }
+        }
+    }
+    if let Some(dc) = &cli.debugcon {
+        debugcon = Some((0xe9, sink(&options::parse_chardev("-debugcon", dc)?, "-debugcon")?.expect("sink")));
+    }
+    let clock = match &cli.icount {
+        Some(s) => ClockMode::Instructions {
+            shift: options::parse_icount(s)?,
+        },
+        None => ClockMode::Host,
+    };
+    let kernel_path = cli
+        .kernel
+        .as_ref()
+        .ok_or("nothing to boot: give -kernel FILE (or --demo for the built-in demo guest)")?;
+    let kernel = read_file("-kernel", kernel_path)?;
+    let initrd = cli.initrd.as_ref().map(|p| read_file("-initrd", p)).transpose()?;
+    let cfg = PcConfig {
+        kind,
+        ram_bytes: ram,
+        kernel: Some(kernel),
+        kernel_path: kernel_path.display().to_string(),
+        initrd,
+        append: cli.append.clone(),
+        serial,
+        debug_exit,
+        debugcon,
+        clock,
+        no_reboot: cli.no_reboot,
+        rtc_start: match clock {
+            // Deterministic runs start the RTC at a fixed date.
+            ClockMode::Instructions { .. } => 1_700_000_000,
+            ClockMode::Host => std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs() as i64),
+        },
+    };
+    let mut pc = Pc::new(cfg)?;
+    if cli.print_machine {
+        print!("{}", pc.board.describe());
+        return Ok(0);
+    }
+    choose_accel(accel.as_deref())?;
+    let limit = (cli.max_instructions > 0).then_some(cli.max_instructions);
+    let stop = pc.run(limit);
+    Ok(match stop {
+        Stop::Exit(code) => code as u8,
+        Stop::Reset => 0,
+        Stop::Hung => {
+            eprintln!("kagami: the guest halted with interrupts disabled; nothing can wake it");
+            1
+        }
+        Stop::Limit => {
+            eprintln!("kagami: stopped after {} instructions (--max-instructions)", pc.cpu.s.icount);
+            0
+        }
+    })
+}

@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# The whole test suite, as CI runs it (.ci/run calls this) and as a developer
+# does on a fresh Debian 12 machine with Rust installed:
+#   1. installs the Debian packages the tests use, only those missing
+#      (cpio to read back the test guest's archive, qemu-system-x86 to boot it,
+#      acpica-tools for iasl, which checks the generated ACPI tables);
+#   2. builds the Linux test guest in target/guest/ if it is not there
+#      (scripts/build-test-guest.sh);
+#   3. runs every test of the workspace with cargo-nextest (cargo test if
+#      nextest is missing), in the dev profile only;
+#   4. builds the fuzz target (fuzz/) on stable and runs it briefly.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+start=$(date +%s)
+
+log() { echo "test.sh: $*" >&2; }
+as_root() {
+    if [ "$(id -u)" = 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else
+        log "need root to run: $*"; exit 1
+    fi
+}
+
+command -v cargo >/dev/null || { log "cargo not found: install Rust 1.95 or later (rustup.rs)"; exit 1; }
+
+missing=()
+for p in cpio qemu-system-x86 acpica-tools; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    log "installing ${missing[*]}"
+    as_root apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+bash scripts/build-test-guest.sh
+
+# A missing guest image or tool fails the guest tests instead of skipping them.
+export KAGAMI_REQUIRE_GUEST=1
+if cargo nextest --version >/dev/null 2>&1; then
+    cargo nextest run --workspace --profile ci
+else
+    log "cargo-nextest not found: using cargo test"
+    cargo test --workspace
+fi
+
+# The fuzz crate is outside the workspace; sharing the target folder reuses
+# the workspace's artifacts. Built without sanitizer instrumentation (stable
+# Rust); see fuzz/README.md for real fuzzing.
+CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$PWD/target} cargo build --manifest-path fuzz/Cargo.toml
+"${CARGO_TARGET_DIR:-$PWD/target}/debug/decode_execute" -runs=300 -seed=1 -artifact_prefix=target/ 2>&1 | tail -n1
+
+log "done in $(($(date +%s) - start)) s"
