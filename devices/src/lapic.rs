@@ -411,6 +411,11 @@ impl Lapic {
         std::mem::take(&mut self.s.eoi_broadcasts)
     }
 
+    /// Whether [`Lapic::take_eoi_broadcasts`] has anything.
+    pub fn has_eoi_broadcasts(&self) -> bool {
+        !self.s.eoi_broadcasts.is_empty()
+    }
+
     /// INIT/SIPI requests since the last call.
     pub fn take_ipi_requests(&mut self) -> Vec<IpiRequest> {
         std::mem::take(&mut self.s.ipi_requests)
@@ -590,6 +595,10 @@ impl Lapic {
         }
         if i == LVT_TIMER {
             let old = self.timer_mode();
+            if (v >> 17) & 3 == 3 {
+                // Mode 3 is reserved: the mode field keeps its value.
+                v = (v & !(3 << 17)) | (self.s.lvt[i] & (3 << 17));
+            }
             self.s.lvt[i] = v;
             let new = self.timer_mode();
             if old != new && (old == TimerMode::TscDeadline || new == TimerMode::TscDeadline) {
@@ -761,7 +770,7 @@ impl Lapic {
             reg::ICR_HIGH if !x2 => self.s.icr_high = v & 0xff00_0000,
             0x320..=0x370 => {
                 let i = ((r - reg::LVT_TIMER) >> 4) as usize;
-                if x2 && v & !LVT_WRITABLE[i] != 0 {
+                if x2 && (v & !LVT_WRITABLE[i] != 0 || (i == LVT_TIMER && (v >> 17) & 3 == 3)) {
                     return false;
                 }
                 self.write_lvt(i, v);

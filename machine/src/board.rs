@@ -15,6 +15,7 @@ use kagami_cpu::Bus;
 use kagami_devices::acpi_pm::{AcpiPm, ACPI_PM_SPAN};
 use kagami_devices::debug_exit::IsaDebugExit;
 use kagami_devices::debugcon::IsaDebugcon;
+use kagami_devices::hpet::{Hpet, HPET_MMIO_SIZE, HPET_ROUTE_CAP};
 use kagami_devices::i8042::I8042;
 use kagami_devices::ioapic::{DeliveryMode, IoapicDelivery, IOAPIC_MMIO_SIZE};
 use kagami_devices::lapic::{ApicMode, IpiRequest, LAPIC_MMIO_SIZE};
@@ -22,13 +23,15 @@ use kagami_devices::port92::Port92;
 use kagami_devices::post::PostCode;
 use kagami_devices::reset_control::ResetControl;
 use kagami_devices::{
-    ByteSink, Ioapic, IrqPins, Lapic, MachineRequest, MmioDevice, Pic8259, Pit8254, PortIoDevice, RequestQueue, Rtc, Timed, Uart16550,
+    ByteSink, Ioapic, IrqLine, IrqPins, Lapic, MachineRequest, MmioDevice, NoIrq, Pic8259, PinChanges, Pit8254, PortIoDevice, RequestQueue,
+    Rtc, Timed, Uart16550,
 };
 
 /// Where the interrupt controllers sit (the MADT in `bios/src/acpi.rs`
 /// describes the same addresses).
 pub const LAPIC_BASE: u64 = 0xfee0_0000;
 pub const IOAPIC_BASE: u64 = 0xfec0_0000;
+pub const HPET_BASE: u64 = 0xfed0_0000;
 /// ACPI PM I/O block (PM1a_EVT, PM1a_CNT, PM_TMR) and its SCI.
 pub const ACPI_PM_BASE: u16 = 0x600;
 pub const SCI_IRQ: u8 = 9;
@@ -49,6 +52,7 @@ pub fn isa_irq_to_gsi(irq: u8) -> u8 {
 pub enum MmioDev {
     Lapic,
     Ioapic,
+    Hpet,
 }
 
 /// One window of physical address space: `start..start+len` are offsets
@@ -119,6 +123,13 @@ pub struct Board {
     pub lapic: Lapic,
     pub ioapic: Ioapic,
     pub acpi_pm: AcpiPm,
+    pub hpet: Hpet,
+    /// HPET outputs: routed IOAPIC inputs (pin = input) and the legacy
+    /// replacement IRQ0/IRQ8 (pins 0 and 8), which stand in for the PIT's
+    /// and RTC's while LEG_RT_CNF is set.
+    hpet_route: IrqPins,
+    hpet_legacy: IrqPins,
+    hpet_legacy_active: bool,
     ports: Vec<PortRange>,
     mmio: Vec<MmioRange>,
     pins: IrqPins,
@@ -276,6 +287,12 @@ impl Board {
                 name: "82093AA IOAPIC",
             },
             MmioRange {
+                start: HPET_BASE,
+                len: HPET_MMIO_SIZE,
+                dev: MmioDev::Hpet,
+                name: "HPET (legacy route: IRQ0, IRQ8)",
+            },
+            MmioRange {
                 start: LAPIC_BASE,
                 len: LAPIC_MMIO_SIZE,
                 dev: MmioDev::Lapic,
@@ -283,6 +300,18 @@ impl Board {
             },
         ];
         mmio.sort_by_key(|r| r.start);
+        let hpet_route = IrqPins::new();
+        let hpet_legacy = IrqPins::new();
+        let route_lines: Vec<Box<dyn IrqLine>> = (0..32u8)
+            .map(|i| {
+                if HPET_ROUTE_CAP & (1 << i) != 0 {
+                    hpet_route.line(i)
+                } else {
+                    Box::new(NoIrq) as Box<dyn IrqLine>
+                }
+            })
+            .collect();
+        let hpet = Hpet::new(route_lines, hpet_legacy.line(0), hpet_legacy.line(8));
         let mut rtc = Rtc::new(cfg.rtc_start, pins.line(8));
         rtc.set_memory_size(cfg.ram_below_4g, cfg.ram_above_4g);
         Board {
@@ -299,6 +328,10 @@ impl Board {
             lapic: Lapic::new(0, true),
             ioapic: Ioapic::new(0),
             acpi_pm: AcpiPm::new(kagami_bios::acpi::S5_SLP_TYP_PIIX4, true, pins.line(SCI_IRQ), requests.sink()),
+            hpet,
+            hpet_route,
+            hpet_legacy,
+            hpet_legacy_active: false,
             ports,
             mmio,
             pins,
@@ -347,6 +380,7 @@ impl Board {
         match d {
             MmioDev::Lapic => &mut self.lapic,
             MmioDev::Ioapic => &mut self.ioapic,
+            MmioDev::Hpet => &mut self.hpet,
         }
     }
 
@@ -385,6 +419,7 @@ impl Board {
         }
         self.lapic.advance_to(now_ns);
         self.acpi_pm.advance_to(now_ns);
+        self.hpet.advance_to(now_ns);
         self.sync_irqs();
     }
 
@@ -395,6 +430,7 @@ impl Board {
             self.rtc.next_deadline(),
             self.lapic.next_deadline(),
             self.acpi_pm.next_deadline(),
+            self.hpet.next_deadline(),
         ]
         .into_iter()
         .flatten()
@@ -406,11 +442,54 @@ impl Board {
     }
 
     fn sync_irqs(&mut self) {
-        // `has_changes` is a plain load; `take_changes` an atomic swap.
-        if let Some(ch) = self.pins.has_changes().then(|| self.pins.take_changes()).flatten() {
-            let (pic, ioapic) = (&mut self.pic, &mut self.ioapic);
+        // Fast path: this runs at every device access and interrupt check.
+        if !self.pins.has_changes()
+            && !self.hpet_legacy.has_changes()
+            && !self.hpet_route.has_changes()
+            && self.hpet.legacy_replacement() == self.hpet_legacy_active
+            && !self.lapic.has_eoi_broadcasts()
+            && !self.ioapic.has_deliveries()
+        {
+            return;
+        }
+        // While the HPET's legacy replacement is on, ISA IRQ0 and IRQ8 come
+        // from its timers 0 and 1 instead of the PIT and RTC. A switch
+        // re-drives both pins from the source now in charge.
+        let legacy = self.hpet.legacy_replacement();
+        let switched = legacy != self.hpet_legacy_active;
+        self.hpet_legacy_active = legacy;
+        let full = |bank: &IrqPins, ch: Option<PinChanges>| {
+            if switched {
+                Some(ch.unwrap_or(PinChanges {
+                    level: bank.levels(),
+                    rose: 0,
+                }))
+            } else {
+                ch
+            }
+        };
+        let isa = full(&self.pins, self.pins.take_changes());
+        let hpet_legacy = full(&self.hpet_legacy, self.hpet_legacy.take_changes());
+        let taken_by_hpet = |pin: u8| legacy && (pin == 0 || pin == 8);
+        let (pic, ioapic) = (&mut self.pic, &mut self.ioapic);
+        if let Some(ch) = hpet_legacy {
             ch.replay(|pin, level| {
-                if pin < 16 {
+                if taken_by_hpet(pin) {
+                    pic.set_irq(pin, level);
+                    ioapic.set_irq(isa_irq_to_gsi(pin), level);
+                }
+            });
+        }
+        if let Some(ch) = self.hpet_route.take_changes() {
+            ch.replay(|pin, level| {
+                if HPET_ROUTE_CAP & (1 << pin) != 0 {
+                    ioapic.set_irq(pin, level);
+                }
+            });
+        }
+        if let Some(ch) = isa {
+            ch.replay(|pin, level| {
+                if pin < 16 && !taken_by_hpet(pin) {
                     pic.set_irq(pin, level);
                     // ISA IRQ2 is the 8259 cascade: IOAPIC input 2 is IRQ0's.
                     if pin != 2 {
@@ -677,7 +756,8 @@ mod tests {
         assert_eq!(b.mmio_read(LAPIC_BASE + 0x30, 4), 0x0005_0014);
         b.mmio_write(IOAPIC_BASE, 4, 1);
         assert_eq!(b.mmio_read(IOAPIC_BASE + 0x10, 4), 0x0017_0020);
-        assert_eq!(b.mmio_read(0xfed0_0000, 4), 0xffff_ffff, "unclaimed");
+        assert_eq!(b.mmio_read(HPET_BASE, 4), 0x8086_a201);
+        assert_eq!(b.mmio_read(HPET_BASE + 0x400, 4), 0xffff_ffff, "unclaimed");
         let d = b.describe();
         assert!(d.contains("0xfee00000-0xfee00fff  local APIC"), "{d}");
         assert!(d.contains("0xfec00000-0xfec00fff  82093AA IOAPIC"), "{d}");
@@ -780,5 +860,35 @@ mod tests {
         b.advance_to(3000);
         assert_eq!(b.acknowledge_interrupt(), Some(0x70));
         assert!(!b.write_msr(0x1b, 0xfee0_0000 | (2 << 10)), "x2APIC -> xAPIC faults");
+    }
+
+    #[test]
+    fn hpet_legacy_timer_replaces_the_pit_on_irq0() {
+        let out = SharedBuffer::new();
+        let mut b = board(&out);
+        apic_mode(&mut b);
+        ioapic_entry(&mut b, 2, 0x32);
+        // The PIT runs too, but legacy replacement disconnects it.
+        b.io_write(0x43, 1, 0x34);
+        b.io_write(0x40, 1, 0x10);
+        b.io_write(0x40, 1, 0x00);
+        b.advance_to(100);
+        // HPET timer 0: periodic, 32-bit, every 1000 counts (10 µs).
+        b.mmio_write(HPET_BASE + 0x100, 4, 0x14c);
+        b.mmio_write(HPET_BASE + 0x108, 4, 1000);
+        b.mmio_write(HPET_BASE + 0x108, 4, 1000);
+        b.mmio_write(HPET_BASE + 0x10, 4, 3);
+        assert_eq!(b.hpet.next_deadline(), Some(100 + 10_000));
+        b.advance_to(10_099);
+        assert!(!b.interrupt_pending(), "PIT edges no longer reach IRQ0");
+        b.advance_to(10_100);
+        assert_eq!(b.acknowledge_interrupt(), Some(0x32));
+        b.mmio_write(LAPIC_BASE + 0xb0, 4, 0);
+        assert!(b.describe().contains("0xfed00000-0xfed003ff  HPET"));
+        // Legacy replacement off: the PIT drives IRQ0 again.
+        b.mmio_write(HPET_BASE + 0x10, 4, 0);
+        let d = b.pit.next_deadline().unwrap();
+        b.advance_to(d);
+        assert_eq!(b.acknowledge_interrupt(), Some(0x32));
     }
 }

@@ -152,6 +152,8 @@ fn tsc_deadline_mode() {
     a.write(reg::TIMER_INITIAL, 4, 100);
     a.write(reg::LVT_TIMER, 4, 0x4_0061);
     assert_eq!(a.next_deadline(), None, "mode switch disarms the count");
+    a.write(reg::LVT_TIMER, 4, 0x6_0061);
+    assert_eq!(rd(&mut a, reg::LVT_TIMER), 0x4_0061, "reserved mode 3 keeps the mode field");
     assert_eq!(rd(&mut a, reg::TIMER_INITIAL), 0);
     a.write(reg::TIMER_INITIAL, 4, 100);
     assert_eq!(rd(&mut a, reg::TIMER_INITIAL), 0, "initial count ignored in TSC-deadline mode");
