@@ -68,6 +68,9 @@ pub struct Pc {
     pub clock: MachineClock,
     no_reboot: bool,
     boot: Option<BootEntry>,
+    /// TSC minus machine time in ns (the TSC runs at 1 GHz, as the LAPIC's
+    /// TSC-deadline mode assumes); changes when the guest writes the TSC.
+    tsc_offset: u64,
 }
 
 struct RamWriter<'a> {
@@ -174,6 +177,7 @@ impl Pc {
             clock: MachineClock::new(cfg.clock),
             no_reboot: cfg.no_reboot,
             boot,
+            tsc_offset: 0,
         })
     }
 
@@ -205,7 +209,14 @@ impl Pc {
             if let Some(e) = end {
                 budget = budget.min(e - self.cpu.s.icount).max(1);
             }
-            match self.cpu.run(&mut self.board, budget) {
+            // The TSC follows the machine clock, updated once per slice.
+            let tsc = now.wrapping_add(self.tsc_offset);
+            self.cpu.s.tsc = tsc;
+            let exit = self.cpu.run(&mut self.board, budget);
+            if self.cpu.s.tsc != tsc {
+                self.tsc_offset = self.cpu.s.tsc.wrapping_sub(now);
+            }
+            match exit {
                 Exit::Budget | Exit::Stopped => {}
                 Exit::TripleFault => {
                     if let Some(stop) = self.reset() {
@@ -366,6 +377,22 @@ mod tests {
             rtc_start: 0,
         })
         .unwrap();
+        let t = std::time::Instant::now();
+        let stop = pc.run(Some(insns));
+        let secs = t.elapsed().as_secs_f64();
+        println!("{}", String::from_utf8_lossy(&out.contents()));
+        let mut buf = vec![0u8; 1 << 20];
+        let mut nz = 0usize;
+        let mut last = 0;
+        for mb in 0..256u64 {
+            pc.cpu.mem.read(mb << 20, &mut buf);
+            let n = buf.iter().filter(|b| **b != 0).count();
+            if n > 0 {
+                last = mb;
+            }
+            nz += n;
+        }
+        println!("non-zero bytes in RAM: {nz}, last MiB written: {last}");
         if let Ok(n) = std::env::var("KAGAMI_TRACE").map(|v| v.parse::<usize>().unwrap_or(20)) {
             for _ in 0..n {
                 let cs = pc.cpu.s.segs[kagami_cpu::state::CS].base;
@@ -387,10 +414,7 @@ mod tests {
                 }
             }
         }
-        let t = std::time::Instant::now();
-        let stop = pc.run(Some(insns));
-        let secs = t.elapsed().as_secs_f64();
-        println!("{}", String::from_utf8_lossy(&out.contents()));
+
         println!(
             "stop={stop:?} icount={} rip={:#x} mode={:?} in {secs:.1}s = {:.1} MIPS",
             pc.cpu.s.icount,
