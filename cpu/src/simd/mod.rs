@@ -305,14 +305,7 @@ pub fn fp_commit(cpu: &mut Cpu, env: &softfp::Env) -> Result<()> {
     let unmasked = env.flags & !(mx >> 7) & 0x3f;
     if unmasked != 0 {
         let pre = env.flags & (softfp::IE | softfp::DE | softfp::ZE);
-        let post = if unmasked & (softfp::OE | softfp::UE) != 0 && unmasked & softfp::PE != 0 {
-            // An unmasked overflow/underflow with PE unmasked too reports no
-            // inexact; with PE masked, PE is set (both seen on the host).
-            env.flags & !softfp::PE
-        } else {
-            env.flags
-        };
-        cpu.s.fpu.mxcsr |= if pre & unmasked != 0 { pre } else { post };
+        cpu.s.fpu.mxcsr |= if pre & unmasked != 0 { pre } else { env.flags };
         return Err(if cpu.s.cr4 & cr4::OSXMMEXCPT != 0 {
             Exception::SimdFloatingPoint
         } else {
