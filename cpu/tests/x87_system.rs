@@ -483,3 +483,23 @@ fn fprem_stack_fault_clears_c2() {
         assert_eq!(cpu.s.fpu.fsw & 0x4700, 0x4100, "D9 {op:02X}");
     }
 }
+
+/// FCOMI/FUCOMI/FCOMIP/FUCOMIP keep C1 (host); FCOM clears it.
+#[test]
+fn fcomi_keeps_c1() {
+    for (bytes, c1) in [
+        ([0xdbu8, 0xf1], 0x0200u16),
+        ([0xdb, 0xe9], 0x0200),
+        ([0xdf, 0xf1], 0x0200),
+        ([0xdf, 0xe9], 0x0200),
+        ([0xd8, 0xd1], 0),
+    ] {
+        let mut cpu = bare();
+        cpu.s.fpu.set_top(6);
+        put(&mut cpu, 0, 0x3fff, 1 << 63);
+        put(&mut cpu, 1, 0x4000, 1 << 63);
+        cpu.s.fpu.fsw |= 0x0200;
+        exec(&mut cpu, &bytes);
+        assert_eq!(cpu.s.fpu.fsw & 0x0200, c1, "{bytes:02x?}");
+    }
+}
