@@ -58,6 +58,13 @@ fn aligned_and_unaligned_memory_operands() {
     assert_eq!(run(&mut c, |a| a.paddb(xmm2, xmmword_ptr(bx))), Err(Exception::GP0));
     assert_eq!(c.s.fpu.xmm[2], 0);
     run(&mut c, |a| a.movdqu(xmm2, xmmword_ptr(bx))).unwrap();
+    // A faulting CVTPD2PI mm, m128 leaves the x87 state (TOP, tags) alone.
+    c.s.fpu.fsw = 3 << 11;
+    c.s.fpu.ftw = 0xffff;
+    assert_eq!(run(&mut c, |a| a.cvtpd2pi(mm1, xmmword_ptr(bx))), Err(Exception::GP0));
+    assert_eq!(run(&mut c, |a| a.cvttpd2pi(mm1, xmmword_ptr(bx))), Err(Exception::GP0));
+    assert_eq!((c.s.fpu.fsw, c.s.fpu.ftw), (3 << 11, 0xffff));
+    c.s.fpu.fsw = 0;
     assert_eq!(c.s.fpu.xmm[2], PATTERN);
     run(&mut c, |a| a.lddqu(xmm3, xmmword_ptr(bx))).unwrap();
     assert_eq!(c.s.fpu.xmm[3], PATTERN);
@@ -128,8 +135,10 @@ fn mmx_aliases_x87_registers() {
     run(&mut c, |a| a.movd(eax, mm2)).unwrap();
     assert_eq!(c.s.gpr[0], 0x0101_0101);
     assert_eq!(c.s.fpu.ftw, 0);
+    c.s.fpu.fsw |= 5 << 11;
     run(&mut c, |a| a.emms()).unwrap();
     assert_eq!(c.s.fpu.ftw, 0xffff);
+    assert_eq!(c.s.fpu.fsw >> 11 & 7, 0, "EMMS clears TOP (as the AMD host does)");
     // MOVQ2DQ / MOVDQ2Q.
     c.s.fpu.xmm[3] = u128::MAX;
     run(&mut c, |a| a.movq2dq(xmm3, mm1)).unwrap();
@@ -363,4 +372,22 @@ fn sse_program_runs_through_the_executor() {
     assert_eq!(c.s.gpr[0] as u32, 70);
     assert_eq!(c.s.gpr[1] as u32, 140);
     assert_eq!(c.s.fpu.ftw, 0xffff);
+}
+
+/// An unmasked overflow delivers nothing; PE follows the rounding of the
+/// exponent-unbounded result (host): 1e300 is inexact in single precision,
+/// 2^200 is exact, and that holds whether PE is masked or not.
+#[test]
+fn unmasked_overflow_precision_flag_follows_unbounded_rounding() {
+    for mx in [0x1b80u32, 0x0b80, 0x4b54 & !0x3f, 0x3800] {
+        for (v, flags) in [(1e300f64, 0x28), (2f64.powi(200), 0x08)] {
+            let mut c = cpu();
+            c.s.fpu.mxcsr = mx;
+            c.s.fpu.xmm[0] = v.to_bits() as u128;
+            c.s.fpu.xmm[5] = 7;
+            assert_eq!(run(&mut c, |a| a.cvtpd2ps(xmm5, xmm0)), Err(Exception::SimdFloatingPoint));
+            assert_eq!(c.s.fpu.mxcsr & 0x3f, flags, "MXCSR {mx:#x}, {v}");
+            assert_eq!(c.s.fpu.xmm[5], 7);
+        }
+    }
 }

@@ -283,3 +283,223 @@ fn fldcw_reserved_bits_match_host() {
         assert_eq!(u16::from_le_bytes(b), host, "FLDCW {v:#06x}");
     }
 }
+
+// ---- Regressions found by the differential tester (tests/src/diff/) ----
+
+/// A CPU with FNINIT state (CR0.NE, no faults) for single-instruction runs.
+fn bare() -> Cpu {
+    let mut cpu = machine(|a| a.nop(), cr0::NE);
+    cpu.s.fpu.fcw = 0x037f;
+    cpu.s.fpu.ftw = 0xffff;
+    cpu.s.fpu.fsw = 0;
+    cpu
+}
+
+/// Decode `bytes` (16-bit) and run each instruction through the dispatch table.
+fn exec(cpu: &mut Cpu, bytes: &[u8]) {
+    let mut d = iced_x86::Decoder::with_ip(16, bytes, 0, iced_x86::DecoderOptions::NONE);
+    while d.can_decode() {
+        let insn = d.decode();
+        let h = kagami_cpu::dispatch::handler_for(&insn, kagami_cpu::CpuModel::X86_64);
+        h(cpu, &mut NoDevices, &insn).unwrap();
+    }
+}
+
+/// Set ST(i) (TOP relative) to an 80-bit value with a valid tag.
+fn put(cpu: &mut Cpu, i: usize, se: u16, sig: u64) {
+    let f = &mut cpu.s.fpu;
+    let p = (f.top() + i) & 7;
+    f.st[p] = ((se as u128) << 64) | sig as u128;
+    f.ftw &= !(3 << (2 * p));
+}
+
+fn st(cpu: &Cpu, i: usize) -> (u16, u64) {
+    let f = &cpu.s.fpu;
+    let v = f.st[(f.top() + i) & 7];
+    ((v >> 64) as u16, v as u64)
+}
+
+/// FYL2XP1 with |ST(0)| far outside its documented range must not panic
+/// (it overflowed the fixed-point kernel) and gives y·log2(1 + x).
+#[test]
+fn fyl2xp1_large_argument_does_not_panic() {
+    for (x_se, x_sig) in [
+        (0x7ffeu16, u64::MAX),
+        (0x4000, 1 << 63),
+        (0x3fff, 1 << 63),
+        (0x3ffe, 0xc000_0000_0000_0000),
+        (0xbffe, 0xc000_0000_0000_0000),
+    ] {
+        let mut cpu = bare();
+        cpu.s.fpu.set_top(6);
+        put(&mut cpu, 1, 0x3fff, 1 << 63); // y = 1
+        put(&mut cpu, 0, x_se, x_sig);
+        exec(&mut cpu, &[0xd9, 0xf9]);
+        let (se, sig) = st(&cpu, 0);
+        assert_ne!(
+            (se, sig),
+            (0xffff, 0xc000_0000_0000_0000),
+            "x = {x_se:04x}:{x_sig:016x} gave the indefinite"
+        );
+        if (x_se, x_sig) == (0x4000, 1 << 63) {
+            // log2(1 + 2) = 1.58496250072115618145 = 0x3FFF CAE00D1CFDEB43D0
+            assert_eq!((se, sig), (0x3fff, 0xcae0_0d1c_fdeb_43d0));
+        }
+        if (x_se, x_sig) == (0x3fff, 1 << 63) {
+            assert_eq!((se, sig), (0x3fff, 1 << 63), "log2(2) = 1");
+        }
+        if x_se == 0xbffe {
+            assert_eq!((se, sig), (0xc000, 1 << 63), "log2(1 - 0.75) = -2");
+        }
+    }
+}
+
+/// Precision control does not apply to the transcendentals (SDM Vol. 1,
+/// 8.1.5.2): FCOS with PC = single still delivers 64 significant bits.
+#[test]
+fn transcendentals_ignore_precision_control() {
+    let mut cpu = bare();
+    cpu.s.fpu.fcw = 0x007f; // PC = 24 bits, all masked
+    cpu.s.fpu.set_top(7);
+    put(&mut cpu, 0, 0x3fff, 1 << 63); // 1.0
+    exec(&mut cpu, &[0xd9, 0xff]); // FCOS
+                                   // cos(1) = 0.54030230586813971740 = 0x3FFE 8A51407DA8345C92
+    assert_eq!(st(&cpu, 0), (0x3ffe, 0x8a51_407d_a834_5c92));
+}
+
+/// FFREEP ST(i) empties ST(i) and pops like FSTP: ST(0)'s tag ends empty.
+#[test]
+fn ffreep_empties_st0_on_pop() {
+    let mut cpu = bare();
+    cpu.s.fpu.set_top(5);
+    put(&mut cpu, 0, 0x3fff, 1 << 63);
+    put(&mut cpu, 1, 0x3fff, 1 << 63);
+    put(&mut cpu, 2, 0x3fff, 1 << 63);
+    exec(&mut cpu, &[0xdf, 0xc2]); // FFREEP ST(2)
+    assert_eq!(cpu.s.fpu.top(), 6);
+    assert_eq!(cpu.s.fpu.ftw, 0xffff & !(3 << 12), "only the old ST(1) (R6) stays valid");
+}
+
+/// FCMOVcc leaves C1 alone when neither register is empty.
+#[test]
+fn fcmov_keeps_c1() {
+    let mut cpu = bare();
+    cpu.s.fpu.set_top(6);
+    put(&mut cpu, 0, 0x3fff, 1 << 63);
+    put(&mut cpu, 1, 0x4000, 1 << 63);
+    cpu.s.fpu.fsw |= 0x0200;
+    exec(&mut cpu, &[0xda, 0xc1]); // FCMOVB ST(0), ST(1)
+    assert_eq!(cpu.s.fpu.fsw & 0x0200, 0x0200);
+}
+
+/// FSTPNCE (D9 D8+i) with an empty ST(0): no stack fault, nothing stored,
+/// C1 cleared, one pop (AMD host); FFREE clears C1.
+#[test]
+fn fstpnce_empty_st0_just_pops() {
+    let mut cpu = bare();
+    cpu.s.fpu.set_top(6);
+    put(&mut cpu, 1, 0x3fff, 1 << 63);
+    cpu.s.fpu.fsw |= 0x0200;
+    exec(&mut cpu, &[0xd9, 0xd9]); // FSTPNCE ST(1), ST(0) empty
+    assert_eq!(cpu.s.fpu.fsw, 7 << 11, "no IE/SF, C1 clear, TOP 7");
+    assert_eq!(cpu.s.fpu.ftw, 0x3fff);
+    assert_eq!(st(&cpu, 0), (0x3fff, 1 << 63));
+    cpu.s.fpu.fsw |= 0x0200;
+    exec(&mut cpu, &[0xdd, 0xc1]); // FFREE ST(1)
+    assert_eq!(cpu.s.fpu.fsw & 0x0200, 0);
+    // The DF D8+i alias still faults.
+    exec(&mut cpu, &[0xdd, 0xc0, 0xdf, 0xd9]);
+    assert_eq!(cpu.s.fpu.fsw & 0x41, 0x41);
+}
+
+/// An incomplete FPREM (huge exponent difference: 1 / smallest denormal)
+/// reports C2 alone; C0, C1 and C3 end clear as on the host.
+#[test]
+fn fprem_incomplete_clears_other_condition_codes() {
+    for op in [0xf8u8, 0xf5] {
+        let mut cpu = bare();
+        cpu.s.fpu.set_top(6);
+        put(&mut cpu, 1, 0x0000, 1); // smallest denormal
+        cpu.s.fpu.ftw |= 2 << 14; // R7 special
+        put(&mut cpu, 0, 0x3fff, 1 << 63);
+        cpu.s.fpu.fsw |= 0x4700;
+        exec(&mut cpu, &[0xd9, op]);
+        assert_eq!(cpu.s.fpu.fsw & 0x4700, 0x0400, "D9 {op:02X}");
+        assert_eq!(cpu.s.fpu.fsw & 0x3f, 0x02, "DE only");
+    }
+}
+
+/// FYL2XP1 outside its documented range, values read on the AMD host:
+/// y = 1.5; x ≤ -1 gives x itself (PE only), large x gives y·log2(1 + x).
+#[test]
+fn fyl2xp1_out_of_range_matches_host() {
+    let cases: [((u16, u64), (u16, u64)); 6] = [
+        ((0xbfff, 1 << 63), (0xbfff, 1 << 63)),
+        ((0xc000, 0xc000_0000_0000_0000), (0xc000, 0xc000_0000_0000_0000)),
+        ((0x4000, 1 << 63), (0x4000, 0x9828_09d5_be70_72dc)),
+        ((0x7ffe, u64::MAX), (0x400d, 0xc000_0000_0000_0000)),
+        ((0xbffe, u64::MAX), (0xc005, 0xc000_0000_0000_0000)),
+        ((0x3ffe, 0xc000_0000_0000_0000), (0x3fff, 0x9b03_1bef_e064_3466)),
+    ];
+    for ((xs, xm), want) in cases {
+        let mut cpu = bare();
+        cpu.s.fpu.set_top(6);
+        put(&mut cpu, 1, 0x3fff, 0xc000_0000_0000_0000);
+        put(&mut cpu, 0, xs, xm);
+        exec(&mut cpu, &[0xd9, 0xf9]);
+        assert_eq!(st(&cpu, 0), want, "x = {xs:04x}:{xm:016x}");
+        assert_eq!(cpu.s.fpu.fsw & 0x3f, 0x20, "PE only, x = {xs:04x}:{xm:016x}");
+    }
+}
+
+/// FSIN/FSINCOS/FPTAN clear a stale C2 on every in-range path, also when an
+/// unmasked exception keeps the result back (host: C2 = 0, C1 = 0).
+#[test]
+fn trig_clears_stale_c2() {
+    for op in [0xfeu8, 0xfb, 0xf2] {
+        let mut cpu = bare();
+        cpu.s.fpu.fcw = 0x037d; // DE unmasked
+        cpu.s.fpu.set_top(7);
+        put(&mut cpu, 0, 0x0000, 1);
+        cpu.s.fpu.ftw |= 2 << 14;
+        cpu.s.fpu.fsw |= 0x4700;
+        exec(&mut cpu, &[0xd9, op]);
+        assert_eq!(cpu.s.fpu.fsw & 0x4700, 0x4100, "D9 {op:02X}: C3/C0 kept, C2/C1 cleared");
+        // Masked invalid on an empty stack clears C2 too.
+        let mut cpu = bare();
+        cpu.s.fpu.fsw |= 0x0400;
+        exec(&mut cpu, &[0xd9, op]);
+        assert_eq!(cpu.s.fpu.fsw & 0x0400, 0, "D9 {op:02X} empty");
+    }
+}
+
+/// FPREM/FPREM1 on an empty stack clear C2 (and C1), keeping C0/C3 (host).
+#[test]
+fn fprem_stack_fault_clears_c2() {
+    for op in [0xf8u8, 0xf5] {
+        let mut cpu = bare();
+        cpu.s.fpu.fsw |= 0x4700;
+        exec(&mut cpu, &[0xd9, op]);
+        assert_eq!(cpu.s.fpu.fsw & 0x4700, 0x4100, "D9 {op:02X}");
+    }
+}
+
+/// FCOMI/FUCOMI/FCOMIP/FUCOMIP keep C1 (host); FCOM clears it.
+#[test]
+fn fcomi_keeps_c1() {
+    for (bytes, c1) in [
+        ([0xdbu8, 0xf1], 0x0200u16),
+        ([0xdb, 0xe9], 0x0200),
+        ([0xdf, 0xf1], 0x0200),
+        ([0xdf, 0xe9], 0x0200),
+        ([0xd8, 0xd1], 0),
+    ] {
+        let mut cpu = bare();
+        cpu.s.fpu.set_top(6);
+        put(&mut cpu, 0, 0x3fff, 1 << 63);
+        put(&mut cpu, 1, 0x4000, 1 << 63);
+        cpu.s.fpu.fsw |= 0x0200;
+        exec(&mut cpu, &bytes);
+        assert_eq!(cpu.s.fpu.fsw & 0x0200, c1, "{bytes:02x?}");
+    }
+}

@@ -284,6 +284,8 @@ fn fprem<const NEAREST: bool>(cpu: &mut Cpu, _: &mut dyn Bus, i: &Instruction) -
     cpu.fpu_enter(i)?;
     let f = &mut cpu.s.fpu;
     if f.is_empty(0) || f.is_empty(1) {
+        // A stack fault clears C2 as well as C1 (host).
+        f.fsw &= !C2;
         if f.underflow() {
             f.set_st(0, F80::INDEFINITE);
         }
@@ -318,7 +320,9 @@ fn fprem<const NEAREST: bool>(cpu: &mut Cpu, _: &mut dyn Bus, i: &Instruction) -
         if complete {
             f.set_cc(qb & 4 != 0, qb & 1 != 0, false, qb & 2 != 0);
         } else {
-            f.fsw = (f.fsw & !C2) | C2;
+            // Incomplete: C2 = 1; C0, C1, C3 end clear on the host (the SDM
+            // leaves them undefined).
+            f.set_cc(false, false, true, false);
         }
     } else {
         f.fsw &= !(C1 | C2);
@@ -341,7 +345,7 @@ fn fscale(cpu: &mut Cpu, _: &mut dyn Bus, i: &Instruction) -> Result<()> {
         return Ok(());
     }
     let (a, b) = (f.st(0), f.st(1));
-    let mut env = Env::new(f.fcw);
+    let mut env = Env::transcendental(f.fcw);
     let r = scale(&mut env, a, b);
     if f.finish(&env) {
         f.set_st(0, r);

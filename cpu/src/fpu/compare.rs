@@ -135,7 +135,7 @@ fn fcomi<const QUIET: bool, const POP: bool>(cpu: &mut Cpu, _: &mut dyn Bus, i: 
     } else {
         let mut env = Env::new(f.fcw);
         let r = compare(&mut env, f.st(0), f.st(s), QUIET);
-        f.set_c1(false);
+        // C1 is left alone by FCOMI/FUCOMI(P) on the host (unlike FCOM).
         if f.raise(env.flags) && POP {
             f.pop();
         }

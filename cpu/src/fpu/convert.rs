@@ -367,6 +367,20 @@ fn fst_sti<const POP: bool>(cpu: &mut Cpu, _: &mut dyn Bus, i: &Instruction) -> 
     Ok(())
 }
 
+/// FSTPNCE ST(i) (D9 D8+i): FSTP ST(i), except that an empty ST(0) is no
+/// stack fault: nothing is stored, C1 is cleared and the stack pops
+/// (checked on the AMD host; the DF D0/D8 aliases do fault).
+fn fstpnce(cpu: &mut Cpu, bus: &mut dyn Bus, i: &Instruction) -> Result<()> {
+    if !cpu.s.fpu.is_empty(0) {
+        return fst_sti::<true>(cpu, bus, i);
+    }
+    cpu.fpu_enter(i)?;
+    let f = &mut cpu.s.fpu;
+    f.set_c1(false);
+    f.pop();
+    Ok(())
+}
+
 /// FXCH ST(i). A masked underflow first fills the empty side(s) with the indefinite.
 fn fxch(cpu: &mut Cpu, _: &mut dyn Bus, i: &Instruction) -> Result<()> {
     cpu.fpu_enter(i)?;
@@ -412,7 +426,7 @@ fn fcmov<const CC: u8>(cpu: &mut Cpu, _: &mut dyn Bus, i: &Instruction) -> Resul
         }
         return Ok(());
     }
-    f.set_c1(false);
+    // C1 is left alone when the stack is fine (checked against the host).
     if cond {
         let v = f.st(s);
         f.set_st(0, v);
@@ -424,9 +438,13 @@ fn ffree<const POP: bool>(cpu: &mut Cpu, _: &mut dyn Bus, i: &Instruction) -> Re
     cpu.fpu_enter(i)?;
     let f = &mut cpu.s.fpu;
     let p = f.phys(sti(i.op0_register()));
+    // C1 ends clear (checked on the host).
+    f.set_c1(false);
     f.set_tag(p, TAG_EMPTY);
     if POP {
-        f.set_top(f.top() + 1);
+        // FFREEP = FFREE ST(i) then an ordinary pop, which empties ST(0)
+        // too (checked against the host).
+        f.pop();
     }
     Ok(())
 }
@@ -455,7 +473,8 @@ pub fn lookup(code: Code) -> Option<Handler> {
         Fstp_m32fp | Fstp_m64fp | Fstp_m80fp | Fistp_m16int | Fistp_m32int | Fistp_m64int | Fisttp_m16int | Fisttp_m32int
         | Fisttp_m64int | Fbstp_m80bcd => fst_mem::<true>,
         Fst_sti => fst_sti::<false>,
-        Fstp_sti | Fstpnce_sti | Fstp_sti_DFD0 | Fstp_sti_DFD8 => fst_sti::<true>,
+        Fstp_sti | Fstp_sti_DFD0 | Fstp_sti_DFD8 => fst_sti::<true>,
+        Fstpnce_sti => fstpnce,
         Fxch_st0_sti | Fxch_st0_sti_DDC8 | Fxch_st0_sti_DFC8 => fxch,
         Fcmovb_st0_sti => fcmov::<0>,
         Fcmove_st0_sti => fcmov::<1>,

@@ -100,7 +100,7 @@ fn reduce(x: F80) -> (u128, bool, u64) {
     if e < -1 {
         // |x| < 0.5 < π/4: r = x exactly (e ≥ -40 here, so no bits are lost).
         // The sign is applied by the caller (sine odd, cosine even).
-        return ((m as u128) >> (-(63 + e)).max(0) << (63 + e).max(0), false, 0);
+        return ((m as u128) >> (-(63 + e)).clamp(0, 127) << (63 + e).clamp(0, 62), false, 0);
     }
     // x / (π/2) = m × 2^(e+4) / HALF_PI_68: long division bit by bit.
     let mut r = m as u128 % HALF_PI_68;
@@ -355,9 +355,12 @@ pub fn log2(x: F80) -> Wide {
     }
 }
 
-/// log2(1 + x) for finite nonzero x with |x| < 1 - √2/2.
+/// log2(1 + x) for finite nonzero x with |x| < 1/2 (callers send larger
+/// arguments through `log2` of 1 + x; the clamps below only keep a bad
+/// argument from panicking).
 pub fn log2_1p(x: F80) -> Wide {
     let (s, e, m) = x.unpack();
+    let e = e.min(-2);
     // |x| in Q2.126: exact down to 2^-63; below, truncation only perturbs
     // 2 ± x by less than 2^-126 (relatively), while z keeps x exactly.
     let xf = if e >= -63 {

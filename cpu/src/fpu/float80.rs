@@ -133,7 +133,8 @@ impl F80 {
         let mut sig = self.sig;
         let mut exp = if e == 0 { 1 - EXP_BIAS } else { e - EXP_BIAS };
         let lz = sig.leading_zeros() as i32;
-        sig <<= lz;
+        // A zero significand (only for invalid encodings) must not panic.
+        sig = sig.checked_shl(lz as u32).unwrap_or(0);
         exp -= lz;
         (self.sign(), exp, sig)
     }
@@ -167,6 +168,12 @@ impl Env {
             flags: 0,
             round_up: false,
         }
+    }
+    /// The environment of an instruction precision control does not affect:
+    /// PC applies only to FADD/FSUB/FMUL/FDIV (all forms) and FSQRT (SDM
+    /// Vol. 1, 8.1.5.2); transcendentals, FSCALE and the rest round to 64 bits.
+    pub fn transcendental(fcw: u16) -> Env {
+        Env { prec: 64, ..Env::new(fcw) }
     }
     pub fn masked(&self, bit: u16) -> bool {
         self.masks & bit != 0

@@ -29,20 +29,6 @@ fn split(a: F80) -> (bool, f64, i32) {
     (s, m as f64 / 9_223_372_036_854_775_808.0, e)
 }
 
-/// A finite value in f64 (callers keep it inside the double range).
-fn to_f64(a: F80) -> f64 {
-    if a.class() == Class::Zero {
-        return if a.sign() { -0.0 } else { 0.0 };
-    }
-    let (s, f, e) = split(a);
-    let v = f * 2f64.powi(e);
-    if s {
-        -v
-    } else {
-        v
-    }
-}
-
 /// An inexact f64 result, rounded to the current precision control.
 fn from_f64_inexact(env: &mut Env, v: f64) -> F80 {
     let r = round_value(env, from_f64(v.to_bits()));
@@ -93,6 +79,9 @@ fn trig<const K: u8>(cpu: &mut Cpu, _: &mut dyn Bus, i: &Instruction) -> Result<
     };
     cpu.fpu_enter(i)?;
     let f = &mut cpu.s.fpu;
+    // C2 ends clear on every path but the out-of-range one, even with a
+    // stack fault or an unmasked exception (checked on the host).
+    f.fsw &= !C2;
     let pushes = matches!(kind, Trig::SinCos | Trig::Tan);
     if f.is_empty(0) {
         if f.underflow() {
@@ -111,7 +100,7 @@ fn trig<const K: u8>(cpu: &mut Cpu, _: &mut dyn Bus, i: &Instruction) -> Result<
         return Ok(());
     }
     let a = f.st(0);
-    let mut env = Env::new(f.fcw);
+    let mut env = Env::transcendental(f.fcw);
     // (first = replaces ST(0), second = pushed)
     let (first, second) = if let Some(r) = screen(&mut env, &[a]) {
         (r, r)
@@ -129,7 +118,8 @@ fn trig<const K: u8>(cpu: &mut Cpu, _: &mut dyn Bus, i: &Instruction) -> Result<
             },
             _ => {
                 if !denormal(&mut env, &[a]) {
-                    f.raise(env.flags);
+                    // Unmasked DE: no result, C1 cleared.
+                    f.finish(&env);
                     return Ok(());
                 }
                 let (_, e, _) = a.unpack();
@@ -295,18 +285,39 @@ fn fyl2xp1(cpu: &mut Cpu, _: &mut dyn Bus, i: &Instruction) -> Result<()> {
             // log2(1 + x) has the sign of x; times ±0 or of ±0, exact.
             return F80::zero(x.sign() ^ y.sign());
         }
-        let xf = to_f64(x);
-        if xf <= -1.0 {
-            // Outside the domain (|x| < 1 - √2/2) the result is undefined;
-            // hardware raises only PE. Kagami returns the indefinite.
+        if x.sign() && x.unpack().1 >= 0 {
+            // x ≤ -1 is outside the domain: the AMD host delivers ST(0)
+            // itself in ST(1), raising only PE (C1 clear).
             env.flags |= PE;
-            return F80::INDEFINITE;
+            env.round_up = false;
+            return x;
         }
         if cy == Class::Inf {
             return F80::inf(y.sign() ^ x.sign());
         }
-        let w = super::fixed::Wide::from_f80(y).mul_pub(super::fixed::log2_1p(x));
-        w.round(env)
+        // The log2(1 + x) kernel keeps 1 + x exactly in Q2.126, which holds
+        // only for |x| < 1/2. Beyond that (outside the documented range),
+        // form 1 + x in extended precision and take its log2: for
+        // -1 < x ≤ -1/2 the sum is exact, above it loses at most half an ulp.
+        let (_, e, _) = x.unpack();
+        let l = if e >= -1 {
+            let mut scratch = Env::new(0x037f);
+            let s = compute(&mut scratch, Op::Add, F80::ONE, x);
+            if s.class() == Class::Inf {
+                return F80::inf(y.sign());
+            }
+            if s == F80::ONE {
+                return F80::zero(y.sign());
+            }
+            super::fixed::log2(s)
+        } else {
+            super::fixed::log2_1p(x)
+        };
+        let w = super::fixed::Wide::from_f80(y).mul_pub(l);
+        let r = w.round(env);
+        // The host reports PE even for an exact result (e.g. log2 of 2^-64).
+        env.flags |= PE;
+        r
     })
 }
 
@@ -321,7 +332,7 @@ fn f2xm1(cpu: &mut Cpu, _: &mut dyn Bus, i: &Instruction) -> Result<()> {
         return Ok(());
     }
     let a = f.st(0);
-    let mut env = Env::new(f.fcw);
+    let mut env = Env::transcendental(f.fcw);
     let r = if let Some(r) = screen(&mut env, &[a]) {
         r
     } else {
@@ -376,7 +387,7 @@ fn binary_pop(cpu: &mut Cpu, i: &Instruction, op: impl FnOnce(&mut Env, F80, F80
         return Ok(());
     }
     let (x, y) = (f.st(0), f.st(1));
-    let mut env = Env::new(f.fcw);
+    let mut env = Env::transcendental(f.fcw);
     let r = op(&mut env, x, y);
     if f.finish(&env) {
         f.set_st(1, r);

@@ -15,6 +15,9 @@ use iced_x86::{Code, Instruction, Mnemonic};
 fn emms(cpu: &mut Cpu, _: &mut dyn Bus, _: &Instruction) -> Result<()> {
     check_mmx(cpu)?;
     cpu.s.fpu.ftw = 0xffff;
+    // EMMS also resets TOP to 0 on the reference host (AMD), like the
+    // other MMX instructions' x87 state transition.
+    cpu.s.fpu.set_top(0);
     Ok(())
 }
 

@@ -126,13 +126,24 @@ fn has_reg(i: &Instruction, pred: fn(Register) -> bool) -> bool {
 /// if it names an MMX register. Returns whether MMX registers are involved.
 #[inline]
 pub fn enter(cpu: &mut Cpu, i: &Instruction) -> Result<bool> {
+    let mm = enter_checks(cpu, i)?;
+    if mm {
+        enter_mmx(cpu);
+    }
+    Ok(mm)
+}
+
+/// `enter` without the MMX transition, for instructions whose memory
+/// operand fetch must fault with the x87 state untouched (the caller runs
+/// `enter_mmx` once the fetch succeeded).
+#[inline]
+pub fn enter_checks(cpu: &mut Cpu, i: &Instruction) -> Result<bool> {
     let mm = has_reg(i, Register::is_mm);
     if !mm || has_reg(i, Register::is_xmm) {
         check_sse(cpu)?;
     }
     if mm {
         check_mmx(cpu)?;
-        enter_mmx(cpu);
     }
     Ok(mm)
 }
@@ -152,6 +163,8 @@ fn needs_align(i: &Instruction) -> bool {
             | Mnemonic::Lddqu
             | Mnemonic::Pcmpestri
             | Mnemonic::Pcmpestrm
+            | Mnemonic::Pcmpestri64
+            | Mnemonic::Pcmpestrm64
             | Mnemonic::Pcmpistri
             | Mnemonic::Pcmpistrm
     )
@@ -325,3 +338,26 @@ lanes!(to_b, from_b, u8, 16);
 lanes!(to_w, from_w, u16, 8);
 lanes!(to_d, from_d, u32, 4);
 lanes!(to_q, from_q, u64, 2);
+
+#[cfg(test)]
+mod align_tests {
+    use super::needs_align;
+    use iced_x86::{Decoder, DecoderOptions};
+
+    /// The REX.W forms of PCMPESTRI/PCMPESTRM allow unaligned operands too.
+    #[test]
+    fn string_compares_allow_unaligned_in_every_form() {
+        for bytes in [
+            &[0x66, 0x4c, 0x0f, 0x3a, 0x61, 0x7b, 0xe8, 0x2e][..], // pcmpestri64
+            &[0x66, 0x48, 0x0f, 0x3a, 0x60, 0x03, 0x00][..],       // pcmpestrm64
+            &[0x66, 0x0f, 0x3a, 0x61, 0x03, 0x00][..],
+            &[0x66, 0x0f, 0x3a, 0x63, 0x03, 0x00][..],
+        ] {
+            let insn = Decoder::with_ip(64, bytes, 0, DecoderOptions::NONE).decode();
+            assert!(!insn.is_invalid());
+            assert!(!needs_align(&insn), "{insn}");
+        }
+        let paddb = Decoder::with_ip(64, &[0x66, 0x0f, 0xfc, 0x03], 0, DecoderOptions::NONE).decode();
+        assert!(needs_align(&paddb));
+    }
+}

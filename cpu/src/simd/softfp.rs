@@ -120,6 +120,9 @@ pub struct Env {
     /// Underflow masked (FTZ only acts then; unmasked underflow is reported
     /// for tiny results even when exact).
     pub um: bool,
+    /// Overflow masked (an unmasked overflow reports PE only when the
+    /// exponent-unbounded result is inexact, as the host does).
+    pub om: bool,
     pub flags: u32,
 }
 
@@ -130,6 +133,7 @@ impl Env {
             daz: mxcsr & (1 << 6) != 0,
             ftz: mxcsr & (1 << 15) != 0,
             um: mxcsr & (1 << 11) != 0,
+            om: mxcsr & (1 << 10) != 0,
             flags: 0,
         }
     }
@@ -221,6 +225,13 @@ impl Env {
                 self.flags |= UE | PE;
                 return sign_bits;
             }
+            if !self.um {
+                // Unmasked: no result is delivered; PE reflects the
+                // exponent-unbounded rounding (host behaviour).
+                let (_, _, inexact) = round(normal_shift, self.rc);
+                self.flags |= UE | if inexact { PE } else { 0 };
+                return sign_bits;
+            }
             let shift = normal_shift as i64 + (emin - e) as i64;
             let shift = shift.min(200) as u32;
             let (kept, inc, inexact) = round(shift, self.rc);
@@ -245,7 +256,9 @@ impl Env {
         }
         let biased = e + f.bias();
         if biased as i64 >= f.emax_field() as i64 {
-            self.flags |= OE | PE;
+            // Masked overflow delivers ∞/max (inexact); unmasked delivers
+            // nothing and PE follows the exponent-unbounded rounding.
+            self.flags |= if self.om { OE | PE } else { OE };
             let to_inf = match self.rc {
                 0 => true,
                 1 => sign,
@@ -533,6 +546,7 @@ impl Env {
             daz: false,
             ftz: false,
             um: true,
+            om: true,
             flags: 0,
         };
         env.round_pack(f, sign, 0, mag)
@@ -611,6 +625,7 @@ mod tests {
             daz: false,
             ftz: false,
             um: true,
+            om: true,
             flags: 0,
         }
     }

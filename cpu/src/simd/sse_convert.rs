@@ -23,9 +23,14 @@ fn sext(v: u128, size: usize) -> i64 {
 
 fn convert(cpu: &mut Cpu, bus: &mut dyn Bus, i: &Instruction) -> Result<()> {
     use Mnemonic::*;
-    enter(cpu, i)?;
+    // The MMX transition happens only once the source was fetched: a
+    // faulting CVT(T)PD2PI mm, m128 leaves the x87 state alone (host check).
+    let mm = enter_checks(cpu, i)?;
     let m = i.mnemonic();
     let src = read_op(cpu, bus, i, 1)?;
+    if mm {
+        enter_mmx(cpu);
+    }
     let dst = i.op_register(0);
     let old = get_reg(cpu, dst);
     let mut env = Env::from_mxcsr(cpu.s.fpu.mxcsr);
