@@ -503,3 +503,26 @@ fn fcomi_keeps_c1() {
         assert_eq!(cpu.s.fpu.fsw & 0x0200, c1, "{bytes:02x?}");
     }
 }
+
+/// FSIN/FCOS of a tiny argument round per RC (host values for x = 2^-50):
+/// down and toward zero give sin = x - ulp, cos = 1 - ulp with C1 clear.
+#[test]
+fn tiny_sin_cos_follow_rounding_control() {
+    let cases = [
+        (0x037fu16, [0xd9u8, 0xfe], (0x3fcdu16, 1u64 << 63), 0x0200u16),
+        (0x077f, [0xd9, 0xfe], (0x3fcc, u64::MAX), 0),
+        (0x0f7f, [0xd9, 0xfe], (0x3fcc, u64::MAX), 0),
+        (0x0b7f, [0xd9, 0xff], (0x3fff, 1 << 63), 0x0200),
+        (0x077f, [0xd9, 0xff], (0x3ffe, u64::MAX), 0),
+        (0x0f7f, [0xd9, 0xff], (0x3ffe, u64::MAX), 0),
+    ];
+    for (cw, op, want, c1) in cases {
+        let mut cpu = bare();
+        cpu.s.fpu.fcw = cw;
+        cpu.s.fpu.set_top(7);
+        put(&mut cpu, 0, 0x3fcd, 1 << 63);
+        exec(&mut cpu, &op);
+        assert_eq!(st(&cpu, 0), want, "{cw:04x} {op:02x?}");
+        assert_eq!(cpu.s.fpu.fsw & 0x0200, c1, "C1 {cw:04x} {op:02x?}");
+    }
+}
