@@ -526,3 +526,19 @@ fn tiny_sin_cos_follow_rounding_control() {
         assert_eq!(cpu.s.fpu.fsw & 0x0200, c1, "C1 {cw:04x} {op:02x?}");
     }
 }
+
+/// FYL2XP1 with y = ±∞ and x ≤ -1 gives ∞ with the sign of y·x and no PE
+/// (host, differential stream 1374).
+#[test]
+fn fyl2xp1_infinite_y_with_x_below_minus_one() {
+    for (ys, want) in [(0x7fffu16, 0xffffu16), (0xffff, 0x7fff)] {
+        let mut cpu = bare();
+        cpu.s.fpu.set_top(6);
+        put(&mut cpu, 1, ys, 1 << 63);
+        cpu.s.fpu.ftw |= 2 << 14;
+        put(&mut cpu, 0, 0xc025, 0xb77b_a32c_0777_f74e);
+        exec(&mut cpu, &[0xd9, 0xf9]);
+        assert_eq!(st(&cpu, 0), (want, 1 << 63));
+        assert_eq!(cpu.s.fpu.fsw & 0x3f, 0);
+    }
+}

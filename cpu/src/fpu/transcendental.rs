@@ -322,15 +322,16 @@ fn fyl2xp1(cpu: &mut Cpu, _: &mut dyn Bus, i: &Instruction) -> Result<()> {
             // log2(1 + x) has the sign of x; times ±0 or of ±0, exact.
             return F80::zero(x.sign() ^ y.sign());
         }
+        if cy == Class::Inf {
+            // Also for x ≤ -1: ±∞ with the sign of y·x, no PE (host).
+            return F80::inf(y.sign() ^ x.sign());
+        }
         if x.sign() && x.unpack().1 >= 0 {
             // x ≤ -1 is outside the domain: the AMD host delivers ST(0)
             // itself in ST(1), raising only PE (C1 clear).
             env.flags |= PE;
             env.round_up = false;
             return x;
-        }
-        if cy == Class::Inf {
-            return F80::inf(y.sign() ^ x.sign());
         }
         // The log2(1 + x) kernel keeps 1 + x exactly in Q2.126, which holds
         // only for |x| < 1/2. Beyond that (outside the documented range),
