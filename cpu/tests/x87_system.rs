@@ -542,3 +542,21 @@ fn fyl2xp1_infinite_y_with_x_below_minus_one() {
         assert_eq!(cpu.s.fpu.fsw & 0x3f, 0);
     }
 }
+
+/// FLD ST(i) and FXTRACT from an empty register onto a full stack: both
+/// faults, and C1 ends 0 as for the underflow (host, seed 0x77 stream 5190).
+#[test]
+fn underflow_with_overflow_reports_c1_clear() {
+    for op in [[0xd9u8, 0xc5], [0xd9, 0xf4]] {
+        let mut cpu = bare();
+        cpu.s.fpu.set_top(3);
+        cpu.s.fpu.ftw = 0;
+        let p = (3 + 5) & 7;
+        cpu.s.fpu.ftw |= 3 << (2 * p); // ST(5) empty
+        if op[1] == 0xf4 {
+            cpu.s.fpu.ftw |= 3 << 6; // ST(0) = R3 empty
+        }
+        exec(&mut cpu, &op);
+        assert_eq!(cpu.s.fpu.fsw & 0x0241, 0x0041, "{op:02x?}");
+    }
+}

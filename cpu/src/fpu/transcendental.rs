@@ -104,6 +104,8 @@ fn trig<const K: u8>(cpu: &mut Cpu, _: &mut dyn Bus, i: &Instruction) -> Result<
             f.set_st(0, F80::INDEFINITE);
             if pushes {
                 f.push_checked(F80::INDEFINITE);
+                // An overflow on top of the underflow keeps C1 = 0 (host).
+                f.set_c1(false);
             }
         }
         return Ok(());
