@@ -179,18 +179,8 @@ fn trig<const K: u8>(cpu: &mut Cpu, _: &mut dyn Bus, i: &Instruction) -> Result<
                             env.round_up = !mag_down(a.sign());
                             (sin, cos)
                         }
-                        // The host's tan x (just above |x|) still loses an ulp
-                        // when RC rounds the magnitude down, except at a
-                        // power of two, where it stays x.
-                        Trig::Tan => {
-                            if mag_down(a.sign()) {
-                                env.round_up = false;
-                                let t = if a.sig == 1 << 63 { a } else { toward_zero_ulp(a) };
-                                (t, F80::ONE)
-                            } else {
-                                (a, F80::ONE)
-                            }
-                        }
+                        // The host keeps tan x = x in every rounding mode.
+                        Trig::Tan => (a, F80::ONE),
                     }
                 } else {
                     let [(s, es), (c, ec), (t, et)] = super::fixed::sin_cos_tan(&env, a);
