@@ -503,3 +503,60 @@ fn fcomi_keeps_c1() {
         assert_eq!(cpu.s.fpu.fsw & 0x0200, c1, "{bytes:02x?}");
     }
 }
+
+/// FSIN/FCOS of a tiny argument round per RC (host values for x = 2^-50):
+/// down and toward zero give sin = x - ulp, cos = 1 - ulp with C1 clear.
+#[test]
+fn tiny_sin_cos_follow_rounding_control() {
+    let cases = [
+        (0x037fu16, [0xd9u8, 0xfe], (0x3fcdu16, 1u64 << 63), 0x0200u16),
+        (0x077f, [0xd9, 0xfe], (0x3fcc, u64::MAX), 0),
+        (0x0f7f, [0xd9, 0xfe], (0x3fcc, u64::MAX), 0),
+        (0x0b7f, [0xd9, 0xff], (0x3fff, 1 << 63), 0x0200),
+        (0x077f, [0xd9, 0xff], (0x3ffe, u64::MAX), 0),
+        (0x0f7f, [0xd9, 0xff], (0x3ffe, u64::MAX), 0),
+    ];
+    for (cw, op, want, c1) in cases {
+        let mut cpu = bare();
+        cpu.s.fpu.fcw = cw;
+        cpu.s.fpu.set_top(7);
+        put(&mut cpu, 0, 0x3fcd, 1 << 63);
+        exec(&mut cpu, &op);
+        assert_eq!(st(&cpu, 0), want, "{cw:04x} {op:02x?}");
+        assert_eq!(cpu.s.fpu.fsw & 0x0200, c1, "C1 {cw:04x} {op:02x?}");
+    }
+}
+
+/// FYL2XP1 with y = ±∞ and x ≤ -1 gives ∞ with the sign of y·x and no PE
+/// (host, differential stream 1374).
+#[test]
+fn fyl2xp1_infinite_y_with_x_below_minus_one() {
+    for (ys, want) in [(0x7fffu16, 0xffffu16), (0xffff, 0x7fff)] {
+        let mut cpu = bare();
+        cpu.s.fpu.set_top(6);
+        put(&mut cpu, 1, ys, 1 << 63);
+        cpu.s.fpu.ftw |= 2 << 14;
+        put(&mut cpu, 0, 0xc025, 0xb77b_a32c_0777_f74e);
+        exec(&mut cpu, &[0xd9, 0xf9]);
+        assert_eq!(st(&cpu, 0), (want, 1 << 63));
+        assert_eq!(cpu.s.fpu.fsw & 0x3f, 0);
+    }
+}
+
+/// FLD ST(i) and FXTRACT from an empty register onto a full stack: both
+/// faults, and C1 ends 0 as for the underflow (host, seed 0x77 stream 5190).
+#[test]
+fn underflow_with_overflow_reports_c1_clear() {
+    for op in [[0xd9u8, 0xc5], [0xd9, 0xf4]] {
+        let mut cpu = bare();
+        cpu.s.fpu.set_top(3);
+        cpu.s.fpu.ftw = 0;
+        let p = (3 + 5) & 7;
+        cpu.s.fpu.ftw |= 3 << (2 * p); // ST(5) empty
+        if op[1] == 0xf4 {
+            cpu.s.fpu.ftw |= 3 << 6; // ST(0) = R3 empty
+        }
+        exec(&mut cpu, &op);
+        assert_eq!(cpu.s.fpu.fsw & 0x0241, 0x0041, "{op:02x?}");
+    }
+}

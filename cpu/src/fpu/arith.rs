@@ -404,6 +404,8 @@ fn fxtract(cpu: &mut Cpu, _: &mut dyn Bus, i: &Instruction) -> Result<()> {
         if f.underflow() {
             f.set_st(0, F80::INDEFINITE);
             f.push_checked(F80::INDEFINITE);
+            // An overflow on top of the underflow keeps C1 = 0 (host).
+            f.set_c1(false);
         }
         return Ok(());
     }

@@ -102,6 +102,8 @@ fn fld_sti(cpu: &mut Cpu, _: &mut dyn Bus, i: &Instruction) -> Result<()> {
     if f.is_empty(s) {
         if f.underflow() {
             f.push_checked(F80::INDEFINITE);
+            // An overflow on top of the underflow keeps C1 = 0 (host).
+            f.set_c1(false);
         }
         return Ok(());
     }

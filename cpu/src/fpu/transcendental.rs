@@ -62,6 +62,22 @@ fn denormal(env: &mut Env, ops: &[F80]) -> bool {
     true
 }
 
+/// The finite nonzero value one ulp nearer zero (extended format).
+fn toward_zero_ulp(a: F80) -> F80 {
+    let (e, m) = (a.exp(), a.sig);
+    let (e, m) = if m == 1 << 63 && e > 1 {
+        (e - 1, u64::MAX)
+    } else if m == 1 << 63 && e == 1 {
+        (0, u64::MAX >> 1)
+    } else {
+        (e, m.wrapping_sub(1))
+    };
+    F80 {
+        se: (a.se & 0x8000) | e,
+        sig: m,
+    }
+}
+
 #[derive(Clone, Copy, PartialEq)]
 enum Trig {
     Sin,
@@ -88,6 +104,8 @@ fn trig<const K: u8>(cpu: &mut Cpu, _: &mut dyn Bus, i: &Instruction) -> Result<
             f.set_st(0, F80::INDEFINITE);
             if pushes {
                 f.push_checked(F80::INDEFINITE);
+                // An overflow on top of the underflow keeps C1 = 0 (host).
+                f.set_c1(false);
             }
         }
         return Ok(());
@@ -131,16 +149,37 @@ fn trig<const K: u8>(cpu: &mut Cpu, _: &mut dyn Bus, i: &Instruction) -> Result<
                 if e < -40 {
                     // sin x = tan x = x and cos x = 1 to 64 bits, inexact;
                     // hardware reports C1 = 1 for all of them.
+                    // Rounding the magnitude down moves sin x (just below
+                    // |x|) and cos x (just below 1) one ulp (host).
                     env.flags |= PE;
                     env.round_up = true;
                     let a = round_value(&mut env, a);
                     if a.exp() == 0 && kind != Trig::Cos {
                         env.flags |= UE;
                     }
+                    // Whether RC rounds the magnitude of a value of sign `neg` down.
+                    let mag_down = |neg: bool| match env.rc {
+                        3 => true,
+                        1 => !neg,
+                        2 => neg,
+                        _ => false,
+                    };
+                    let sin = if mag_down(a.sign()) { toward_zero_ulp(a) } else { a };
+                    let cos = if mag_down(false) { toward_zero_ulp(F80::ONE) } else { F80::ONE };
                     match kind {
-                        Trig::Sin => (a, a),
-                        Trig::Cos => (F80::ONE, a),
-                        Trig::SinCos => (a, F80::ONE),
+                        Trig::Sin => {
+                            env.round_up = !mag_down(a.sign());
+                            (sin, a)
+                        }
+                        Trig::Cos => {
+                            env.round_up = !mag_down(false);
+                            (cos, a)
+                        }
+                        Trig::SinCos => {
+                            env.round_up = !mag_down(a.sign());
+                            (sin, cos)
+                        }
+                        // The host keeps tan x = x in every rounding mode.
                         Trig::Tan => (a, F80::ONE),
                     }
                 } else {
@@ -285,15 +324,16 @@ fn fyl2xp1(cpu: &mut Cpu, _: &mut dyn Bus, i: &Instruction) -> Result<()> {
             // log2(1 + x) has the sign of x; times ±0 or of ±0, exact.
             return F80::zero(x.sign() ^ y.sign());
         }
+        if cy == Class::Inf {
+            // Also for x ≤ -1: ±∞ with the sign of y·x, no PE (host).
+            return F80::inf(y.sign() ^ x.sign());
+        }
         if x.sign() && x.unpack().1 >= 0 {
             // x ≤ -1 is outside the domain: the AMD host delivers ST(0)
             // itself in ST(1), raising only PE (C1 clear).
             env.flags |= PE;
             env.round_up = false;
             return x;
-        }
-        if cy == Class::Inf {
-            return F80::inf(y.sign() ^ x.sign());
         }
         // The log2(1 + x) kernel keeps 1 + x exactly in Q2.126, which holds
         // only for |x| < 1/2. Beyond that (outside the documented range),
