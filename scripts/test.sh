@@ -36,6 +36,8 @@ bash scripts/build-test-guest.sh
 
 # A missing guest image or tool fails the guest tests instead of skipping them.
 export KAGAMI_REQUIRE_GUEST=1
+# The command-line tests run the kagami binary; nextest builds only test targets.
+cargo build --workspace --bins
 if cargo nextest --version >/dev/null 2>&1; then
     cargo nextest run --workspace --profile ci
 else

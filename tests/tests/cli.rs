@@ -5,15 +5,25 @@
 use std::path::PathBuf;
 use std::process::Command;
 
+/// The `kagami` binary of this build (target/<profile>/kagami), built with
+/// cargo if the test runner did not build it (cargo-nextest builds only test
+/// targets).
 fn kagami() -> PathBuf {
-    // target/debug/deps/cli-HASH -> target/debug/kagami
+    // target/<profile>/deps/cli-HASH -> target/<profile>/kagami
     let exe = std::env::current_exe().unwrap();
-    let bin = exe.parent().unwrap().parent().unwrap().join("kagami");
-    assert!(
-        bin.exists(),
-        "{} is missing: build it with `cargo build -p kagami-machine --bin kagami`",
-        bin.display()
-    );
+    let profile_dir = exe.parent().unwrap().parent().unwrap();
+    let bin = profile_dir.join("kagami");
+    if !bin.exists() {
+        let target = profile_dir.parent().unwrap();
+        let status = Command::new(env!("CARGO"))
+            .args(["build", "-p", "kagami-machine", "--bin", "kagami", "--target-dir"])
+            .arg(target)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .status()
+            .expect("run cargo");
+        assert!(status.success(), "building the kagami binary failed");
+    }
+    assert!(bin.exists(), "{} is missing after cargo build", bin.display());
     bin
 }
 
