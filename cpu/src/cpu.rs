@@ -132,7 +132,6 @@ impl Cpu {
             Mode::V86 => 3,
             _ => (cs.selector & 3) as u8,
         };
-        let _ = SS;
         self.break_block = true;
     }
 

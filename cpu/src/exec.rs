@@ -140,11 +140,9 @@ impl Cpu {
         let mut insns: Vec<(Instruction, Handler)> = Vec::with_capacity(16);
         let mut insn = Instruction::default();
         while dec.can_decode() && insns.len() < MAX_BLOCK {
-            let pos = dec.position();
             dec.decode_out(&mut insn);
             if dec.last_error() == iced_x86::DecoderError::NoMoreBytes {
                 // Crosses into the next page: end the block before it.
-                let _ = pos;
                 break;
             }
             let ends = insn.flow_control() != FlowControl::Next || insn.is_invalid() || insn.len() > self.max_insn_len();
@@ -222,13 +220,13 @@ impl Cpu {
                 Err(e) => {
                     // Only a fault on a byte the instruction needs counts.
                     let mut dec = Decoder::with_ip(self.s.mode.bitness(), &bytes[..fetched], self.s.rip, self.decoder_options());
-                    let insn = dec.decode();
+                    // Only whether the bytes so far hold a whole instruction matters.
+                    dec.decode_out(&mut Instruction::default());
                     if dec.last_error() == iced_x86::DecoderError::NoMoreBytes || fetched == 0 {
                         self.s.icount += 1;
                         self.raise(bus, e);
                         return;
                     }
-                    let _ = insn;
                     break;
                 }
             }
@@ -261,10 +259,7 @@ impl Cpu {
     }
 
     fn fetch_byte(&mut self, bus: &mut dyn Bus, lin: u64, mmu: usize) -> Result<u8> {
-        let phys = {
-            let _ = mmu;
-            self.translate(bus, lin, crate::mmu::Access::Exec)?
-        };
+        let phys = self.translate_mmu(bus, lin, crate::mmu::Access::Exec, mmu)?;
         Ok(self.read_phys(bus, phys, 1) as u8)
     }
 }

@@ -116,7 +116,6 @@ impl Cpu {
         if seg == CS {
             self.break_block = true;
         }
-        let _ = SS;
     }
 
     /// Push a 16-bit value on SS:SP with the current stack width.

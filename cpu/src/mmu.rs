@@ -145,14 +145,12 @@ impl Cpu {
 
     /// INVLPG: drop one page from every table.
     pub fn flush_tlb_page(&mut self, lin: u64) {
-        let page = lin & !TAG_FLAGS;
         let i = tlb_index(lin);
         for t in self.tlb.e.iter_mut() {
             t[i] = EMPTY;
         }
         // A large page is cached as 4 KiB pieces in many slots: if any large
         // page was cached since the last full flush, flush everything.
-        let _ = page;
         if self.tlb.large {
             self.flush_tlb_all();
         }
@@ -444,6 +442,12 @@ impl Cpu {
     /// the executor's code lookups).
     pub fn translate(&mut self, bus: &mut dyn Bus, lin: u64, access: Access) -> Result<u64> {
         let mmu = self.mmu_mode();
+        self.translate_mmu(bus, lin, access, mmu)
+    }
+
+    /// Translate with an explicit MMU mode (instruction fetch uses the
+    /// user or the SMAP-free supervisor table, whatever EFLAGS.AC says).
+    pub fn translate_mmu(&mut self, bus: &mut dyn Bus, lin: u64, access: Access, mmu: usize) -> Result<u64> {
         let e = self.tlb_entry(bus, lin, access, mmu)?;
         Ok(e.phys | (lin & TAG_FLAGS))
     }
