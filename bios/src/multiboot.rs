@@ -42,7 +42,10 @@ fn rd16(b: &[u8], o: usize) -> u16 {
 
 /// Offset of a valid Multiboot header, if the image has one.
 pub fn find_header(image: &[u8]) -> Option<usize> {
-    let end = image.len().min(8192).saturating_sub(12);
+    if image.len() < 12 {
+        return None;
+    }
+    let end = image.len().min(8192) - 12;
     (0..=end)
         .step_by(4)
         .find(|&o| rd32(image, o) == MAGIC_HEADER && rd32(image, o).wrapping_add(rd32(image, o + 4)).wrapping_add(rd32(image, o + 8)) == 0)
@@ -309,5 +312,8 @@ mod tests {
         assert!(e.0.contains("video"), "{e}");
         let e = load_multiboot(&mut mem, &e820(), &[0u8; 100], "k", "", &[]).unwrap_err();
         assert!(e.0.contains("no Multiboot header"), "{e}");
+        for short in [&[][..], &[0x02, 0xb0, 0xad, 0x1b][..]] {
+            assert_eq!(find_header(short), None, "a {}-byte file", short.len());
+        }
     }
 }

@@ -53,6 +53,8 @@ pub enum MmioDev {
     Lapic,
     Ioapic,
     Hpet,
+    /// Q35 PCIe configuration space (ECAM), dispatched to the PCI bus.
+    Ecam,
 }
 
 /// One window of physical address space: `start..start+len` are offsets
@@ -79,6 +81,8 @@ pub enum PortDev {
     DebugExit,
     Debugcon,
     AcpiPm,
+    /// PCI configuration mechanism #1 (0xCF8 address, 0xCFC data).
+    Pci,
 }
 
 /// One window of I/O space: ports `start..start+len` are offsets
@@ -107,9 +111,12 @@ pub struct BoardConfig {
     pub debugcon: Option<(u16, ByteSink)>,
     /// RTC start time (seconds since the Unix epoch): an outside input.
     pub rtc_start: i64,
+    /// Q35 chipset (MCH + ICH9, ECAM) instead of i440FX + PIIX.
+    pub q35: bool,
 }
 
 pub struct Board {
+    pub pci: kagami_devices::pci::PciBus,
     pub pic: Pic8259,
     pub pit: Pit8254,
     pub rtc: Rtc,
@@ -278,7 +285,40 @@ impl Board {
             });
             IsaDebugcon::new(out)
         });
+        // 0xCF8 is one port wide here so that 0xCF9 (reset control) stays
+        // separate; a dword access at 0xCF8 still starts in this window.
+        ports.push(PortRange {
+            start: 0xcf8,
+            len: 1,
+            dev: PortDev::Pci,
+            offset: 0,
+            name: "PCI config address",
+            irq: None,
+        });
+        ports.push(PortRange {
+            start: 0xcfc,
+            len: 4,
+            dev: PortDev::Pci,
+            offset: 4,
+            name: "PCI config data",
+            irq: None,
+        });
         ports.sort_by_key(|r| r.start);
+        // No firmware runs before a directly booted kernel: program what a
+        // BIOS would (ECAM on Q35, PIRQ routes to the GSIs the ACPI _PRT names).
+        let mut pci = if cfg.q35 {
+            kagami_devices::pci::q35_bus()
+        } else {
+            kagami_devices::pci::pc_bus()
+        };
+        if cfg.q35 {
+            if let Some(mch) = pci.device_mut::<kagami_devices::pci::q35::Q35Mch>(kagami_devices::pci::Q35_HOST) {
+                mch.enable_ecam(kagami_devices::pci::q35::ECAM_BASE);
+            }
+        } else if let Some(isa) = pci.device_mut::<kagami_devices::pci::piix::Piix3Isa>(kagami_devices::pci::PC_ISA) {
+            isa.route_pirqs([10, 10, 11, 11]);
+        }
+        let _ = pci.take_changes();
         let mut mmio = vec![
             MmioRange {
                 start: IOAPIC_BASE,
@@ -299,6 +339,17 @@ impl Board {
                 name: "local APIC",
             },
         ];
+        if let Some((start, len)) = pci
+            .device::<kagami_devices::pci::q35::Q35Mch>(kagami_devices::pci::Q35_HOST)
+            .and_then(|m| m.ecam_window())
+        {
+            mmio.push(MmioRange {
+                start,
+                len,
+                dev: MmioDev::Ecam,
+                name: "PCIe ECAM (Q35 MCH)",
+            });
+        }
         mmio.sort_by_key(|r| r.start);
         let hpet_route = IrqPins::new();
         let hpet_legacy = IrqPins::new();
@@ -315,6 +366,7 @@ impl Board {
         let mut rtc = Rtc::new(cfg.rtc_start, pins.line(8));
         rtc.set_memory_size(cfg.ram_below_4g, cfg.ram_above_4g);
         Board {
+            pci,
             pic: Pic8259::new(),
             pit: Pit8254::new(pins.line(0)),
             rtc,
@@ -381,6 +433,7 @@ impl Board {
             MmioDev::Lapic => &mut self.lapic,
             MmioDev::Ioapic => &mut self.ioapic,
             MmioDev::Hpet => &mut self.hpet,
+            MmioDev::Ecam => unreachable!("ECAM accesses are dispatched to the PCI bus in mmio_read/mmio_write"),
         }
     }
 
@@ -406,6 +459,7 @@ impl Board {
             PortDev::DebugExit => self.debug_exit.as_mut().expect("mapped debug-exit exists"),
             PortDev::Debugcon => self.debugcon.as_mut().expect("mapped debugcon exists"),
             PortDev::AcpiPm => &mut self.acpi_pm,
+            PortDev::Pci => &mut self.pci,
         }
     }
 
@@ -554,6 +608,8 @@ impl Board {
                 irq
             );
         }
+        s += "PCI:\n";
+        s += &self.pci.describe();
         s
     }
 }
@@ -579,6 +635,7 @@ impl Bus for Board {
 
     fn mmio_read(&mut self, addr: u64, size: u8) -> u64 {
         match self.find_mmio(addr) {
+            Some(r) if r.dev == MmioDev::Ecam => self.pci.ecam_read(addr - r.start, size),
             Some(r) => {
                 let v = self.mmio_device(r.dev).read(addr - r.start, size);
                 self.sync_irqs();
@@ -590,6 +647,10 @@ impl Bus for Board {
 
     fn mmio_write(&mut self, addr: u64, size: u8, value: u64) {
         if let Some(r) = self.find_mmio(addr) {
+            if r.dev == MmioDev::Ecam {
+                self.pci.ecam_write(addr - r.start, size, value);
+                return;
+            }
             self.mmio_device(r.dev).write(addr - r.start, size, value);
             self.sync_irqs();
         }
@@ -689,7 +750,39 @@ mod tests {
             debug_exit: Some((0xf4, 4)),
             debugcon: Some((0xe9, out.sink())),
             rtc_start: 0,
+            q35: false,
         })
+    }
+
+    fn board_kind(q35: bool) -> Board {
+        let out = SharedBuffer::new();
+        Board::new(BoardConfig {
+            ram_below_4g: 128 << 20,
+            ram_above_4g: 0,
+            serial: vec![Some(out.sink()), None],
+            debug_exit: None,
+            debugcon: None,
+            rtc_start: 0,
+            q35,
+        })
+    }
+
+    /// The host bridge answers configuration mechanism #1 on both machines
+    /// (i440FX 8086:1237, Q35 MCH 8086:29C0), and Q35's through ECAM too.
+    #[test]
+    fn pci_host_bridge_is_visible() {
+        for (q35, id) in [(false, 0x1237_8086u32), (true, 0x29c0_8086)] {
+            let mut b = board_kind(q35);
+            b.check_map().unwrap();
+            b.io_write(0xcf8, 4, 0x8000_0000);
+            assert_eq!(b.io_read(0xcfc, 4), id, "q35={q35}");
+            // Reset control next door still works.
+            assert!(b.describe().contains("reset control"));
+            if q35 {
+                assert_eq!(b.mmio_read(0xb000_0000, 4) as u32, id);
+                assert!(b.describe().contains("PCIe ECAM"));
+            }
+        }
     }
 
     #[test]

@@ -147,6 +147,7 @@ impl Pc {
             debug_exit: cfg.debug_exit,
             debugcon: cfg.debugcon,
             rtc_start: cfg.rtc_start,
+            q35: cfg.kind == MachineKind::Q35,
         });
         board.check_map()?;
 
@@ -282,7 +283,7 @@ fn acpi_config(kind: MachineKind) -> kagami_bios::acpi::AcpiConfig {
         },
         pci_mmio32: (0xc000_0000, 0xfebf_ffff),
         pci_mmio64: None,
-        ecam: None,
+        ecam: (kind == MachineKind::Q35).then_some((kagami_devices::pci::q35::ECAM_BASE, 255)),
     }
 }
 

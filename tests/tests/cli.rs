@@ -122,6 +122,7 @@ fn bad_input_is_a_message_and_exit_code_1() {
             vec!["-icount".into(), "shift=auto".into(), "-kernel".into(), k.display().to_string()],
             "not deterministic",
         ),
+        (vec!["-kernel".into(), "/dev/null".into()], "not a kernel kagami can boot"),
         (vec![], "nothing to boot"),
     ];
     for (args, expect) in cases {
