@@ -18,7 +18,7 @@
 //! SMM itself (kagami has no SMM, so only D_OPEN's RAM visibility matters),
 //! the turbo-reset and deturbo bits.
 
-use super::pam::{decode, pam_wmask, smram_validate, smram_write, PamSegment, C_BASE_SEG, D_OPEN, G_SMRAME, PAM_SEGMENTS};
+use super::pam::{self, pam_wmask, smram_validate, smram_write, PamSegment, C_BASE_SEG, PAM_SEGMENTS};
 use super::{ConfigSpace, PciDevice, CONFIG_SIZE, VENDOR_INTEL};
 use crate::snapshot::StateError;
 
@@ -53,13 +53,9 @@ impl I440fx {
         I440fx { cfg, changed: false }
     }
 
-    fn pam_regs(&self) -> [u8; 7] {
-        std::array::from_fn(|i| self.cfg.byte(PAM0 + i))
-    }
-
     /// Where reads and writes of each BIOS-area segment go.
     pub fn pam(&self) -> [PamSegment; PAM_SEGMENTS] {
-        decode(&self.pam_regs())
+        pam::segments(&self.cfg, PAM0)
     }
 
     /// The SMRAM control register.
@@ -70,8 +66,7 @@ impl I440fx {
     /// Whether 0xA0000–0xBFFFF shows SMRAM (RAM) to ordinary accesses
     /// instead of the VGA window: G_SMRAME and D_OPEN both set.
     pub fn smram_open(&self) -> bool {
-        let s = self.smram();
-        s & G_SMRAME != 0 && s & D_OPEN != 0
+        pam::smram_open(self.smram())
     }
 
     fn write_smram(&mut self, v: u8) {
@@ -91,7 +86,7 @@ impl PciDevice for I440fx {
         &mut self.cfg
     }
     fn config_write(&mut self, offset: u16, size: u8, value: u32) {
-        let before = (self.pam_regs(), self.smram());
+        let before = (pam::regs(&self.cfg, PAM0), self.smram());
         for i in 0..size as u16 {
             let o = offset + i;
             let b = (value >> (8 * i)) as u8;
@@ -101,7 +96,7 @@ impl PciDevice for I440fx {
                 self.cfg.write(o, 1, b as u32);
             }
         }
-        if (self.pam_regs(), self.smram()) != before {
+        if (pam::regs(&self.cfg, PAM0), self.smram()) != before {
             self.changed = true;
         }
     }

@@ -79,6 +79,23 @@ pub fn pam_wmask(i: usize) -> u8 {
     }
 }
 
+/// The segments described by the seven PAM registers starting at config
+/// offset `pam0` (i440FX 0x59, Q35 MCH 0x90).
+pub fn segments(cfg: &super::ConfigSpace, pam0: usize) -> [PamSegment; PAM_SEGMENTS] {
+    decode(&regs(cfg, pam0))
+}
+
+/// The seven PAM register values starting at `pam0`.
+pub fn regs(cfg: &super::ConfigSpace, pam0: usize) -> [u8; 7] {
+    std::array::from_fn(|i| cfg.byte(pam0 + i))
+}
+
+/// Whether an SMRAM control value shows RAM at 0xA0000–0xBFFFF to ordinary
+/// accesses instead of the VGA window: G_SMRAME and D_OPEN both set.
+pub fn smram_open(smram: u8) -> bool {
+    smram & G_SMRAME != 0 && smram & D_OPEN != 0
+}
+
 /// Decode the seven PAM registers into the thirteen segments, F segment first.
 pub fn decode(pam: &[u8; 7]) -> [PamSegment; PAM_SEGMENTS] {
     let field = |v: u8| PamAccess {

@@ -18,7 +18,7 @@
 //! TSEG (ESMRAMC is stored, not decoded), the DMI/EP/MCH BARs, PCIe root
 //! ports, SMM.
 
-use super::pam::{decode, pam_wmask, smram_validate, smram_write, PamSegment, C_BASE_SEG, D_OPEN, G_SMRAME, PAM_SEGMENTS};
+use super::pam::{self, pam_wmask, smram_validate, smram_write, PamSegment, C_BASE_SEG, PAM_SEGMENTS};
 use super::{ConfigSpace, PciDevice, CONFIG_SIZE, VENDOR_INTEL};
 use crate::snapshot::StateError;
 
@@ -85,13 +85,9 @@ impl Q35Mch {
         self.config_write(PCIEXBAR as u16, 4, base as u32 | 1);
     }
 
-    fn pam_regs(&self) -> [u8; 7] {
-        std::array::from_fn(|i| self.cfg.byte(PAM0 + i))
-    }
-
     /// Where reads and writes of each BIOS-area segment go.
     pub fn pam(&self) -> [PamSegment; PAM_SEGMENTS] {
-        decode(&self.pam_regs())
+        pam::segments(&self.cfg, PAM0)
     }
 
     pub fn smram(&self) -> u8 {
@@ -100,12 +96,11 @@ impl Q35Mch {
 
     /// Whether 0xA0000–0xBFFFF shows RAM instead of the VGA window.
     pub fn smram_open(&self) -> bool {
-        let s = self.smram();
-        s & G_SMRAME != 0 && s & D_OPEN != 0
+        pam::smram_open(self.smram())
     }
 
     fn watched(&self) -> (u64, [u8; 7], u8) {
-        (self.pcie_xbar(), self.pam_regs(), self.smram())
+        (self.pcie_xbar(), pam::regs(&self.cfg, PAM0), self.smram())
     }
 }
 
