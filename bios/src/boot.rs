@@ -64,6 +64,28 @@ pub fn write_gdt(mem: &mut dyn GuestWriter, base: u64, descs: &[u64]) -> Result<
     Ok((bytes.len() - 1) as u16)
 }
 
+/// Where every boot path puts its boot GDT (free conventional memory).
+pub const GDT_ADDR: u64 = 0x500;
+
+/// Entry in flat 32-bit protected mode with paging off, CS = 0x10 and the
+/// data segments = 0x18 from a boot GDT at [`GDT_ADDR`] (the Multiboot and
+/// PVH ABIs; Linux's 32-bit protocol uses the same selectors).
+pub fn protected32_entry(mem: &mut dyn GuestWriter, rip: u64, rax: u64, rbx: u64) -> Result<BootEntry, BootError> {
+    let gdt_limit = write_gdt(mem, GDT_ADDR, &[0, 0, DESC_CODE32, DESC_DATA])?;
+    Ok(BootEntry {
+        mode: EntryMode::Protected32,
+        rip,
+        rax,
+        rbx,
+        rsi: 0,
+        rsp: 0,
+        gdt_base: GDT_ADDR,
+        gdt_limit,
+        cs: (0x10, DESC_CODE32),
+        ds: (0x18, DESC_DATA),
+    })
+}
+
 /// Identity-map the first 4 GiB with 2 MiB pages: PML4 at `base`, PDPT at
 /// `base + 0x1000`, four page directories after it (0x6000 bytes in all).
 pub fn write_identity_page_tables(mem: &mut dyn GuestWriter, base: u64) -> Result<u64, BootError> {

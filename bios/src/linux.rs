@@ -12,7 +12,6 @@ use crate::boot::*;
 use crate::e820::E820Map;
 
 /// Guest-physical layout of the boot data (low memory, below 0x9f000).
-pub const GDT_ADDR: u64 = 0x500;
 pub const BOOT_PARAMS_ADDR: u64 = 0x7000;
 pub const PAGE_TABLES_ADDR: u64 = 0x9000;
 pub const CMDLINE_ADDR: u64 = 0x20000;

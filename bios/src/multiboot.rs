@@ -16,7 +16,6 @@ pub const MAGIC_HEADER: u32 = 0x1bad_b002;
 pub const MAGIC_EAX: u32 = 0x2bad_b002;
 
 const INFO_ADDR: u64 = 0x8000;
-const GDT_ADDR: u64 = 0x500;
 const HDR_AOUT_KLUDGE: u32 = 1 << 16;
 /// Requirement bits we meet: page-align modules (0), memory info (1).
 const SUPPORTED_REQUIREMENTS: u32 = 0b11;
@@ -222,19 +221,7 @@ pub fn load_multiboot(
     mem.write(mmap_addr, &mmap)?;
     mem.write(INFO_ADDR + 0x1000, &strings)?;
 
-    let gdt_limit = write_gdt(mem, GDT_ADDR, &[0, 0, DESC_CODE32, DESC_DATA])?;
-    Ok(BootEntry {
-        mode: EntryMode::Protected32,
-        rip: entry,
-        rax: MAGIC_EAX as u64,
-        rbx: INFO_ADDR,
-        rsi: 0,
-        rsp: 0,
-        gdt_base: GDT_ADDR,
-        gdt_limit,
-        cs: (0x10, DESC_CODE32),
-        ds: (0x18, DESC_DATA),
-    })
+    protected32_entry(mem, entry, MAGIC_EAX as u64, INFO_ADDR)
 }
 
 #[cfg(test)]

@@ -12,7 +12,6 @@ use crate::e820::E820Map;
 const XEN_ELFNOTE_PHYS32_ENTRY: u32 = 18;
 const START_INFO_MAGIC: u32 = 0x336e_c578;
 const START_INFO_ADDR: u64 = 0x6000;
-const GDT_ADDR: u64 = 0x500;
 
 fn rd16(b: &[u8], o: usize) -> u16 {
     u16::from_le_bytes([b[o], b[o + 1]])
@@ -168,19 +167,7 @@ pub fn load_pvh(
     si.extend_from_slice(&(entries.len() as u32).to_le_bytes());
     si.extend_from_slice(&0u32.to_le_bytes());
     mem.write(START_INFO_ADDR, &si)?;
-    let gdt_limit = write_gdt(mem, GDT_ADDR, &[0, 0, DESC_CODE32, DESC_DATA])?;
-    Ok(BootEntry {
-        mode: EntryMode::Protected32,
-        rip: entry,
-        rax: 0,
-        rbx: START_INFO_ADDR,
-        rsi: 0,
-        rsp: 0,
-        gdt_base: GDT_ADDR,
-        gdt_limit,
-        cs: (0x10, DESC_CODE32),
-        ds: (0x18, DESC_DATA),
-    })
+    protected32_entry(mem, entry, 0, START_INFO_ADDR)
 }
 
 #[cfg(test)]
