@@ -10,6 +10,7 @@
 
 use crate::guest::{Guest, DONE_PORT};
 use kagami_cpu::{Bus, Cpu, CpuState, Exit};
+use kagami_devices::snapshot::Snapshot;
 use kagami_machine::kvm::KvmCpu;
 
 pub const SWITCH_PORT: u16 = 0xf5;
@@ -223,4 +224,189 @@ pub fn run_guest(mut g: Guest, rip: u64, start: Accel, switching: bool) -> Outco
         bus,
         switches,
     }
+}
+
+/// The PC board (PIC, PIT, LAPIC, IOAPIC, …) as the bus, plus the test ports.
+/// Its clock advances only while the CPU is halted, straight to the next
+/// device deadline, so a run's timing depends only on the guest and the
+/// devices, never on which CPU ran it or how fast.
+pub struct BoardBus {
+    pub board: kagami_machine::board::Board,
+    pub reports: Vec<u32>,
+    /// Vectors acknowledged, in order.
+    pub acked: Vec<u8>,
+    pub now_ns: u64,
+    pub done: bool,
+    pub switch: bool,
+}
+
+impl BoardBus {
+    pub fn new(ram: u64) -> BoardBus {
+        let board = kagami_machine::board::Board::new(kagami_machine::board::BoardConfig {
+            ram_below_4g: ram,
+            ram_above_4g: 0,
+            serial: vec![None, None],
+            debug_exit: None,
+            debugcon: None,
+            rtc_start: 1_700_000_000,
+            q35: false,
+        });
+        BoardBus {
+            board,
+            reports: Vec::new(),
+            acked: Vec::new(),
+            now_ns: 0,
+            done: false,
+            switch: false,
+        }
+    }
+}
+
+impl Bus for BoardBus {
+    fn io_read(&mut self, port: u16, size: u8) -> u32 {
+        self.board.io_read(port, size)
+    }
+    fn io_write(&mut self, port: u16, size: u8, v: u32) {
+        match port {
+            crate::guest::REPORT_PORT => self.reports.push(v),
+            DONE_PORT => self.done = true,
+            SWITCH_PORT => self.switch = true,
+            _ => self.board.io_write(port, size, v),
+        }
+    }
+    fn mmio_read(&mut self, addr: u64, size: u8) -> u64 {
+        self.board.mmio_read(addr, size)
+    }
+    fn mmio_write(&mut self, addr: u64, size: u8, v: u64) {
+        self.board.mmio_write(addr, size, v)
+    }
+    fn interrupt_pending(&mut self) -> bool {
+        self.board.interrupt_pending()
+    }
+    fn acknowledge_interrupt(&mut self) -> Option<u8> {
+        let v = self.board.acknowledge_interrupt();
+        self.acked.extend(v);
+        v
+    }
+    fn take_nmi(&mut self) -> bool {
+        self.board.take_nmi()
+    }
+    fn write_tpr(&mut self, tpr: u8) {
+        self.board.write_tpr(tpr)
+    }
+    fn read_tpr(&mut self) -> u8 {
+        self.board.read_tpr()
+    }
+    fn read_msr(&mut self, msr: u32) -> Option<u64> {
+        self.board.read_msr(msr)
+    }
+    fn write_msr(&mut self, msr: u32, value: u64) -> bool {
+        self.board.write_msr(msr, value)
+    }
+    fn stop_requested(&mut self) -> bool {
+        self.done || self.switch || self.board.stop_requested()
+    }
+}
+
+/// What a board-driven run did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BoardOutcome {
+    pub end: String,
+    pub reports: Vec<u32>,
+    pub acked: Vec<u8>,
+    /// Machine time at the end, in ns.
+    pub now_ns: u64,
+    pub state: CpuState,
+    /// The PIT's and PIC's snapshot state at the end (serialized).
+    pub devices: String,
+    pub switches: usize,
+}
+
+/// Run `g` from `rip` against the PC board, moving between accelerators at
+/// each `SWITCH_PORT` write when `switching`.
+pub fn run_board_guest(mut g: Guest, rip: u64, start: Accel, switching: bool) -> (BoardOutcome, Vec<u8>) {
+    g.cpu.s.rip = rip;
+    let mut bus = BoardBus::new(g.cpu.mem.len());
+    let mut accel = start;
+    let mut kvm: Option<KvmCpu> = None;
+    let mut switches = 0;
+    let mut idle_advances = 0;
+    let end = loop {
+        let exit = match accel {
+            Accel::Soft => g.cpu.run(&mut bus, 2_000_000),
+            Accel::Kvm => {
+                let k = match &mut kvm {
+                    Some(k) => k,
+                    None => match KvmCpu::new(&g.cpu) {
+                        Ok(k) => kvm.insert(k),
+                        Err(e) => break format!("KVM: {e}"),
+                    },
+                };
+                let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+                let r = k.run(&mut bus, Some(deadline));
+                if let Err(e) = r {
+                    break format!("KVM: {e}");
+                }
+                k.save_to(&mut g.cpu, &mut bus).expect("KVM state");
+                r.unwrap()
+            }
+        };
+        match exit {
+            Exit::TripleFault => break "triple fault".to_string(),
+            Exit::Budget => break "runaway".to_string(),
+            Exit::Halted => {
+                // Idle: jump to the next device deadline.
+                let Some(d) = bus.board.next_deadline() else {
+                    break "halted with no timer".to_string();
+                };
+                idle_advances += 1;
+                if idle_advances > 100_000 {
+                    break "halted too long".to_string();
+                }
+                bus.now_ns = bus.now_ns.max(d);
+                bus.board.advance_to(bus.now_ns);
+                if accel == Accel::Kvm {
+                    kvm.as_mut().unwrap().set_state(&g.cpu.s).expect("state into KVM");
+                }
+                continue;
+            }
+            Exit::Stopped => {}
+        }
+        if bus.done {
+            break "done".to_string();
+        }
+        if bus.switch {
+            bus.switch = false;
+            if switching {
+                if accel == Accel::Soft {
+                    match &mut kvm {
+                        Some(k) => k.set_state(&g.cpu.s).expect("state into KVM"),
+                        None => match KvmCpu::new(&g.cpu) {
+                            Ok(k) => drop(kvm.insert(k)),
+                            Err(e) => break format!("KVM: {e}"),
+                        },
+                    }
+                }
+                accel = accel.other();
+                switches += 1;
+                continue;
+            }
+        }
+        if accel == Accel::Kvm {
+            kvm.as_mut().unwrap().set_state(&g.cpu.s).expect("state into KVM");
+        }
+    };
+    let devices = format!("{:?} {:?}", bus.board.pit.save(), bus.board.pic.save());
+    (
+        BoardOutcome {
+            end,
+            reports: bus.reports,
+            acked: bus.acked,
+            now_ns: bus.now_ns,
+            state: normalise(&g.cpu.s),
+            devices,
+            switches,
+        },
+        ram(&g.cpu),
+    )
 }

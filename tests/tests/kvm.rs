@@ -10,7 +10,7 @@
 
 use iced_x86::code_asm::*;
 use kagami_tests::guest::{descriptor, flat_cpu, Guest, DONE_PORT, FLAT_CODE, REPORT_PORT};
-use kagami_tests::kvm_guest::{kvm_or_skip, run_guest, Accel, Outcome, IRQ_PORT, MMIO_BASE, SWITCH_PORT};
+use kagami_tests::kvm_guest::{kvm_or_skip, run_board_guest, run_guest, Accel, BoardOutcome, Outcome, IRQ_PORT, MMIO_BASE, SWITCH_PORT};
 
 const R: u32 = REPORT_PORT as u32;
 const SW: u32 = SWITCH_PORT as u32;
@@ -435,4 +435,115 @@ fn kvm_flat64_program() {
         flat64,
         &[0x2345_6780, 0xf, 63, 0x8_0008, 0x64d7, 0x18, 3448346048],
     );
+}
+
+const PIT_TICKS: u32 = 8;
+
+/// A device-driven guest (flat 32-bit, set up by the harness): routes the
+/// 8259 through the LAPIC's LINT0 (MMIO), initialises the PIC and PIT
+/// channel 0 (1 kHz, mode 2) through ports, counts timer interrupts while
+/// halting, and reports the count and the PIT's latched counter; the IRQ0
+/// handler reports each tick and asks for an accelerator switch at ticks 3
+/// and 6.
+fn pit_guest() -> (Guest, u64) {
+    let mut g = flat_cpu(32);
+    g.load(IDT as u64 + 8 * 0x20, &gate32(0x08, 0xc000).to_le_bytes());
+    g.cpu.s.idtr.base = IDT as u64;
+    g.cpu.s.idtr.limit = 0x7ff;
+    g.asm(32, FLAT_CODE, |a| {
+        a.mov(dword_ptr(0xfee0_00f0u32), 0x1ffu32)?; // SVR: APIC software-enabled
+        a.mov(dword_ptr(0xfee0_0350u32), 0x700u32)?; // LVT LINT0 = ExtINT
+        for (port, v) in [(0x20, 0x11), (0x21, 0x20), (0x21, 0x04), (0x21, 0x01), (0x21, 0xfe)] {
+            a.mov(al, v as u32)?;
+            a.out(port, al)?;
+        }
+        a.mov(al, 0x34u32)?; // channel 0, lobyte/hibyte, mode 2
+        a.out(0x43, al)?;
+        a.mov(al, (1193 & 0xff) as u32)?;
+        a.out(0x40, al)?;
+        a.mov(al, (1193 >> 8) as u32)?;
+        a.out(0x40, al)?;
+        a.xor(ebx, ebx)?;
+        a.sti()?;
+        let mut idle = a.create_label();
+        a.set_label(&mut idle)?;
+        a.hlt()?;
+        a.cmp(ebx, PIT_TICKS)?;
+        a.jb(idle)?;
+        a.cli()?;
+        a.mov(eax, ebx)?;
+        a.out(R, eax)?;
+        a.mov(al, 0u32)?; // latch channel 0
+        a.out(0x43, al)?;
+        a.in_(al, 0x40)?;
+        a.mov(cl, al)?;
+        a.in_(al, 0x40)?;
+        a.mov(ch, al)?;
+        a.movzx(eax, cx)?;
+        a.out(R, eax)?;
+        a.out(DONE_PORT as u32, al)
+    });
+    g.asm(32, 0xc000, |a| {
+        a.inc(ebx)?;
+        a.mov(eax, ebx)?;
+        a.out(R, eax)?;
+        let mut switch = a.create_label();
+        let mut no_switch = a.create_label();
+        a.cmp(ebx, 3)?;
+        a.je(switch)?;
+        a.cmp(ebx, 6)?;
+        a.jne(no_switch)?;
+        a.set_label(&mut switch)?;
+        a.out(SW, al)?;
+        a.set_label(&mut no_switch)?;
+        a.mov(al, 0x20u32)?;
+        a.out(0x20, al)?; // EOI
+                          // Return by hand (PVM's emulator cannot run a ring-0 IRETD).
+        a.pop(ecx)?;
+        a.add(esp, 8)?;
+        a.sti()?;
+        a.jmp(ecx)
+    });
+    (g, FLAT_CODE)
+}
+
+#[test]
+fn kvm_pit_interrupts_counted() {
+    let test = "kvm_pit_interrupts_counted";
+    let (g, rip) = pit_guest();
+    let (reference, ref_ram) = run_board_guest(g, rip, Accel::Soft, false);
+    assert_eq!(reference.end, "done", "{reference:?}");
+    let ticks: Vec<u32> = (1..=PIT_TICKS).collect();
+    assert_eq!(&reference.reports[..PIT_TICKS as usize], &ticks[..], "{reference:?}");
+    assert_eq!(reference.reports[PIT_TICKS as usize], PIT_TICKS);
+    assert_eq!(reference.acked, vec![0x20; PIT_TICKS as usize]);
+    eprintln!(
+        "{test}: software CPU: reports {:?}, machine time {} ns",
+        reference.reports, reference.now_ns
+    );
+    if !kvm_or_skip(test) {
+        return;
+    }
+    for (start, switching) in [(Accel::Kvm, false), (Accel::Soft, true), (Accel::Kvm, true)] {
+        let (g, rip) = pit_guest();
+        let t = std::time::Instant::now();
+        let (o, ram) = run_board_guest(g, rip, start, switching);
+        eprintln!(
+            "{test}: start {start:?}, switching {switching}: {} switches, {:?}",
+            o.switches,
+            t.elapsed()
+        );
+        if switching {
+            assert_eq!(o.switches, 2, "{o:?}");
+        }
+        assert_eq!(
+            BoardOutcome { switches: 0, ..o },
+            BoardOutcome {
+                switches: 0,
+                ..reference.clone()
+            },
+            "start {start:?} switching {switching}"
+        );
+        assert!(ram == ref_ram, "{test}: memory differs, start {start:?} switching {switching}");
+    }
 }
