@@ -547,3 +547,119 @@ fn kvm_pit_interrupts_counted() {
         assert!(ram == ref_ram, "{test}: memory differs, start {start:?} switching {switching}");
     }
 }
+
+fn pc_with(kernel: Vec<u8>, con: &kagami_devices::SharedBuffer) -> kagami_machine::pc::Pc {
+    use kagami_machine::pc::{MachineKind, Pc, PcConfig};
+    use kagami_tests::mbkernel::{DEBUGCON, EXIT_PORT};
+    Pc::new(PcConfig {
+        kind: MachineKind::Pc,
+        ram_bytes: 32 << 20,
+        kernel: Some(kernel),
+        kernel_path: "/boot/mbtest".into(),
+        initrd: Some(vec![1, 2, 3, 4, 5, 100]),
+        append: "hello=kagami".into(),
+        serial: vec![None, None],
+        debug_exit: Some((EXIT_PORT, 4)),
+        debugcon: Some((DEBUGCON, con.sink())),
+        clock: kagami_machine::clock::ClockMode::Host,
+        no_reboot: true,
+        rtc_start: 0,
+    })
+    .expect("machine builds")
+}
+
+/// The whole PC (board, direct Multiboot boot, debugcon, isa-debug-exit) with
+/// KVM as the CPU through the machine's KVM run loop, bypassing the probe
+/// (the Multiboot test kernel is integer-only ring-0 code, which PVM runs).
+#[test]
+fn kvm_pc_boots_the_multiboot_test_kernel() {
+    if !kvm_or_skip("kvm_pc_boots_the_multiboot_test_kernel") {
+        return;
+    }
+    let con = kagami_devices::SharedBuffer::new();
+    let mut pc = pc_with(kagami_tests::mbkernel::kernel(), &con);
+    let mut vcpu = kagami_machine::kvm::KvmCpu::new(&pc.cpu).expect("vCPU");
+    let stop = kagami_machine::kvm::run::run_pc(&mut pc, &mut vcpu).expect("KVM run");
+    assert_eq!(String::from_utf8_lossy(&con.contents()), "/boot/mbtest hello=kagami");
+    assert_eq!(stop, kagami_machine::pc::Stop::Exit((115 << 1) | 1));
+    assert!(vcpu.exits.io > 20, "{:?}", vcpu.exits);
+}
+
+/// target/<profile>/kagami, built if the test runner did not build it.
+fn kagami_bin() -> std::path::PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let profile_dir = exe.parent().unwrap().parent().unwrap();
+    let bin = profile_dir.join("kagami");
+    if !bin.exists() {
+        let status = std::process::Command::new(env!("CARGO"))
+            .args(["build", "-p", "kagami-machine", "--bin", "kagami", "--target-dir"])
+            .arg(profile_dir.parent().unwrap())
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .status()
+            .expect("run cargo");
+        assert!(status.success(), "building the kagami binary failed");
+    }
+    bin
+}
+
+/// `-accel kvm` where the probe says KVM cannot run general guests is an
+/// error naming the probe's reason (exit 1); the default (`kvm:tcg`) says
+/// why it chose the software CPU and boots there. Where the probe says
+/// usable, both run on KVM.
+#[test]
+fn kvm_accel_choice_follows_the_probe() {
+    use kagami_machine::kvm::probe::{probe, KvmStatus};
+    let dir = std::env::temp_dir().join(format!("kagami-kvm-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let k = dir.join("mb.elf");
+    std::fs::write(&k, kagami_tests::mbkernel::kernel()).unwrap();
+    let m = dir.join("mod.bin");
+    std::fs::write(&m, [1u8, 2, 3, 4, 5, 100]).unwrap();
+    let run = |accel: &[&str]| {
+        std::process::Command::new(kagami_bin())
+            .args(accel)
+            .args(["-m", "32M", "-display", "none", "-no-reboot", "-serial", "null"])
+            .args([
+                "-device",
+                "isa-debug-exit,iobase=0xf4,iosize=0x04",
+                "-debugcon",
+                "stdio",
+                "-append",
+                "hello=kagami",
+            ])
+            .arg("-initrd")
+            .arg(&m)
+            .arg("-kernel")
+            .arg(&k)
+            .output()
+            .unwrap()
+    };
+    let status = probe();
+    eprintln!("probe: {status:?}");
+    let forced = run(&["-accel", "kvm"]);
+    let forced_err = String::from_utf8_lossy(&forced.stderr).into_owned();
+    let default = run(&[]);
+    let default_err = String::from_utf8_lossy(&default.stderr).into_owned();
+    eprintln!("-accel kvm: {forced_err}\ndefault: {default_err}");
+    assert!(!forced_err.contains("panicked") && !default_err.contains("panicked"));
+    match status {
+        KvmStatus::Usable { .. } => {
+            assert_eq!(forced.status.code(), Some((115 << 1) | 1), "{forced_err}");
+            assert!(default_err.contains("accelerator kvm"), "{default_err}");
+        }
+        KvmStatus::Absent(why) | KvmStatus::Unusable(why) => {
+            assert_eq!(forced.status.code(), Some(1), "{forced_err}");
+            assert!(forced_err.contains(&format!("-accel kvm: {why}")), "{forced_err}");
+            assert!(default_err.contains(&format!("accelerator tcg ({why})")), "{default_err}");
+            if std::path::Path::new("/sys/module/kvm_pvm").exists() {
+                assert!(
+                    why.contains("KVM present but not usable for general guests") && why.contains("PVM"),
+                    "{why}"
+                );
+            }
+        }
+    }
+    assert_eq!(default.status.code(), Some((115 << 1) | 1), "{default_err}");
+    assert!(String::from_utf8_lossy(&default.stdout).ends_with(" hello=kagami"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
