@@ -663,3 +663,67 @@ fn kvm_accel_choice_follows_the_probe() {
     assert!(String::from_utf8_lossy(&default.stdout).ends_with(" hello=kagami"));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A guest halted (STI; HLT) on one CPU is woken by an interrupt on the
+/// other: the halted state travels, and a fresh vCPU given a halted state
+/// takes the interrupt (its kvm_run readiness flags have never been set).
+#[test]
+fn kvm_halted_guest_moves_and_wakes() {
+    use kagami_cpu::Exit;
+    use kagami_tests::kvm_guest::TestBus;
+    if !kvm_or_skip("kvm_halted_guest_moves_and_wakes") {
+        return;
+    }
+    let build = || {
+        let mut g = flat_cpu(32);
+        g.load(IDT as u64 + 8 * 0x41, &gate32(0x08, 0xc000).to_le_bytes());
+        g.cpu.s.idtr.base = IDT as u64;
+        g.cpu.s.idtr.limit = 0x7ff;
+        g.asm(32, FLAT_CODE, |a| {
+            a.sti()?;
+            a.hlt()?;
+            a.mov(eax, 0x0a0au32)?;
+            a.out(R, eax)?;
+            a.hlt()
+        });
+        g.asm(32, 0xc000, |a| {
+            a.mov(eax, 0x1d7u32)?;
+            a.out(R, eax)?;
+            a.pop(ecx)?;
+            a.add(esp, 8)?;
+            a.jmp(ecx)
+        });
+        g.cpu.s.rip = FLAT_CODE;
+        g
+    };
+    let reports = |b: &TestBus| b.writes.iter().filter(|w| w.0 == REPORT_PORT).map(|w| w.1).collect::<Vec<_>>();
+
+    // Software CPU halts; KVM wakes.
+    let mut g = build();
+    let mut bus = TestBus::default();
+    assert_eq!(g.cpu.run(&mut bus, 1000), Exit::Halted);
+    assert_eq!(g.cpu.s.halted, 1);
+    let mut vcpu = kagami_machine::kvm::KvmCpu::new(&g.cpu).expect("vCPU");
+    assert_eq!(
+        vcpu.run(&mut bus, None),
+        Ok(Exit::Halted),
+        "halted with nothing pending stays halted"
+    );
+    bus.pending_irq = Some(0x41);
+    assert_eq!(vcpu.run(&mut bus, None), Ok(Exit::Halted));
+    assert_eq!(reports(&bus), vec![0x1d7, 0x0a0a]);
+    assert_eq!(bus.acked, vec![0x41]);
+
+    // KVM halts; the software CPU wakes.
+    let mut g = build();
+    let mut bus = TestBus::default();
+    let mut vcpu = kagami_machine::kvm::KvmCpu::new(&g.cpu).expect("vCPU");
+    assert_eq!(vcpu.run(&mut bus, None), Ok(Exit::Halted));
+    vcpu.save_to(&mut g.cpu, &mut bus).expect("state");
+    assert_eq!(g.cpu.s.halted, 1);
+    assert_eq!(g.cpu.run(&mut bus, 1000), Exit::Halted);
+    assert!(reports(&bus).is_empty());
+    bus.pending_irq = Some(0x41);
+    assert_eq!(g.cpu.run(&mut bus, 1000), Exit::Halted);
+    assert_eq!(reports(&bus), vec![0x1d7, 0x0a0a]);
+}

@@ -405,15 +405,21 @@ impl KvmCpu {
     /// Inject the bus's pending interrupt if the guest can take it now,
     /// otherwise ask KVM to exit when it can. Returns whether one went in.
     fn offer_interrupt(&mut self, bus: &mut dyn Bus) -> Result<bool, String> {
-        let (ready, if_flag) = {
-            let run = self.vcpu.get_kvm_run();
-            (run.ready_for_interrupt_injection != 0, run.if_flag != 0)
-        };
         if !bus.interrupt_pending() {
             self.vcpu.get_kvm_run().request_interrupt_window = 0;
             return Ok(false);
         }
-        if ready && if_flag {
+        // kvm_run's readiness flags describe the last exit; a vCPU that was
+        // given a halted state without running has none yet. A halted vCPU
+        // is past its HLT (no interrupt shadow), so RFLAGS.IF decides.
+        let ready = if self.halted {
+            let regs = self.vcpu.get_regs().map_err(|e| format!("KVM_GET_REGS failed: {e}"))?;
+            regs.rflags & kagami_cpu::state::flags::IF != 0
+        } else {
+            let run = self.vcpu.get_kvm_run();
+            run.ready_for_interrupt_injection != 0 && run.if_flag != 0
+        };
+        if ready {
             self.vcpu.get_kvm_run().request_interrupt_window = 0;
             if let Some(vector) = bus.acknowledge_interrupt() {
                 let irq = kvm_bindings::kvm_interrupt { irq: vector as u32 };
