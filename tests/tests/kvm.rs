@@ -326,6 +326,19 @@ fn flat64() -> (Guest, u64) {
         a.hlt()?;
         a.cli()?;
         a.out(SW, al)?;
+        // String I/O: one KVM exit carries several elements.
+        a.mov(rsi, 0x7000u64)?;
+        a.mov(dword_ptr(rsi), 0x4433_2211u32)?;
+        a.mov(dx, 0xe0u32)?;
+        a.mov(ecx, 4u32)?;
+        a.cld()?;
+        a.rep().outsb()?;
+        a.mov(rdi, 0x7100u64)?;
+        a.mov(dx, 0xe2u32)?;
+        a.mov(ecx, 3u32)?;
+        a.rep().insw()?;
+        a.mov(eax, dword_ptr(0x7102))?;
+        a.out(R, eax)?;
         a.mov(rdi, MMIO_BASE + 0x800)?;
         a.mov(qword_ptr(rdi), rax)?;
         a.mov(rax, qword_ptr(rdi + 8))?;
@@ -433,7 +446,7 @@ fn kvm_flat64_program() {
     same_everywhere(
         "kvm_flat64_program",
         flat64,
-        &[0x2345_6780, 0xf, 63, 0x8_0008, 0x64d7, 0x18, 3448346048],
+        &[0x2345_6780, 0xf, 63, 0x8_0008, 0x64d7, 0x18, 0xe2e0_e2e0, 3448346048],
     );
 }
 
@@ -776,4 +789,40 @@ fn kvm_guest_cpuid_is_within_kagamis_model() {
     for k in 0..9 {
         assert!(within(k, mask[k]), "register {k}: KVM {:#x}, kagami {:#x}", got[k], kagami[k]);
     }
+}
+
+/// A guest that never exits (a tight loop) is still stopped at the host-time
+/// deadline, at an instruction boundary, and can continue on the software CPU.
+#[test]
+fn kvm_deadline_stops_a_spinning_guest() {
+    use kagami_cpu::Exit;
+    use kagami_tests::kvm_guest::TestBus;
+    if !kvm_or_skip("kvm_deadline_stops_a_spinning_guest") {
+        return;
+    }
+    let mut g = flat_cpu(64);
+    g.asm(64, FLAT_CODE, |a| {
+        let mut top = a.create_label();
+        a.set_label(&mut top)?;
+        a.inc(rbx)?;
+        a.cmp(rbx, 0x7fff_ffffu32 as i32)?;
+        a.jne(top)?;
+        a.out(DONE_PORT as u32, al)
+    });
+    g.cpu.s.rip = FLAT_CODE;
+    let mut bus = TestBus::default();
+    let mut vcpu = kagami_machine::kvm::KvmCpu::new(&g.cpu).expect("vCPU");
+    let t = std::time::Instant::now();
+    let exit = vcpu.run(&mut bus, Some(t + std::time::Duration::from_millis(50)));
+    let took = t.elapsed();
+    eprintln!("spinning guest stopped after {took:?}");
+    assert_eq!(exit, Ok(Exit::Budget));
+    assert!(took < std::time::Duration::from_secs(5), "{took:?}");
+    vcpu.save_to(&mut g.cpu, &mut bus).expect("state");
+    let count = g.cpu.s.gpr[3];
+    assert!(count > 0 && count < 0x7fff_ffff, "RBX {count}");
+    assert!((FLAT_CODE..FLAT_CODE + 12).contains(&g.cpu.s.rip), "rip {:#x}", g.cpu.s.rip);
+    // The software CPU continues from there for a while, the count going on.
+    assert_eq!(g.cpu.run(&mut bus, 3000), Exit::Budget);
+    assert_eq!(g.cpu.s.gpr[3], count + 1000);
 }

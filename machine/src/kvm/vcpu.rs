@@ -44,6 +44,13 @@ pub struct KvmCpu {
     pub exits: ExitCounts,
 }
 
+/// A port access KVM handed to user space.
+enum Io {
+    Out(u16, Vec<u8>),
+    /// Port and the number of bytes to read.
+    In(u16, usize),
+}
+
 #[derive(Clone, Copy, Debug, Default)]
 pub struct ExitCounts {
     pub io: u64,
@@ -330,30 +337,10 @@ impl KvmCpu {
                 Err(e) => return Err(format!("KVM_RUN failed: {e}")),
             };
             let mut complete = false;
+            let mut io = None;
             match exit {
-                VcpuExit::IoOut(port, data) => {
-                    self.exits.io += 1;
-                    complete = true;
-                    let size = data.len().min(4);
-                    let mut v = [0u8; 4];
-                    v[..size].copy_from_slice(&data[..size]);
-                    // String I/O (count > 1) arrives as consecutive elements.
-                    let n = data.len() / size.max(1);
-                    for k in 0..n {
-                        let mut e = [0u8; 4];
-                        e[..size].copy_from_slice(&data[k * size..(k + 1) * size]);
-                        bus.io_write(port, size as u8, u32::from_le_bytes(e));
-                    }
-                }
-                VcpuExit::IoIn(port, data) => {
-                    self.exits.io += 1;
-                    complete = true;
-                    let size = data.len().min(4).max(1);
-                    for chunk in data.chunks_mut(size) {
-                        let v = bus.io_read(port, size as u8);
-                        chunk.copy_from_slice(&v.to_le_bytes()[..chunk.len()]);
-                    }
-                }
+                VcpuExit::IoOut(port, data) => io = Some(Io::Out(port, data.to_vec())),
+                VcpuExit::IoIn(port, data) => io = Some(Io::In(port, data.len())),
                 VcpuExit::MmioRead(addr, data) => {
                     self.exits.mmio += 1;
                     complete = true;
@@ -388,6 +375,11 @@ impl KvmCpu {
                     return Err(format!("unexpected KVM exit: {other:?}"));
                 }
             }
+            if let Some(io) = io {
+                self.exits.io += 1;
+                complete = true;
+                self.port_io(bus, io);
+            }
             let cr8 = self.vcpu.get_kvm_run().cr8;
             if cr8 != self.cr8 {
                 bus.write_tpr((cr8 << 4) as u8);
@@ -398,6 +390,36 @@ impl KvmCpu {
                     self.complete_pending_io()?;
                 }
                 return Ok(if bus.stop_requested() { Exit::Stopped } else { Exit::Budget });
+            }
+        }
+    }
+
+    /// Carry out a KVM_EXIT_IO on the bus. String instructions (REP INS/OUTS)
+    /// arrive as `count` elements of `size` bytes in one exit.
+    fn port_io(&mut self, bus: &mut dyn Bus, io: Io) {
+        // SAFETY: the exit reason was KVM_EXIT_IO, so `io` is the union
+        // member the kernel filled in; the field is plain data.
+        let info = unsafe { self.vcpu.get_kvm_run().__bindgen_anon_1.io };
+        let size = (info.size as usize).clamp(1, 4);
+        match io {
+            Io::Out(port, data) => {
+                for chunk in data.chunks(size) {
+                    let mut v = [0u8; 4];
+                    v[..chunk.len()].copy_from_slice(chunk);
+                    bus.io_write(port, size as u8, u32::from_le_bytes(v));
+                }
+            }
+            Io::In(port, len) => {
+                let base = self.vcpu.get_kvm_run() as *mut kvm_bindings::kvm_run as *mut u8;
+                // SAFETY: KVM put `len` (count x size) bytes of I/O data at
+                // `data_offset` inside the vCPU's kvm_run mapping for user
+                // space to fill before the next KVM_RUN; the mapping lives as
+                // long as `self.vcpu` and nothing else refers to it here.
+                let data = unsafe { std::slice::from_raw_parts_mut(base.add(info.data_offset as usize), len) };
+                for chunk in data.chunks_mut(size) {
+                    let v = bus.io_read(port, size as u8);
+                    chunk.copy_from_slice(&v.to_le_bytes()[..chunk.len()]);
+                }
             }
         }
     }
