@@ -17,6 +17,10 @@ pub const SWITCH_PORT: u16 = 0xf5;
 pub const IRQ_PORT: u16 = 0xf6;
 /// Guest-physical MMIO window the test bus answers (outside the 16 MiB of RAM).
 pub const MMIO_BASE: u64 = 0x2000_0000;
+/// MMIO writes there act like `SWITCH_PORT` and `DONE_PORT` (for ring-3
+/// code, which cannot use ports).
+pub const MMIO_SWITCH: u64 = MMIO_BASE + 0xff0;
+pub const MMIO_DONE: u64 = MMIO_BASE + 0xff8;
 
 /// The accelerator a run (or a segment of one) uses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -77,6 +81,11 @@ impl Bus for TestBus {
         (addr.wrapping_mul(0x9e37_79b9) ^ size as u64) & kagami_cpu::bus::ones(size)
     }
     fn mmio_write(&mut self, addr: u64, size: u8, v: u64) {
+        match addr {
+            MMIO_SWITCH => self.switch = true,
+            MMIO_DONE => self.done = true,
+            _ => {}
+        }
         self.mmio_writes.push((addr, size, v));
     }
     fn interrupt_pending(&mut self) -> bool {
@@ -111,6 +120,10 @@ pub fn normalise(s: &CpuState) -> CpuState {
     let f = s.flags();
     s.set_flags(f);
     (s.cc_dst, s.cc_src1, s.cc_src2) = (0, 0, 0);
+    // The x87 last-instruction pointers are host-dependent on KVM: AMD
+    // processors save FOP/FIP/FDP only while an x87 exception is pending
+    // (AMD APM Vol. 5, FXSAVE), and the 64-bit image has no FCS/FDS.
+    (s.fpu.fop, s.fpu.fip, s.fpu.fdp, s.fpu.fcs, s.fpu.fds) = (0, 0, 0, 0, 0);
     s.icount = 0;
     s.tsc = 0;
     s

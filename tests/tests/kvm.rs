@@ -826,3 +826,127 @@ fn kvm_deadline_stops_a_spinning_guest() {
     assert_eq!(g.cpu.run(&mut bus, 3000), Exit::Budget);
     assert_eq!(g.cpu.s.gpr[3], count + 1000);
 }
+
+/// x87 and SSE state carried across a live switch. PVM cannot run SSE or
+/// x87 math in ring 0 but runs ring 3 natively, so this guest is 64-bit
+/// ring-3 code (state set up by the harness) that reports and switches
+/// through MMIO: SSE and x87 values computed on one CPU are used on the other.
+fn ring3_fpu() -> (Guest, u64) {
+    use kagami_cpu::state::{attr, cr0, cr4, Segment, CS, SS};
+    use kagami_tests::guest::{FLAT_GDT, FLAT_PML4};
+    use kagami_tests::kvm_guest::{MMIO_DONE, MMIO_SWITCH};
+    let mut g = flat_cpu(64);
+    // User-accessible page tables, and ring-3 code/data descriptors.
+    g.load(FLAT_PML4, &((FLAT_PML4 + 0x1000) | 7).to_le_bytes());
+    g.load(FLAT_PML4 + 0x1000, &((FLAT_PML4 + 0x2000) | 7).to_le_bytes());
+    for k in 0..512u64 {
+        g.load(FLAT_PML4 + 0x2000 + 8 * k, &((k << 21) | 0x87).to_le_bytes());
+    }
+    g.load(FLAT_GDT + 0x28, &descriptor(0, 0xfffff, 0xfb, 0xa).to_le_bytes());
+    g.load(FLAT_GDT + 0x30, &descriptor(0, 0xfffff, 0xf3, 0xc).to_le_bytes());
+    let s = &mut g.cpu.s;
+    s.gdtr.limit = 0x37;
+    let user_data = Segment {
+        base: 0,
+        limit: 0xffff_ffff,
+        selector: 0x33,
+        attr: attr::P | attr::S | attr::RW | attr::ACCESSED | 3 << attr::DPL_SHIFT | attr::DB | attr::G,
+    };
+    s.segs[SS] = user_data;
+    s.segs[CS] = Segment {
+        selector: 0x2b,
+        attr: attr::P | attr::S | attr::CODE | attr::RW | attr::ACCESSED | 3 << attr::DPL_SHIFT | attr::L | attr::G,
+        ..user_data
+    };
+    s.cr0 = (s.cr0 | cr0::MP | cr0::NE) & !(cr0::EM | cr0::TS);
+    s.cr4 |= cr4::OSFXSR | cr4::OSXMMEXCPT;
+    g.cpu.update_mode();
+    g.cpu.flush_tlb_all();
+    // The software CPU looks at the bus's stop request only between decoded
+    // blocks and an MMIO write does not end one, so a jump follows each
+    // MMIO switch/done write to stop both CPUs at the same place.
+    let mmio = |a: &mut CodeAssembler, at: u64, r: AsmRegister64| -> Result<(), IcedError> {
+        a.mov(rdi, at)?;
+        a.mov(qword_ptr(rdi), r)?;
+        if at == MMIO_SWITCH || at == MMIO_DONE {
+            let mut next = a.create_label();
+            if at == MMIO_SWITCH {
+                a.jmp(next)?;
+            }
+            a.set_label(&mut next)?;
+            if at == MMIO_DONE {
+                a.jmp(next)?; // stay here
+            }
+        }
+        Ok(())
+    };
+    g.asm(64, FLAT_CODE, |a| {
+        a.fninit()?; // RESET leaves the x87 exceptions unmasked
+        a.mov(eax, 0x3fc0_0000u32)?; // 1.5f
+        a.movd(xmm0, eax)?;
+        a.addss(xmm0, xmm0)?;
+        a.mulss(xmm0, xmm0)?; // 9.0
+        a.mov(rax, 0x4000_0000_0000_0000u64)?; // 2.0
+        a.movq(xmm1, rax)?;
+        a.sqrtsd(xmm1, xmm1)?;
+        a.fld1()?;
+        a.fldpi()?;
+        a.faddp(st1, st0)?; // st0 = pi + 1
+        a.movd(eax, xmm0)?;
+        mmio(a, MMIO_BASE + 0x10, rax)?;
+        mmio(a, MMIO_SWITCH, rax)?;
+        a.addss(xmm0, xmm0)?; // 18.0
+        a.mulsd(xmm1, xmm1)?; // 2.0000000000000004
+        a.fmul_2(st0, st0)?;
+        a.fldl2e()?;
+        a.movd(eax, xmm0)?;
+        mmio(a, MMIO_BASE + 0x20, rax)?;
+        a.movq(rax, xmm1)?;
+        mmio(a, MMIO_BASE + 0x28, rax)?;
+        mmio(a, MMIO_SWITCH, rax)?;
+        a.faddp(st1, st0)?;
+        a.fstp(qword_ptr(0x7000))?;
+        a.mov(rax, qword_ptr(0x7000))?;
+        mmio(a, MMIO_BASE + 0x30, rax)?;
+        a.stmxcsr(dword_ptr(0x7008))?;
+        a.mov(eax, dword_ptr(0x7008))?;
+        mmio(a, MMIO_BASE + 0x38, rax)?;
+        mmio(a, MMIO_DONE, rax)
+    });
+    (g, FLAT_CODE)
+}
+
+#[test]
+fn kvm_ring3_fpu_state_moves_between_cpus() {
+    let test = "kvm_ring3_fpu_state_moves_between_cpus";
+    let reference = soft_run(ring3_fpu);
+    let values: Vec<u64> = reference.bus.mmio_writes.iter().map(|w| w.2).collect();
+    let pi1_sq_l2e = ((std::f64::consts::PI + 1.0) * (std::f64::consts::PI + 1.0) + std::f64::consts::LOG2_E).to_bits();
+    assert_eq!(values[0], 9.0f32.to_bits() as u64);
+    assert_eq!(values[2], 18.0f32.to_bits() as u64);
+    assert_eq!(values[3], (2f64.sqrt() * 2f64.sqrt()).to_bits());
+    assert!(values[5].abs_diff(pi1_sq_l2e) <= 1, "{:#x} vs {pi1_sq_l2e:#x}", values[5]);
+    if !kvm_or_skip(test) {
+        return;
+    }
+    for (start, switching) in [(Accel::Kvm, false), (Accel::Soft, true), (Accel::Kvm, true)] {
+        let (g, rip) = ring3_fpu();
+        let o = run_guest(g, rip, start, switching);
+        eprintln!(
+            "{test}: start {start:?}, switching {switching}: {} switches, end {}",
+            o.switches, o.end
+        );
+        assert_eq!(o.end, "done", "start {start:?} switching {switching}");
+        assert_eq!(o.bus, reference.bus, "start {start:?} switching {switching}");
+        assert_eq!(o.state, reference.state, "start {start:?} switching {switching}");
+        let diff = o.memory_differences(&reference);
+        assert!(diff.is_empty(), "{test}: memory {diff:x?}, start {start:?} switching {switching}");
+    }
+}
+
+fn soft_run(build: fn() -> (Guest, u64)) -> Outcome {
+    let (g, rip) = build();
+    let o = run_guest(g, rip, Accel::Soft, false);
+    assert_eq!(o.end, "done", "{o:?}");
+    o
+}
