@@ -15,6 +15,7 @@ use kagami_machine::kvm::KvmCpu;
 
 pub const SWITCH_PORT: u16 = 0xf5;
 pub const IRQ_PORT: u16 = 0xf6;
+pub const NMI_PORT: u16 = 0xf7;
 /// Guest-physical MMIO window the test bus answers (outside the 16 MiB of RAM).
 pub const MMIO_BASE: u64 = 0x2000_0000;
 /// MMIO writes there act like `SWITCH_PORT` and `DONE_PORT` (for ring-3
@@ -60,6 +61,9 @@ pub struct TestBus {
     /// Vectors acknowledged (interrupts taken), in order.
     pub acked: Vec<u8>,
     pub pending_irq: Option<u8>,
+    /// An NMI the guest raised by writing `NMI_PORT`.
+    pub pending_nmi: bool,
+    pub nmis_taken: u32,
     pub done: bool,
     pub switch: bool,
 }
@@ -73,6 +77,7 @@ impl Bus for TestBus {
             DONE_PORT => self.done = true,
             SWITCH_PORT => self.switch = true,
             IRQ_PORT => self.pending_irq = Some(v as u8),
+            NMI_PORT => self.pending_nmi = true,
             _ => {}
         }
         self.writes.push((port, v));
@@ -95,6 +100,11 @@ impl Bus for TestBus {
         let v = self.pending_irq.take();
         self.acked.extend(v);
         v
+    }
+    fn take_nmi(&mut self) -> bool {
+        let n = std::mem::take(&mut self.pending_nmi);
+        self.nmis_taken += n as u32;
+        n
     }
     fn stop_requested(&mut self) -> bool {
         self.done || self.switch

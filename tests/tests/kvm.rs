@@ -10,7 +10,9 @@
 
 use iced_x86::code_asm::*;
 use kagami_tests::guest::{descriptor, flat_cpu, Guest, DONE_PORT, FLAT_CODE, REPORT_PORT};
-use kagami_tests::kvm_guest::{kvm_or_skip, run_board_guest, run_guest, Accel, BoardOutcome, Outcome, IRQ_PORT, MMIO_BASE, SWITCH_PORT};
+use kagami_tests::kvm_guest::{
+    kvm_or_skip, run_board_guest, run_guest, Accel, BoardOutcome, Outcome, IRQ_PORT, MMIO_BASE, NMI_PORT, SWITCH_PORT,
+};
 
 const R: u32 = REPORT_PORT as u32;
 const SW: u32 = SWITCH_PORT as u32;
@@ -302,6 +304,12 @@ fn flat32() -> (Guest, u64) {
 fn flat64() -> (Guest, u64) {
     let mut g = flat_cpu(64);
     g.load(IDT as u64 + 16 * 0x52, &gate64(0x18, 0xc000).to_le_bytes());
+    g.load(IDT as u64 + 16 * 2, &gate64(0x18, 0xd000).to_le_bytes());
+    g.asm(64, 0xd000, |a| {
+        a.mov(eax, 0x0d0du32)?;
+        a.out(R, eax)?;
+        a.iretq()
+    });
     g.cpu.s.idtr.base = IDT as u64;
     g.cpu.s.idtr.limit = 0xfff;
     g.asm(64, FLAT_CODE, |a| {
@@ -326,6 +334,11 @@ fn flat64() -> (Guest, u64) {
         a.hlt()?;
         a.cli()?;
         a.out(SW, al)?;
+        // NMI: raised by the port write, taken before the next instruction
+        // on the software CPU and at the exit on KVM (the same place).
+        a.out(NMI_PORT as u32, al)?;
+        a.mov(eax, 0x2222u32)?;
+        a.out(R, eax)?;
         // String I/O: one KVM exit carries several elements.
         a.mov(rsi, 0x7000u64)?;
         a.mov(dword_ptr(rsi), 0x4433_2211u32)?;
@@ -446,7 +459,18 @@ fn kvm_flat64_program() {
     same_everywhere(
         "kvm_flat64_program",
         flat64,
-        &[0x2345_6780, 0xf, 63, 0x8_0008, 0x64d7, 0x18, 0xe2e0_e2e0, 3448346048],
+        &[
+            0x2345_6780,
+            0xf,
+            63,
+            0x8_0008,
+            0x64d7,
+            0x18,
+            0x0d0d,
+            0x2222,
+            0xe2e0_e2e0,
+            3448346048,
+        ],
     );
 }
 

@@ -49,7 +49,7 @@ pub fn run_pc(pc: &mut Pc, kvm: &mut KvmCpu) -> Result<Stop, String> {
                 kvm.set_state(&pc.cpu.s)?;
             }
             Exit::Halted => {
-                let if_set = kvm.get_state()?.regs.rflags & kagami_cpu::state::flags::IF != 0;
+                let if_set = kvm.interrupts_enabled()?;
                 match pc.board.next_deadline() {
                     None if !if_set => return Ok(Stop::Hung),
                     None => std::thread::sleep(Duration::from_millis(1)),

@@ -239,6 +239,12 @@ impl KvmCpu {
         Ok(self.read_tsc()?.abs_diff(value) < CLOSE)
     }
 
+    /// RFLAGS.IF of the vCPU (one KVM_GET_REGS).
+    pub fn interrupts_enabled(&self) -> Result<bool, String> {
+        let regs = self.vcpu.get_regs().map_err(|e| format!("KVM_GET_REGS failed: {e}"))?;
+        Ok(regs.rflags & kagami_cpu::state::flags::IF != 0)
+    }
+
     /// Whether the last `set_state` could set the guest's TSC (false on PVM,
     /// where the guest reads the host's TSC).
     pub fn tsc_settable(&self) -> bool {
@@ -435,8 +441,7 @@ impl KvmCpu {
         // given a halted state without running has none yet. A halted vCPU
         // is past its HLT (no interrupt shadow), so RFLAGS.IF decides.
         let ready = if self.halted {
-            let regs = self.vcpu.get_regs().map_err(|e| format!("KVM_GET_REGS failed: {e}"))?;
-            regs.rflags & kagami_cpu::state::flags::IF != 0
+            self.interrupts_enabled()?
         } else {
             let run = self.vcpu.get_kvm_run();
             run.ready_for_interrupt_injection != 0 && run.if_flag != 0
