@@ -321,8 +321,14 @@ impl KvmCpu {
     }
 
     fn run_loop(&mut self, bus: &mut dyn Bus, deadline: Option<Instant>) -> Result<Exit, String> {
+        // An I/O or MMIO instruction handled in user space and not yet
+        // completed by re-entering KVM.
+        let mut incomplete = false;
         loop {
             if deadline.is_some_and(|d| Instant::now() >= d) {
+                if incomplete {
+                    self.complete_pending_io()?;
+                }
                 return Ok(Exit::Budget);
             }
             if bus.take_nmi() {
@@ -336,7 +342,12 @@ impl KvmCpu {
             let tpr = (bus.read_tpr() >> 4) as u64;
             self.vcpu.get_kvm_run().cr8 = tpr;
             self.cr8 = tpr;
-            let exit = match self.vcpu.run() {
+            // KVM_RUN first completes a pending I/O, then checks for signals
+            // (Documentation/virt/kvm/api.rst, "KVM_EXIT_IO"), so after it
+            // returns, in any way, nothing is left incomplete.
+            let r = self.vcpu.run();
+            incomplete = false;
+            let exit = match r {
                 Ok(exit) => exit,
                 // The kicker's signal (deadline) or another signal: look again.
                 Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => continue,
@@ -397,6 +408,7 @@ impl KvmCpu {
                 }
                 return Ok(if bus.stop_requested() { Exit::Stopped } else { Exit::Budget });
             }
+            incomplete = complete;
         }
     }
 
