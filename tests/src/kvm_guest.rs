@@ -57,6 +57,7 @@ pub fn kvm_or_skip(test: &str) -> bool {
 #[derive(Default, Clone, Debug, PartialEq, Eq)]
 pub struct TestBus {
     pub writes: Vec<(u16, u32)>,
+    pub reads: u64,
     pub mmio_writes: Vec<(u64, u8, u64)>,
     /// Vectors acknowledged (interrupts taken), in order.
     pub acked: Vec<u8>,
@@ -70,6 +71,7 @@ pub struct TestBus {
 
 impl Bus for TestBus {
     fn io_read(&mut self, port: u16, size: u8) -> u32 {
+        self.reads += 1;
         (port as u32).wrapping_mul(0x0101_0101) ^ size as u32
     }
     fn io_write(&mut self, port: u16, _: u8, v: u32) {

@@ -974,3 +974,58 @@ fn soft_run(build: fn() -> (Guest, u64)) -> Outcome {
     assert_eq!(o.end, "done", "{o:?}");
     o
 }
+
+/// Stopping at host-time deadlines in the middle of a port-write loop and
+/// moving to the software CPU for one instruction each time: every write
+/// happens exactly once (a stop never leaves KVM's half-done OUT behind).
+#[test]
+fn kvm_deadline_stops_are_instruction_boundaries() {
+    use kagami_cpu::Exit;
+    use kagami_tests::kvm_guest::TestBus;
+    if !kvm_or_skip("kvm_deadline_stops_are_instruction_boundaries") {
+        return;
+    }
+    const N: u32 = 3000;
+    let mut g = flat_cpu(64);
+    g.asm(64, FLAT_CODE, |a| {
+        let mut top = a.create_label();
+        a.xor(ecx, ecx)?;
+        a.xor(ebx, ebx)?;
+        a.set_label(&mut top)?;
+        a.xor(eax, eax)?;
+        a.in_(al, 0x80)?;
+        a.add(ebx, eax)?;
+        a.mov(eax, ecx)?;
+        a.out(0x81, eax)?;
+        a.inc(ecx)?;
+        a.cmp(ecx, N as i32)?;
+        a.jne(top)?;
+        a.mov(eax, ebx)?;
+        a.out(0x82, eax)?;
+        a.hlt()
+    });
+    g.cpu.s.rip = FLAT_CODE;
+    let mut bus = TestBus::default();
+    let mut vcpu = kagami_machine::kvm::KvmCpu::new(&g.cpu).expect("vCPU");
+    let mut stops = 0;
+    loop {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_micros(300);
+        match vcpu.run(&mut bus, Some(deadline)).expect("KVM run") {
+            Exit::Halted => break,
+            Exit::Budget => {
+                stops += 1;
+                vcpu.save_to(&mut g.cpu, &mut bus).expect("state");
+                g.cpu.step(&mut bus);
+                vcpu.set_state(&g.cpu.s).expect("state");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    let values: Vec<u32> = bus.writes.iter().filter(|w| w.0 == 0x81).map(|w| w.1).collect();
+    eprintln!("{stops} deadline stops");
+    assert!(stops > 0);
+    assert_eq!(values, (0..N).collect::<Vec<_>>());
+    assert_eq!(bus.reads, N as u64, "each IN read the port once");
+    // Each IN gave 0x80 * 0x01010101 ^ 1, low byte 0x81.
+    assert_eq!(bus.writes.last(), Some(&(0x82, 0x81 * N)));
+}
