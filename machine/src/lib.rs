@@ -3,6 +3,8 @@
 pub mod board;
 pub mod clock;
 pub mod demo;
+pub mod drive;
+pub mod img;
 pub mod initramfs;
 pub mod kvm;
 pub mod options;

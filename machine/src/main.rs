@@ -173,6 +173,11 @@ fn run_demo(cli: &Cli) -> Result<u8, String> {
 }
 
 fn main() -> ExitCode {
+    // `kagami img ...`: the image tool has its own command line.
+    let mut args = std::env::args_os();
+    if std::env::args_os().nth(1).is_some_and(|a| a == "img") {
+        return ExitCode::from(kagami_machine::img::main(args.by_ref().skip(2).collect()));
+    }
     let cli = match Cli::try_parse_from(qemu_style(std::env::args_os())) {
         Ok(c) => c,
         // --help and --version print to stdout and succeed.
