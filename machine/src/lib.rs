@@ -4,6 +4,7 @@ pub mod board;
 pub mod clock;
 pub mod demo;
 pub mod drive;
+pub mod drive_options;
 pub mod img;
 pub mod initramfs;
 pub mod kvm;
