@@ -6,7 +6,7 @@
 #      qemu-utils for qemu-img, which makes and checks disk images,
 #      acpica-tools for iasl, which checks the generated ACPI tables);
 #   2. builds the Linux test guest in target/guest/ if it is not there
-#      (scripts/build-test-guest.sh);
+#      (scripts/build-test-guest.sh) and the disk modules (scripts/build-disk-guest.sh);
 #   3. runs every test of the workspace with cargo-nextest (cargo test if
 #      nextest is missing), in the dev profile only;
 #   4. builds the fuzz target (fuzz/) on stable and runs it briefly.
@@ -34,6 +34,7 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 bash scripts/build-test-guest.sh
+bash scripts/build-disk-guest.sh
 
 # A missing guest image or tool fails the guest tests instead of skipping them.
 export KAGAMI_REQUIRE_GUEST=1
