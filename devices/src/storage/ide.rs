@@ -88,6 +88,9 @@ pub struct IdeChannel {
     block_end: usize,
     /// ATAPI PACKET: data by DMA.
     packet_dma: bool,
+    /// The unit the current command runs on (the guest may select the
+    /// other one while a transfer is pending).
+    active: usize,
     bm_command: u8,
     bm_status: u8,
     prd: u32,
@@ -112,6 +115,7 @@ impl IdeChannel {
             block: 0,
             block_end: 0,
             packet_dma: false,
+            active: 0,
             bm_command: 0,
             bm_status: 0,
             prd: 0,
@@ -175,11 +179,15 @@ impl IdeChannel {
         }
     }
 
+    fn active_drive(&mut self) -> Option<&mut Drive> {
+        self.drives[self.active].as_mut()
+    }
+
     fn fail(&mut self, error: u8) {
         self.xfer = Xfer::None;
         self.error = error;
         self.status = DRDY | ERR;
-        if self.drive().is_some_and(|d| d.is_atapi()) {
+        if self.active_drive().is_some_and(|d| d.is_atapi()) {
             self.count[0] = 3; // I/O and C/D: status phase
         }
         self.raise();
@@ -189,7 +197,7 @@ impl IdeChannel {
         self.xfer = Xfer::None;
         self.error = 0;
         self.status = DRDY | DSC;
-        if self.drive().is_some_and(|d| d.is_atapi()) {
+        if self.active_drive().is_some_and(|d| d.is_atapi()) {
             self.count[0] = 3;
         }
         self.raise();
@@ -199,6 +207,7 @@ impl IdeChannel {
         if self.drive().is_none() {
             return;
         }
+        self.active = self.unit();
         self.irq_pending = false;
         self.update_irq();
         if cmd == 0x90 {
@@ -331,7 +340,7 @@ impl IdeChannel {
         self.bm_status &= !BM_ACTIVE;
         if self.xfer == Xfer::DmaOut {
             let buf = std::mem::take(&mut self.buf);
-            let r = self.drive().expect("transfer has a drive").write_done(&buf);
+            let r = self.active_drive().map_or(Err(ABRT), |d| d.write_done(&buf));
             if let Err(e) = r {
                 self.fail(e);
                 return;
@@ -360,7 +369,7 @@ impl IdeChannel {
             }
             Xfer::PioOut if self.pos >= self.buf.len() => {
                 let buf = std::mem::take(&mut self.buf);
-                match self.drive().expect("transfer has a drive").write_done(&buf) {
+                match self.active_drive().map_or(Err(ABRT), |d| d.write_done(&buf)) {
                     Ok(()) => self.complete(),
                     Err(e) => self.fail(e),
                 }
@@ -386,7 +395,7 @@ impl IdeChannel {
             0 => 0xfffe,
             l => l,
         };
-        match self.drive().expect("packet has a drive").packet(&cdb) {
+        match self.active_drive().map_or(Err(ABRT), |d| d.packet(&cdb)) {
             Err(e) => self.fail(e),
             Ok(data) if data.is_empty() => self.complete(),
             Ok(data) => {
