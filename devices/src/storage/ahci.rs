@@ -17,11 +17,13 @@
 //! staggered spin-up, power states (partial/slumber), enclosure management,
 //! command completion coalescing, the BAR4 index/data pair.
 
-use super::ata::{Drive, Phase, Taskfile, ABRT, DRDY, DSC, ERR};
+use super::ata::{Drive, DriveState, Phase, Taskfile, ABRT, DRDY, DSC, ERR};
 use crate::bus::MmioDevice;
 use crate::dma::DmaMemory;
 use crate::irq::IrqLine;
 use crate::pci::{BarKind, ConfigSpace, PciDevice, CONFIG_SIZE, VENDOR_INTEL};
+use crate::snapshot::{check, Snapshot, StateError};
+use serde::{Deserialize, Serialize};
 
 pub const ICH9_AHCI_DEVICE_ID: u16 = 0x2922;
 pub const PORTS: usize = 6;
@@ -493,5 +495,97 @@ impl PciDevice for Ich9Ahci {
     fn reset(&mut self) {
         self.cfg.reset();
         self.reset_hba();
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortState {
+    pub clb: u64,
+    pub fb: u64,
+    pub is: u32,
+    pub ie: u32,
+    pub cmd: u32,
+    pub tfd: u32,
+    pub sig: u32,
+    pub sctl: u32,
+    pub serr: u32,
+    pub sact: u32,
+    pub ci: u32,
+    pub drive: Option<DriveState>,
+}
+
+/// The HBA and its ports (configuration space is saved by the PCI bus).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct State {
+    pub ghc: u32,
+    pub is: u32,
+    pub ports: Vec<PortState>,
+}
+
+impl Snapshot for Ich9Ahci {
+    type State = State;
+    fn save(&self) -> State {
+        State {
+            ghc: self.ghc,
+            is: self.is,
+            ports: self
+                .ports
+                .iter()
+                .map(|p| PortState {
+                    clb: p.clb,
+                    fb: p.fb,
+                    is: p.is,
+                    ie: p.ie,
+                    cmd: p.cmd,
+                    tfd: p.tfd,
+                    sig: p.sig,
+                    sctl: p.sctl,
+                    serr: p.serr,
+                    sact: p.sact,
+                    ci: p.ci,
+                    drive: p.drive.as_ref().map(Drive::save),
+                })
+                .collect(),
+        }
+    }
+    fn restore(&mut self, s: &State) -> Result<(), StateError> {
+        const D: &str = "ich9-ahci";
+        check(D, s.ports.len() == PORTS, || format!("{} ports", s.ports.len()))?;
+        check(D, s.ghc & !(GHC_AE | GHC_IE) == 0 && s.ghc & GHC_AE != 0, || {
+            format!("GHC {:#x}", s.ghc)
+        })?;
+        check(D, s.is < 1 << PORTS, || format!("IS {:#x}", s.is))?;
+        for (i, (p, ps)) in self.ports.iter().zip(&s.ports).enumerate() {
+            check(D, p.drive.is_some() == ps.drive.is_some(), || {
+                format!("port {i} saved with another drive")
+            })?;
+            // Commands complete when issued: nothing can be outstanding.
+            check(D, ps.ci == 0 && ps.clb & 0x3ff == 0 && ps.fb & 0xff == 0, || {
+                format!("port {i}: CI/CLB/FB")
+            })?;
+            if let (Some(d), Some(ds)) = (&p.drive, &ps.drive) {
+                d.validate(ds)?;
+            }
+        }
+        for (p, ps) in self.ports.iter_mut().zip(&s.ports) {
+            if let (Some(d), Some(ds)) = (p.drive.as_mut(), &ps.drive) {
+                d.restore(ds)?;
+            }
+            p.clb = ps.clb;
+            p.fb = ps.fb;
+            p.is = ps.is;
+            p.ie = ps.ie;
+            p.cmd = ps.cmd;
+            p.tfd = ps.tfd;
+            p.sig = ps.sig;
+            p.sctl = ps.sctl;
+            p.serr = ps.serr;
+            p.sact = ps.sact;
+            p.ci = ps.ci;
+        }
+        self.ghc = s.ghc;
+        self.is = s.is;
+        self.update_irq();
+        Ok(())
     }
 }

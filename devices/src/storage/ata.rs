@@ -11,8 +11,10 @@
 //! (INITIALIZE DEVICE PARAMETERS is accepted with it), security, SMART, HPA,
 //! NCQ, power management beyond answering CHECK POWER MODE.
 
-use super::atapi::Cdrom;
+use super::atapi::{Cdrom, CdromState};
 use super::block::BlockBackend;
+use crate::snapshot::{check, StateError};
+use serde::{Deserialize, Serialize};
 
 pub const SECTOR: usize = 512;
 
@@ -404,6 +406,64 @@ impl Drive {
         w[82] = 0x4010; // PACKET feature set
         w[85] = 0x0010;
         finish_identify(w)
+    }
+}
+
+/// What a [`Drive`] holds besides its image (the image is reattached by the machine).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DriveState {
+    pub multiple: u16,
+    pub write_at: u64,
+    pub udma: Option<u8>,
+    pub mwdma: Option<u8>,
+    pub write_cache: bool,
+    /// Present for a CD-ROM.
+    pub cdrom: Option<CdromState>,
+}
+
+impl Drive {
+    pub fn save(&self) -> DriveState {
+        DriveState {
+            multiple: self.multiple,
+            write_at: self.write_at,
+            udma: self.udma,
+            mwdma: self.mwdma,
+            write_cache: self.write_cache,
+            cdrom: match &self.kind {
+                Kind::Cdrom(c) => Some(c.save()),
+                Kind::Disk(_) => None,
+            },
+        }
+    }
+
+    /// Check a saved state against this drive, changing nothing.
+    pub fn validate(&self, s: &DriveState) -> Result<(), StateError> {
+        const D: &str = "ata-drive";
+        check(
+            D,
+            s.multiple <= MAX_MULTIPLE && (s.multiple == 0 || s.multiple.is_power_of_two()),
+            || format!("multiple count {}", s.multiple),
+        )?;
+        check(D, s.udma.is_none_or(|m| m <= 5) && s.mwdma.is_none_or(|m| m <= 2), || {
+            "transfer mode out of range".into()
+        })?;
+        check(D, s.cdrom.is_some() == self.is_atapi(), || "saved drive is of another kind".into())?;
+        check(D, s.write_at.is_multiple_of(SECTOR as u64), || {
+            format!("write offset {}", s.write_at)
+        })
+    }
+
+    pub fn restore(&mut self, s: &DriveState) -> Result<(), StateError> {
+        self.validate(s)?;
+        self.multiple = s.multiple;
+        self.write_at = s.write_at;
+        self.udma = s.udma;
+        self.mwdma = s.mwdma;
+        self.write_cache = s.write_cache;
+        if let (Kind::Cdrom(c), Some(cs)) = (&mut self.kind, &s.cdrom) {
+            c.restore(cs);
+        }
+        Ok(())
     }
 }
 

@@ -13,6 +13,15 @@
 //! medium stays).
 
 use super::block::BlockBackend;
+use serde::{Deserialize, Serialize};
+
+/// A CD-ROM's state besides its medium.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CdromState {
+    pub sense: (u8, u8, u8),
+    pub locked: bool,
+    pub media_event: bool,
+}
 
 pub const CD_SECTOR: usize = 2048;
 
@@ -53,6 +62,19 @@ impl Cdrom {
             locked: false,
             media_event,
         }
+    }
+
+    pub fn save(&self) -> CdromState {
+        CdromState {
+            sense: self.sense,
+            locked: self.locked,
+            media_event: self.media_event,
+        }
+    }
+    pub fn restore(&mut self, s: &CdromState) {
+        self.sense = s.sense;
+        self.locked = s.locked;
+        self.media_event = s.media_event;
     }
 
     /// Sectors of the medium (0 with none).

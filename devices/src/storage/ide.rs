@@ -27,10 +27,12 @@
 //! (or at the command if it already is). Left out: PIO/DMA timing, the
 //! drive's BSY time, simplex mode.
 
-use super::ata::{Accepted, Drive, Phase, Taskfile, ABRT, DRDY, DRQ, DSC, ERR};
+use super::ata::{Accepted, Drive, DriveState, Phase, Taskfile, ABRT, DRDY, DRQ, DSC, ERR};
 use crate::bus::PortIoDevice;
 use crate::dma::DmaMemory;
 use crate::irq::IrqLine;
+use crate::snapshot::{check, Snapshot, StateError};
+use serde::{Deserialize, Serialize};
 
 pub const PRIMARY: u16 = 0x00;
 pub const PRIMARY_CONTROL: u16 = 0x08;
@@ -50,8 +52,8 @@ const BM_ACTIVE: u8 = 0x01;
 const BM_ERROR: u8 = 0x02;
 const BM_INTERRUPT: u8 = 0x04;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Xfer {
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Xfer {
     None,
     /// PIO to the host, ATA command.
     PioIn,
@@ -627,5 +629,128 @@ impl PortIoDevice for IdeController {
             }
             _ => {}
         }
+    }
+}
+
+/// One channel's registers, transfer in progress and drive states.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChannelState {
+    pub feature: [u8; 2],
+    pub count: [u8; 2],
+    pub lba: [[u8; 2]; 3],
+    pub device: u8,
+    pub control: u8,
+    pub status: u8,
+    pub error: u8,
+    pub irq_pending: bool,
+    pub xfer: Xfer,
+    pub buf: Vec<u8>,
+    pub pos: usize,
+    pub block: usize,
+    pub block_end: usize,
+    pub packet_dma: bool,
+    pub active: usize,
+    pub bm_command: u8,
+    pub bm_status: u8,
+    pub prd: u32,
+    pub drives: [Option<DriveState>; 2],
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct State {
+    pub channels: Vec<ChannelState>,
+}
+
+impl IdeChannel {
+    fn save(&self) -> ChannelState {
+        ChannelState {
+            feature: self.feature,
+            count: self.count,
+            lba: self.lba,
+            device: self.device,
+            control: self.control,
+            status: self.status,
+            error: self.error,
+            irq_pending: self.irq_pending,
+            xfer: self.xfer,
+            buf: self.buf.clone(),
+            pos: self.pos,
+            block: self.block,
+            block_end: self.block_end,
+            packet_dma: self.packet_dma,
+            active: self.active,
+            bm_command: self.bm_command,
+            bm_status: self.bm_status,
+            prd: self.prd,
+            drives: [self.drives[0].as_ref().map(Drive::save), self.drives[1].as_ref().map(Drive::save)],
+        }
+    }
+
+    fn validate(&self, s: &ChannelState) -> Result<(), StateError> {
+        const D: &str = "ide-channel";
+        check(D, s.pos <= s.block_end && s.block_end <= s.buf.len(), || {
+            format!("transfer position {}/{}/{}", s.pos, s.block_end, s.buf.len())
+        })?;
+        check(D, s.active < 2 && s.prd & 3 == 0, || "unit or PRD address out of range".into())?;
+        check(D, s.xfer == Xfer::None || (s.block > 0 && self.drives[s.active].is_some()), || {
+            "a transfer without a block size or a drive".into()
+        })?;
+        for u in 0..2 {
+            check(D, s.drives[u].is_some() == self.drives[u].is_some(), || {
+                format!("unit {u} saved with another drive set")
+            })?;
+            if let (Some(d), Some(ds)) = (&self.drives[u], &s.drives[u]) {
+                d.validate(ds)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn load(&mut self, s: &ChannelState) -> Result<(), StateError> {
+        for u in 0..2 {
+            if let (Some(d), Some(ds)) = (self.drives[u].as_mut(), &s.drives[u]) {
+                d.restore(ds)?;
+            }
+        }
+        self.feature = s.feature;
+        self.count = s.count;
+        self.lba = s.lba;
+        self.device = s.device;
+        self.control = s.control;
+        self.status = s.status;
+        self.error = s.error;
+        self.irq_pending = s.irq_pending;
+        self.xfer = s.xfer;
+        self.buf = s.buf.clone();
+        self.pos = s.pos;
+        self.block = s.block;
+        self.block_end = s.block_end;
+        self.packet_dma = s.packet_dma;
+        self.active = s.active;
+        self.bm_command = s.bm_command;
+        self.bm_status = s.bm_status;
+        self.prd = s.prd;
+        self.update_irq();
+        Ok(())
+    }
+}
+
+/// Registers and drive states; the images and guest memory are the machine's.
+impl Snapshot for IdeController {
+    type State = State;
+    fn save(&self) -> State {
+        State {
+            channels: self.channels.iter().map(IdeChannel::save).collect(),
+        }
+    }
+    fn restore(&mut self, s: &State) -> Result<(), StateError> {
+        check("ide", s.channels.len() == 2, || format!("{} channels", s.channels.len()))?;
+        for (c, cs) in self.channels.iter().zip(&s.channels) {
+            c.validate(cs)?;
+        }
+        for (c, cs) in self.channels.iter_mut().zip(&s.channels) {
+            c.load(cs)?;
+        }
+        Ok(())
     }
 }

@@ -609,3 +609,38 @@ fn ahci_random_command_tables_never_panic() {
         }
     }
 }
+
+#[test]
+fn snapshots_round_trip_and_reject_impossible_states() {
+    use crate::snapshot::Snapshot;
+    let mut t = ide();
+    t.lba28(CMD, 0x20, 5, 3);
+    t.status(CMD);
+    let _ = t.read_data(CMD, 100);
+    let saved = t.c.save();
+    let json = serde_json::to_string(&saved).unwrap();
+    let mut u = ide();
+    u.c.restore(&serde_json::from_str(&json).unwrap()).unwrap();
+    // The restored controller continues the transfer where it stopped.
+    let rest = u.read_data(CMD, 412);
+    assert_eq!(rest, &t.disk.bytes()[5 * 512 + 100..6 * 512]);
+    let mut bad = saved.clone();
+    bad.channels[0].pos = bad.channels[0].buf.len() + 1;
+    assert!(u.c.restore(&bad).is_err());
+    let mut bad = saved.clone();
+    bad.channels[0].drives[1] = bad.channels[0].drives[0].clone();
+    assert!(u.c.restore(&bad).is_err());
+
+    let mut h = hba();
+    h.issue(0, tf(0xc6, 0, 0), &[], false, None);
+    let s = h.a.save();
+    let mut h2 = hba();
+    h2.a.restore(&s).unwrap();
+    assert_eq!(h2.a.save(), s);
+    let mut bad = s.clone();
+    bad.ports[0].ci = 1;
+    assert!(h2.a.restore(&bad).is_err());
+    let mut bad = s.clone();
+    bad.ports[1].drive.as_mut().unwrap().multiple = 3;
+    assert!(h2.a.restore(&bad).is_err());
+}
