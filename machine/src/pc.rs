@@ -121,8 +121,9 @@ impl Pc {
             }
         };
         add(0, 0xa0000.min(low), 0);
-        if low > 0xc0000 {
-            add(0xc0000, low - 0xc0000, 0xc0000);
+        // 0xA0000-0xFFFFF is the board's (SMRAM, PAM): see board_pci.rs.
+        if low > 0x10_0000 {
+            add(0x10_0000, low - 0x10_0000, 0x10_0000);
         }
         add(1 << 32, high, low);
 
@@ -140,7 +141,7 @@ impl Pc {
             e820.add(1 << 32, high, E820Type::Ram);
         }
 
-        let board = Board::new(BoardConfig {
+        let mut board = Board::new(BoardConfig {
             ram_below_4g: low,
             ram_above_4g: high,
             serial: cfg.serial,
@@ -150,6 +151,12 @@ impl Pc {
             q35: cfg.kind == MachineKind::Q35,
         });
         board.check_map()?;
+        board.set_memory_layout(crate::board::MemLayout {
+            base: map,
+            mem: mem.clone(),
+            rom_backing: None,
+        });
+        let map = board.take_phys_map().expect("a memory layout gives a map");
 
         let mut cpu = Cpu::new(mem.clone(), map.clone());
         let mut w = RamWriter { mem: &mem, map: &map };
@@ -186,6 +193,10 @@ impl Pc {
     pub fn run(&mut self, limit: Option<u64>) -> Stop {
         let end = limit.map(|l| self.cpu.s.icount.saturating_add(l));
         loop {
+            // PAM/SMRAM changes (the board stopped the CPU's slice for this).
+            if let Some(m) = self.board.take_phys_map() {
+                self.cpu.set_phys_map(m);
+            }
             let now = self.clock.now_ns(self.cpu.s.icount);
             self.board.advance_to(now);
             for r in self.board.take_requests() {
