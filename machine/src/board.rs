@@ -87,6 +87,8 @@ pub enum PortDev {
     Pci,
     /// A decoded PCI I/O BAR (index into the board's BAR table).
     PciBar(u16),
+    /// QEMU's fw_cfg (0x510 selector/data, 0x514 DMA).
+    FwCfg,
 }
 
 /// One window of I/O space: ports `start..start+len` are offsets
@@ -137,6 +139,8 @@ pub struct Board {
     pub reset: ResetControl,
     pub debug_exit: Option<IsaDebugExit>,
     pub debugcon: Option<IsaDebugcon>,
+    /// fw_cfg, when the machine attaches one ([`Board::attach_fw_cfg`]).
+    pub fw_cfg: Option<kagami_devices::FwCfg>,
     pub lapic: Lapic,
     pub ioapic: Ioapic,
     pub acpi_pm: AcpiPm,
@@ -374,7 +378,7 @@ impl Board {
             })
             .collect();
         let hpet = Hpet::new(route_lines, hpet_legacy.line(0), hpet_legacy.line(8));
-        let pciw = board_pci::PciWiring::new(cfg.q35, &pins, &ports, &mmio);
+        let pciw = board_pci::PciWiring::new(cfg.q35, &pins, &ports);
         let mut rtc = Rtc::new(cfg.rtc_start, pins.line(8));
         rtc.set_memory_size(cfg.ram_below_4g, cfg.ram_above_4g);
         Board {
@@ -390,6 +394,7 @@ impl Board {
             reset: ResetControl::new(requests.sink()),
             debug_exit,
             debugcon,
+            fw_cfg: None,
             lapic: Lapic::new(0, true),
             ioapic: Ioapic::new(0),
             acpi_pm: AcpiPm::new(kagami_bios::acpi::S5_SLP_TYP_PIIX4, true, pins.line(SCI_IRQ), requests.sink()),
@@ -473,6 +478,7 @@ impl Board {
             PortDev::Debugcon => self.debugcon.as_mut().expect("mapped debugcon exists"),
             PortDev::AcpiPm => &mut self.acpi_pm,
             PortDev::Pci => &mut self.pci,
+            PortDev::FwCfg => self.fw_cfg.as_mut().expect("mapped fw_cfg exists"),
             PortDev::PciBar(_) => unreachable!("BAR accesses are dispatched in io_read/io_write"),
         }
     }

@@ -28,6 +28,8 @@ use kagami_cpu::{GuestMemory, PhysMap, Region, RegionKind};
 use kagami_devices::pci::pam::{PamSegment, PAM_SEGMENTS};
 use kagami_devices::pci::{i440fx::I440fx, ich9::Ich9Lpc, piix::Piix3Isa, piix::Piix4Pm, q35::Q35Mch};
 use kagami_devices::pci::{BarMapping, Bdf, PciDevice, PciIntx, PC_HOST, PC_ISA, PC_PM, Q35_HOST, Q35_LPC};
+use kagami_devices::{DmaError, DmaMemory};
+use std::sync::{Arc, Mutex};
 
 /// Pins of the board's `IrqPins` bank that carry PIRQA–H (ISA IRQs use 0–15).
 pub const PIRQ_PIN_BASE: u8 = 16;
@@ -56,9 +58,8 @@ pub struct MemLayout {
 pub struct PciWiring {
     pub(super) intx: PciIntx,
     q35: bool,
-    /// Built-in ranges; the maps are these plus the dynamic entries.
-    static_ports: Vec<PortRange>,
-    static_mmio: Vec<MmioRange>,
+    /// The ACPI PM block's port range, moved to the south bridge's PM base.
+    pm_range: Option<PortRange>,
     /// Decoded BARs; `PortDev::PciBar(i)` / `MmioDev::PciBar(i)` index this.
     pub(super) bars: Vec<BarMapping>,
     /// ISA IRQs PCI interrupts currently hold high (bit n = IRQ n).
@@ -71,17 +72,66 @@ pub struct PciWiring {
     smram_open: bool,
     layout: Option<MemLayout>,
     pending_map: Option<PhysMap>,
+    /// The current map as bus masters see it.
+    dma_map: Arc<Mutex<PhysMap>>,
+}
+
+/// Guest-physical memory for bus masters (fw_cfg DMA, disk controllers):
+/// the RAM and ROM of the current memory map; writes to ROM and any access
+/// to a hole or MMIO fail. Clones share the map, which follows PAM changes.
+#[derive(Clone)]
+pub struct GuestDma {
+    mem: GuestMemory,
+    map: Arc<Mutex<PhysMap>>,
+}
+
+impl GuestDma {
+    /// The pieces of `addr..addr+len`: (backing offset, offset in the
+    /// access, length); fails if any byte is not mapped (or, when `write`,
+    /// not RAM).
+    fn pieces(&self, addr: u64, len: usize, write: bool) -> Result<Vec<(u64, usize, usize)>, DmaError> {
+        let err = DmaError { addr, len };
+        let map = self.map.lock().unwrap();
+        let end = addr.checked_add(len as u64).ok_or(err)?;
+        let mut pieces = Vec::new();
+        let mut a = addr;
+        while a < end {
+            let r = map.lookup(a).ok_or(err)?;
+            if write && r.kind != RegionKind::Ram {
+                return Err(err);
+            }
+            let n = (r.start + r.len).min(end) - a;
+            pieces.push((r.backing + (a - r.start), (a - addr) as usize, n as usize));
+            a += n;
+        }
+        Ok(pieces)
+    }
+}
+
+impl DmaMemory for GuestDma {
+    fn read(&self, addr: u64, buf: &mut [u8]) -> Result<(), DmaError> {
+        for (b, o, n) in self.pieces(addr, buf.len(), false)? {
+            self.mem.read(b, &mut buf[o..o + n]);
+        }
+        Ok(())
+    }
+    fn write(&self, addr: u64, data: &[u8]) -> Result<(), DmaError> {
+        // GuestMemory::write tells the CPU about written code pages.
+        for (b, o, n) in self.pieces(addr, data.len(), true)? {
+            self.mem.write(b, &data[o..o + n]);
+        }
+        Ok(())
+    }
 }
 
 impl PciWiring {
-    pub(super) fn new(q35: bool, pins: &IrqPins, ports: &[PortRange], mmio: &[MmioRange]) -> PciWiring {
+    pub(super) fn new(q35: bool, pins: &IrqPins, ports: &[PortRange]) -> PciWiring {
         let n = if q35 { 8 } else { 4 };
         let intx = PciIntx::new((0..n).map(|p| pins.line(PIRQ_PIN_BASE + p)).collect());
         PciWiring {
             intx,
             q35,
-            static_ports: ports.to_vec(),
-            static_mmio: mmio.iter().filter(|r| r.dev != MmioDev::Ecam).copied().collect(),
+            pm_range: ports.iter().find(|r| r.dev == PortDev::AcpiPm).copied(),
             bars: Vec::new(),
             pirq_isa: 0,
             pirq_gsi: 0,
@@ -90,6 +140,7 @@ impl PciWiring {
             smram_open: false,
             layout: None,
             pending_map: None,
+            dma_map: Arc::new(Mutex::new(PhysMap::new())),
         }
     }
 
@@ -152,6 +203,37 @@ impl Board {
         self.pciw.layout = Some(layout);
         self.read_memory_controls();
         self.rebuild_phys_map();
+    }
+
+    /// Attach QEMU's fw_cfg at ports 0x510–0x511 (selector, data) and
+    /// 0x514–0x51B (DMA address, big-endian), as on QEMU's PC machines.
+    pub fn attach_fw_cfg(&mut self, fw: kagami_devices::FwCfg) {
+        use kagami_devices::fw_cfg::{DMA_ADDRESS, SELECTOR};
+        self.fw_cfg = Some(fw);
+        self.ports.retain(|r| r.dev != PortDev::FwCfg);
+        for (start, len, offset, name) in [
+            (0x510, 2, SELECTOR, "fw_cfg selector/data"),
+            (0x514, 8, DMA_ADDRESS, "fw_cfg DMA address"),
+        ] {
+            self.ports.push(PortRange {
+                start,
+                len,
+                dev: PortDev::FwCfg,
+                offset,
+                name,
+                irq: None,
+            });
+        }
+        self.ports.sort_by_key(|r| r.start);
+    }
+
+    /// Guest memory for a bus-master device (after [`Board::set_memory_layout`]).
+    pub fn dma_memory(&self) -> Option<GuestDma> {
+        let l = self.pciw.layout.as_ref()?;
+        Some(GuestDma {
+            mem: l.mem.clone(),
+            map: self.pciw.dma_map.clone(),
+        })
     }
 
     /// The physical memory map, once after each change: give it to
@@ -218,6 +300,7 @@ impl Board {
                 }
             }
         }
+        *self.pciw.dma_map.lock().unwrap() = m.clone();
         self.pciw.pending_map = Some(m);
     }
 
@@ -251,24 +334,30 @@ impl Board {
         } else {
             Some(ACPI_PM_BASE)
         };
-        let mut ports: Vec<PortRange> = Vec::new();
-        for r in &self.pciw.static_ports {
-            let mut r = *r;
-            if r.dev == PortDev::AcpiPm {
-                match pm_base {
-                    Some(b) if b as u32 + r.len as u32 <= 0x1_0000 => r.start = b,
-                    _ => continue,
-                }
-                if ports
+        // Everything but the dynamic entries stays (other code may have
+        // added ranges since `Board::new`).
+        let mut ports: Vec<PortRange> = self
+            .ports
+            .iter()
+            .filter(|r| !matches!(r.dev, PortDev::PciBar(_) | PortDev::AcpiPm))
+            .copied()
+            .collect();
+        if let (Some(mut r), Some(b)) = (self.pciw.pm_range, pm_base) {
+            r.start = b;
+            if b as u32 + r.len as u32 <= 0x1_0000
+                && !ports
                     .iter()
                     .any(|o| ranges_overlap(o.start as u64, o.len as u64, r.start as u64, r.len as u64))
-                {
-                    continue;
-                }
+            {
+                ports.push(r);
             }
-            ports.push(r);
         }
-        let mut mmio = self.pciw.static_mmio.clone();
+        let mut mmio: Vec<MmioRange> = self
+            .mmio
+            .iter()
+            .filter(|r| !matches!(r.dev, MmioDev::PciBar(_) | MmioDev::Ecam))
+            .copied()
+            .collect();
         if let Some((start, len)) = self.pci.device::<Q35Mch>(Q35_HOST).and_then(|m| m.ecam_window()) {
             if !mmio.iter().any(|o| ranges_overlap(o.start, o.len, start, len)) {
                 mmio.push(MmioRange {
@@ -384,7 +473,7 @@ mod tests {
     use kagami_cpu::Cpu;
     use kagami_devices::pci::config::{ConfigSpace, CONFIG_SIZE};
     use kagami_devices::pci::BarKind;
-    use std::sync::{Arc, Mutex};
+    use kagami_devices::DmaMemory;
 
     /// A function with a 16-port I/O BAR0 and a 4 KiB memory BAR1 that
     /// records accesses and answers reads with bar << 16 | offset.
@@ -656,6 +745,14 @@ mod tests {
         assert_eq!(cpu.read_phys(&mut b, f, 2), 0x7766);
         cpu.write_phys(&mut b, f, 1, 0x99);
         assert_eq!(cpu.read_phys(&mut b, f, 1), 0x66);
+        // Bus masters see the same map: DRAM reads, no writes to ROM.
+        let dma = b.dma_memory().unwrap();
+        let mut two = [0u8; 2];
+        dma.read(f, &mut two).unwrap();
+        assert_eq!(two, [0x66, 0x77]);
+        assert!(dma.write(f, &[1]).is_err());
+        dma.write(0x9_fffe, &[5, 5]).unwrap();
+        assert!(dma.write(0x9_ffff, &[5, 5]).is_err(), "runs into the VGA hole");
         // RE+WE (0x30): ordinary RAM.
         cfg_write(&mut b, 0, 0x59, 1, 0x30);
         cpu.set_phys_map(b.take_phys_map().unwrap());
