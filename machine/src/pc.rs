@@ -72,6 +72,10 @@ pub enum Stop {
 
 const ACPI_TABLES_SIZE: u64 = 64 << 10;
 const RSDP_ADDR: u64 = 0xe0000;
+/// SMBIOS entry point and structure table for direct boot (F segment,
+/// where Linux's dmi_scan looks).
+const SMBIOS_ENTRY_ADDR: u64 = 0xf0000;
+const SMBIOS_TABLE_ADDR: u64 = 0xf0020;
 const MIN_RAM: u64 = 2 << 20;
 /// Longest run slice between device updates in host-clock mode.
 const SLICE: u64 = 200_000;
@@ -204,7 +208,24 @@ impl Pc {
             mem: mem.clone(),
             rom_backing: firmware.then_some(rom_area),
         });
+        let map = board.take_phys_map().expect("a memory layout gives a map");
+        let mut cpu = Cpu::new(mem.clone(), map.clone());
         let acpi = acpi_config(cfg.kind);
+        let smbios_cfg = kagami_bios::smbios::SmbiosConfig {
+            ram_below_4g: low,
+            ram_above_4g: high,
+            cpus: 1,
+            cpuid_1: {
+                let c = cpu.cpuid(1, 0);
+                (c[0], c[3])
+            },
+            ..Default::default()
+        };
+        // Firmware relocates the table and patches the entry point.
+        let smbios_fw = extras.smbios.clone().or_else(|| {
+            let t = kagami_bios::smbios::build(&smbios_cfg, 0);
+            Some((t.entry, t.tables))
+        });
         let fw = crate::firmware::build_fw_cfg(
             &crate::firmware::FwCfgSetup {
                 ram_below_4g: low,
@@ -212,7 +233,7 @@ impl Pc {
                 cpus: 1,
                 nographic: extras.nographic,
                 acpi: &acpi,
-                smbios: extras.smbios.clone(),
+                smbios: smbios_fw,
                 linux: match (&cfg.kernel, firmware) {
                     (Some(k), true) => Some((k.as_slice(), cfg.initrd.as_deref(), cfg.append.as_str())),
                     _ => None,
@@ -221,9 +242,7 @@ impl Pc {
             board.dma_memory().map(|d| Box::new(d) as Box<dyn kagami_devices::DmaMemory>),
         )?;
         board.attach_fw_cfg(fw);
-        let map = board.take_phys_map().expect("a memory layout gives a map");
 
-        let mut cpu = Cpu::new(mem.clone(), map.clone());
         let mut w = RamWriter { mem: &mem, map: &map };
         if low > 0x10_0000 && !firmware {
             let tables = kagami_bios::acpi::build(&acpi_config(cfg.kind), low - ACPI_TABLES_SIZE);
@@ -235,6 +254,9 @@ impl Pc {
             }
             w.write(low - ACPI_TABLES_SIZE, &tables.tables).map_err(|e| e.to_string())?;
             w.write(RSDP_ADDR, &tables.rsdp).map_err(|e| e.to_string())?;
+            let smbios = kagami_bios::smbios::build(&smbios_cfg, SMBIOS_TABLE_ADDR as u32);
+            w.write(SMBIOS_ENTRY_ADDR, &smbios.entry).map_err(|e| e.to_string())?;
+            w.write(SMBIOS_TABLE_ADDR, &smbios.tables).map_err(|e| e.to_string())?;
         }
         let boot = match &cfg.kernel {
             // The firmware boots it (fw_cfg items above); the CPU starts at the reset vector.

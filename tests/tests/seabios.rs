@@ -186,5 +186,50 @@ fn seabios_uses_kagamis_acpi_and_smbios_tables() {
         // The RSDP in the F segment is the one kagami's table loader gave.
         let rsdp = find_fseg(&mut pc, b"RSD PTR ").expect("RSDP in the F segment");
         assert_eq!(&phys_bytes(&mut pc, rsdp + 9, 6), b"KAGAMI", "RSDP OEM ID");
+        // SeaBIOS relocated kagami's SMBIOS table and fixed its entry point.
+        let system = smbios_system(&mut pc);
+        assert_eq!(system, ("kagami".to_string(), "Standard PC".to_string()), "{kind:?}");
+    }
+}
+
+/// Find the SMBIOS 2.1 entry point in the F segment, check it, walk the
+/// table it points to as Linux does and return the type 1 manufacturer and
+/// product.
+fn smbios_system(pc: &mut Pc) -> (String, String) {
+    use kagami_bios::smbios;
+    let at = find_fseg(pc, b"_SM_").expect("SMBIOS entry point in the F segment");
+    let entry = phys_bytes(pc, at, smbios::ENTRY_LEN);
+    let (addr, len, count) = smbios::check_entry(&entry).expect("valid entry point");
+    let table = phys_bytes(pc, addr as u64, len as usize);
+    let s = smbios::walk(&table, count).expect("table walks");
+    let kinds: Vec<u8> = s.iter().map(|x| x.kind).collect();
+    for k in [0, 1, 3, 4, 16, 17, 19, 32, 127] {
+        assert!(kinds.contains(&k), "type {k} missing: {kinds:?}");
+    }
+    let sys = s.iter().find(|x| x.kind == 1).unwrap();
+    (sys.string(4).unwrap().to_string(), sys.string(5).unwrap().to_string())
+}
+
+/// Direct kernel boot (no firmware): kagami writes the SMBIOS entry point
+/// and table into the F segment itself.
+#[test]
+fn direct_boot_has_smbios_in_the_f_segment() {
+    for kind in [MachineKind::Pc, MachineKind::Q35] {
+        let mut pc = Pc::new(PcConfig {
+            kind,
+            ram_bytes: 64 << 20,
+            kernel: Some(kagami_tests::mbkernel::kernel()),
+            kernel_path: "mb.elf".into(),
+            initrd: None,
+            append: String::new(),
+            serial: vec![None, None],
+            debug_exit: None,
+            debugcon: None,
+            clock: ClockMode::Instructions { shift: 3 },
+            no_reboot: true,
+            rtc_start: 0,
+        })
+        .unwrap();
+        assert_eq!(smbios_system(&mut pc), ("kagami".to_string(), "Standard PC".to_string()));
     }
 }
