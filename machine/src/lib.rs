@@ -3,6 +3,7 @@
 pub mod board;
 pub mod clock;
 pub mod demo;
+pub mod firmware;
 pub mod initramfs;
 pub mod kvm;
 pub mod options;
