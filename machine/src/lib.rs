@@ -5,6 +5,7 @@ pub mod clock;
 pub mod demo;
 pub mod drive;
 pub mod drive_options;
+pub mod firmware;
 pub mod img;
 pub mod initramfs;
 pub mod kvm;

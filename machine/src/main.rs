@@ -68,7 +68,8 @@ pub(crate) struct Cli {
     #[arg(long, value_name = "CMDLINE", default_value = "")]
     pub(crate) append: String,
 
-    /// Firmware image (not yet: direct kernel boot only).
+    /// Firmware image (e.g. SeaBIOS's bios-256k.bin), mapped below 4 GiB
+    /// and its last 128 KiB below 1 MiB; the CPU starts at its reset vector.
     #[arg(long, value_name = "FILE")]
     pub(crate) bios: Option<std::path::PathBuf>,
 
