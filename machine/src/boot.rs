@@ -6,7 +6,7 @@ use kagami_devices::ByteSink;
 use kagami_machine::clock::ClockMode;
 use kagami_machine::kvm::probe::{probe, KvmStatus};
 use kagami_machine::options::{self, CharTarget, Device};
-use kagami_machine::pc::{MachineKind, Pc, PcConfig, Stop};
+use kagami_machine::pc::{MachineKind, Pc, PcConfig, PcExtras, Stop};
 use std::collections::HashMap;
 
 fn sink(target: &CharTarget, what: &str) -> Result<Option<ByteSink>, String> {
@@ -91,9 +91,14 @@ pub fn run(cli: &Cli) -> Result<u8, String> {
             return Err(format!("-display {d}: only -display none exists for now"));
         }
     }
-    if cli.bios.is_some() {
-        return Err("-bios: external firmware is not supported yet; boot a kernel with -kernel".into());
-    }
+    let bios = match &cli.bios {
+        Some(p) => {
+            let image = read_file("-bios", p)?;
+            kagami_machine::firmware::check_bios(&p.display().to_string(), &image)?;
+            Some(image)
+        }
+        None => None,
+    };
     let ram = match &cli.memory {
         Some(m) => options::parse_mem(m)?,
         None => 128 << 20,
@@ -137,16 +142,16 @@ pub fn run(cli: &Cli) -> Result<u8, String> {
         },
         None => ClockMode::Host,
     };
-    let kernel_path = cli
-        .kernel
-        .as_ref()
-        .ok_or("nothing to boot: give -kernel FILE (or --demo for the built-in demo guest)")?;
-    let kernel = read_file("-kernel", kernel_path)?;
+    if cli.kernel.is_none() && bios.is_none() {
+        return Err("nothing to boot: give -kernel FILE or -bios FILE (or --demo for the built-in demo guest)".into());
+    }
+    let kernel = cli.kernel.as_ref().map(|p| read_file("-kernel", p)).transpose()?;
+    let kernel_path = cli.kernel.clone().unwrap_or_default();
     let initrd = cli.initrd.as_ref().map(|p| read_file("-initrd", p)).transpose()?;
     let cfg = PcConfig {
         kind,
         ram_bytes: ram,
-        kernel: Some(kernel),
+        kernel,
         kernel_path: kernel_path.display().to_string(),
         initrd,
         append: cli.append.clone(),
@@ -163,7 +168,14 @@ pub fn run(cli: &Cli) -> Result<u8, String> {
                 .map_or(0, |d| d.as_secs() as i64),
         },
     };
-    let mut pc = Pc::new(cfg)?;
+    let mut pc = Pc::new_ext(
+        cfg,
+        PcExtras {
+            bios,
+            nographic: cli.nographic,
+            smbios: None,
+        },
+    )?;
     if cli.print_machine {
         print!("{}", pc.board.describe());
         return Ok(0);
