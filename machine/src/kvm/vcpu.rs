@@ -100,6 +100,12 @@ impl KvmCpu {
         &self.vm
     }
 
+    /// Follow a change of the machine's physical memory map (the software
+    /// CPU's `Cpu::set_phys_map`).
+    pub fn set_phys_map(&mut self, phys: &kagami_cpu::PhysMap) -> Result<(), String> {
+        self.vm.set_phys_map(phys)
+    }
+
     /// Load a software CPU's state into the vCPU.
     pub fn set_state(&mut self, s: &CpuState) -> Result<(), String> {
         let k = to_kvm(s);
