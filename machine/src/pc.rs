@@ -54,6 +54,21 @@ pub enum Stop {
     Hung,
     /// The caller's instruction limit was reached.
     Limit,
+    /// The user asked to quit (Ctrl-A X, or the input side closed after a `-no-shutdown` stop).
+    Quit,
+}
+
+/// Input from outside the machine. It enters only through the channel of
+/// [`Pc::connect_input`], which the run loop drains at slice boundaries, so
+/// the instruction count at which each input takes effect is well defined
+/// (logged with `-d` target `input`), and a recorded stream can be replayed
+/// at the same points.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum HostInput {
+    /// Bytes typed on the host side of serial port `port` (0 = COM1).
+    Serial { port: usize, bytes: Vec<u8> },
+    /// Stop the machine (Ctrl-A X).
+    Quit,
 }
 
 const ACPI_TABLES_SIZE: u64 = 64 << 10;
@@ -71,6 +86,9 @@ pub struct Pc {
     /// TSC minus machine time in ns (the TSC runs at 1 GHz, as the LAPIC's
     /// TSC-deadline mode assumes); changes when the guest writes the TSC.
     tsc_offset: u64,
+    input: Option<std::sync::mpsc::Receiver<HostInput>>,
+    /// `-no-shutdown`: a guest poweroff stops the machine; kagami waits for Quit.
+    no_shutdown: bool,
 }
 
 struct RamWriter<'a> {
@@ -179,19 +197,74 @@ impl Pc {
             no_reboot: cfg.no_reboot,
             boot,
             tsc_offset: 0,
+            input: None,
+            no_shutdown: false,
         })
+    }
+
+    /// The one doorway for outside input: returns the sending side of a
+    /// channel the run loop drains between slices.
+    pub fn connect_input(&mut self) -> std::sync::mpsc::Sender<HostInput> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        self.input = Some(rx);
+        tx
+    }
+
+    /// `-no-shutdown`: on guest poweroff, stop the machine and wait for
+    /// [`HostInput::Quit`] instead of returning at once.
+    pub fn set_no_shutdown(&mut self, on: bool) {
+        self.no_shutdown = on;
+    }
+
+    /// Apply pending outside input; Some(stop) when the user quits.
+    fn drain_input(&mut self) -> Option<Stop> {
+        let rx = self.input.as_ref()?;
+        loop {
+            match rx.try_recv() {
+                Ok(HostInput::Serial { port, bytes }) => {
+                    tracing::debug!(target: "input", icount = self.cpu.s.icount, port, len = bytes.len(), "serial input");
+                    self.board.serial_input(port, &bytes);
+                }
+                Ok(HostInput::Quit) => return Some(Stop::Quit),
+                Err(std::sync::mpsc::TryRecvError::Empty) => return None,
+                Err(std::sync::mpsc::TryRecvError::Disconnected) => {
+                    self.input = None;
+                    return None;
+                }
+            }
+        }
+    }
+
+    /// The guest powered off: exit code 0, or with `-no-shutdown` wait
+    /// (machine stopped) until the user quits.
+    fn power_off(&mut self) -> Stop {
+        if !self.no_shutdown {
+            return Stop::Exit(0);
+        }
+        eprintln!("kagami: the guest powered off; machine stopped (-no-shutdown). Ctrl-A X quits.");
+        if let Some(rx) = self.input.take() {
+            while let Ok(i) = rx.recv() {
+                if i == HostInput::Quit {
+                    break;
+                }
+            }
+        }
+        Stop::Exit(0)
     }
 
     /// Run until the guest stops the machine, or `limit` instructions retire.
     pub fn run(&mut self, limit: Option<u64>) -> Stop {
         let end = limit.map(|l| self.cpu.s.icount.saturating_add(l));
         loop {
+            if let Some(stop) = self.drain_input() {
+                return stop;
+            }
             let now = self.clock.now_ns(self.cpu.s.icount);
             self.board.advance_to(now);
             for r in self.board.take_requests() {
                 match r {
                     MachineRequest::Exit(code) => return Stop::Exit(code),
-                    MachineRequest::PowerOff => return Stop::Exit(0),
+                    MachineRequest::PowerOff => return self.power_off(),
                     MachineRequest::SetA20(on) => self.cpu.set_a20(on),
                     MachineRequest::Reset => {
                         if let Some(stop) = self.reset() {
@@ -210,13 +283,16 @@ impl Pc {
             if let Some(e) = end {
                 budget = budget.min(e - self.cpu.s.icount).max(1);
             }
-            // The TSC follows the machine clock, updated once per slice.
-            let tsc = now.wrapping_add(self.tsc_offset);
-            self.cpu.s.tsc = tsc;
-            let exit = self.cpu.run(&mut self.board, budget);
-            if self.cpu.s.tsc != tsc {
-                self.tsc_offset = self.cpu.s.tsc.wrapping_sub(now);
-            }
+            // The TSC follows the machine clock: `s.tsc` holds its value at
+            // the slice start, and TimedBus gives the exact value at each read.
+            self.cpu.s.tsc = now.wrapping_add(self.tsc_offset);
+            let mut bus = TimedBus {
+                board: &mut self.board,
+                clock: &self.clock,
+                tsc_offset: &mut self.tsc_offset,
+                synced_ns: now,
+            };
+            let exit = self.cpu.run(&mut bus, budget);
             match exit {
                 Exit::Budget | Exit::Stopped => {}
                 Exit::TripleFault => {
@@ -260,6 +336,87 @@ impl Pc {
         None
     }
 }
+
+/// The board as the CPU sees it during a slice: every call goes to the
+/// board, and the machine clock is read at each device access and TSC read,
+/// so time inside a slice moves with the instructions (deterministic mode:
+/// exactly `icount << shift`; host mode: the host clock at the access).
+/// Without this a PM-timer or PIT polling loop sees time frozen for a whole
+/// slice (Linux: "PM-Timer failed consistency check", failed TSC calibration).
+struct TimedBus<'a> {
+    board: &'a mut Board,
+    clock: &'a MachineClock,
+    /// TSC minus machine time (changes when the guest writes the TSC).
+    tsc_offset: &'a mut u64,
+    /// The time the board's devices were last advanced to.
+    synced_ns: u64,
+}
+
+impl kagami_cpu::Bus for TimedBus<'_> {
+    fn io_read(&mut self, port: u16, size: u8) -> u32 {
+        self.board.io_read(port, size)
+    }
+    fn io_write(&mut self, port: u16, size: u8, value: u32) {
+        self.board.io_write(port, size, value)
+    }
+    fn mmio_read(&mut self, addr: u64, size: u8) -> u64 {
+        self.board.mmio_read(addr, size)
+    }
+    fn mmio_write(&mut self, addr: u64, size: u8, value: u64) {
+        self.board.mmio_write(addr, size, value)
+    }
+    fn interrupt_pending(&mut self) -> bool {
+        self.board.interrupt_pending()
+    }
+    fn acknowledge_interrupt(&mut self) -> Option<u8> {
+        self.board.acknowledge_interrupt()
+    }
+    fn take_nmi(&mut self) -> bool {
+        self.board.take_nmi()
+    }
+    fn write_tpr(&mut self, tpr: u8) {
+        self.board.write_tpr(tpr)
+    }
+    fn read_tpr(&mut self) -> u8 {
+        self.board.read_tpr()
+    }
+    fn read_msr(&mut self, msr: u32) -> Option<u64> {
+        let v = self.board.read_msr(msr)?;
+        // The LAPIC keeps the TSC deadline in machine time; the guest sees TSC values.
+        Some(if msr == MSR_TSC_DEADLINE && v != 0 {
+            v.wrapping_add(*self.tsc_offset)
+        } else {
+            v
+        })
+    }
+    fn write_msr(&mut self, msr: u32, value: u64) -> bool {
+        if msr == MSR_TSC_DEADLINE && value != 0 {
+            // A deadline already passed fires at once (machine time 1 is always past).
+            let t = value.wrapping_sub(*self.tsc_offset);
+            let t = if (t as i64) < 1 { 1 } else { t };
+            return self.board.write_msr(msr, t);
+        }
+        self.board.write_msr(msr, value)
+    }
+    fn stop_requested(&mut self) -> bool {
+        self.board.stop_requested()
+    }
+    fn sync_clock(&mut self, icount: u64) {
+        let now = self.clock.now_ns(icount);
+        if now > self.synced_ns {
+            self.synced_ns = now;
+            self.board.advance_to(now);
+        }
+    }
+    fn read_tsc(&mut self, icount: u64) -> Option<u64> {
+        Some(self.clock.now_ns(icount).max(self.synced_ns).wrapping_add(*self.tsc_offset))
+    }
+    fn write_tsc(&mut self, icount: u64, value: u64) {
+        *self.tsc_offset = value.wrapping_sub(self.clock.now_ns(icount).max(self.synced_ns));
+    }
+}
+
+const MSR_TSC_DEADLINE: u32 = 0x6e0;
 
 /// The ACPI description of what `board.rs` builds: LAPIC and IOAPIC at their
 /// usual addresses, ACPI PM at 0x600 with the PIIX4 soft-off encoding, SCI on
