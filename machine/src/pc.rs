@@ -154,6 +154,11 @@ impl Pc {
             e820.add(0x10_0000, low - 0x10_0000 - ACPI_TABLES_SIZE.min(low - 0x10_0000), E820Type::Ram);
             e820.add(low - ACPI_TABLES_SIZE, ACPI_TABLES_SIZE, E820Type::Acpi);
         }
+        if cfg.kind == MachineKind::Q35 {
+            // The MCFG window must be reserved, or Linux does not use it
+            // ("PCI: not using MMCONFIG"; PCI Firmware Spec 3.2, 4.1.2).
+            e820.add(kagami_devices::pci::q35::ECAM_BASE, 256 << 20, E820Type::Reserved);
+        }
         if high > 0 {
             e820.add(1 << 32, high, E820Type::Ram);
         }
@@ -296,6 +301,13 @@ impl Pc {
             match exit {
                 Exit::Budget | Exit::Stopped => {}
                 Exit::TripleFault => {
+                    tracing::warn!(
+                        target: "guest_errors",
+                        "triple fault (shutdown) at {:04x}:{:016x}, icount {}",
+                        self.cpu.s.segs[kagami_cpu::state::CS].selector,
+                        self.cpu.s.rip,
+                        self.cpu.s.icount
+                    );
                     if let Some(stop) = self.reset() {
                         return stop;
                     }
@@ -326,6 +338,25 @@ impl Pc {
     /// A reset: with `-no-reboot` the machine stops; otherwise the CPU
     /// restarts at the kernel entry (direct boot has no firmware to rerun).
     fn reset(&mut self) -> Option<Stop> {
+        if tracing::enabled!(target: "cpu_reset", tracing::Level::TRACE) {
+            let st = &self.cpu.s;
+            tracing::trace!(
+                target: "cpu_reset",
+                "CPU reset{}: cs:rip={:04x}:{:016x} rsp={:016x} rflags={:08x} cr0={:08x} cr2={:016x} cr3={:016x} cr4={:08x} efer={:x} mode={:?} icount={}",
+                if self.no_reboot { " (-no-reboot: stopping)" } else { "" },
+                st.segs[kagami_cpu::state::CS].selector,
+                st.rip,
+                st.gpr[4],
+                st.flags(),
+                st.cr0,
+                st.cr2,
+                st.cr3,
+                st.cr4,
+                st.efer,
+                st.mode,
+                st.icount
+            );
+        }
         if self.no_reboot {
             return Some(Stop::Reset);
         }

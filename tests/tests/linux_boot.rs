@@ -3,7 +3,9 @@
 //! exit code 0:
 //! - `bzimage_boots_on_pc`: the bzImage (with its in-kernel XZ decompressor)
 //!   on `-machine pc`;
-//! - `bzimage_boots_on_q35`: the same on `-machine q35`;
+//! - `bzimage_boots_on_q35_to_a_shell_that_takes_typing`: the same on
+//!   `-machine q35` to the busybox shell, typing a command and `poweroff -f`
+//!   through kagami's stdin;
 //! - `deterministic_boot_replays_exactly`: the decompressed vmlinux through
 //!   its PVH entry, twice in `-icount` mode: byte-identical console output
 //!   and the same retired instruction count (`--stats`).
@@ -122,9 +124,68 @@ fn bzimage_boots_on_pc() {
     check_boot(&boot("pc", "bzImage", &[]));
 }
 
+/// q35, and the interactive path: without `kagami.poweroff=1` the guest
+/// starts a busybox shell on the console; the test types a command through
+/// kagami's stdin (the serial input doorway) and then `poweroff -f`.
 #[test]
-fn bzimage_boots_on_q35() {
-    check_boot(&boot("q35", "bzImage", &[]));
+fn bzimage_boots_on_q35_to_a_shell_that_takes_typing() {
+    use std::io::{Read, Write};
+    let g = guest();
+    let t = Instant::now();
+    let mut child = Command::new(kagami())
+        .args([
+            "-machine",
+            "q35",
+            "-m",
+            "256",
+            "-accel",
+            "tcg",
+            "-nographic",
+            "-no-reboot",
+            "--stats",
+        ])
+        .arg("-kernel")
+        .arg(g.join("bzImage"))
+        .arg("-initrd")
+        .arg(g.join("initramfs.cpio.gz"))
+        .args(["-append", "console=ttyS0 loglevel=7"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run kagami");
+    let mut stdin = child.stdin.take().unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let mut console = Vec::new();
+    let mut buf = [0u8; 4096];
+    let mut typed = false;
+    loop {
+        let n = stdout.read(&mut buf).unwrap_or(0);
+        if n == 0 {
+            break;
+        }
+        console.extend_from_slice(&buf[..n]);
+        // The shell is up once /init has said so and the prompt shows.
+        let text = String::from_utf8_lossy(&console);
+        if !typed && text.contains("leave the shell to power off") && text.trim_end().ends_with('#') {
+            stdin.write_all(b"echo typed-$((6*7))\npoweroff -f\n").unwrap();
+            stdin.flush().unwrap();
+            typed = true;
+        }
+    }
+    let status = child.wait().unwrap();
+    let mut err = String::new();
+    child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    eprintln!("q35 bzImage shell: {:.1} s; {}", t.elapsed().as_secs_f64(), err.trim());
+    let out = Output {
+        status,
+        stdout: console,
+        stderr: err.into_bytes(),
+    };
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(typed, "no shell prompt:\n{text}");
+    assert!(text.contains("typed-42"), "the typed command did not run:\n{text}");
+    check_boot(&out);
 }
 
 /// The retired-instruction count `--stats` prints.
