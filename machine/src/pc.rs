@@ -240,6 +240,28 @@ impl Pc {
         }
     }
 
+    /// The CPU is idle: wait up to `dur` of host time, returning early when
+    /// outside input arrives (it is applied at once, at this instruction count).
+    fn idle_wait(&mut self, dur: std::time::Duration) -> Option<Stop> {
+        let Some(rx) = self.input.as_ref() else {
+            std::thread::sleep(dur);
+            return None;
+        };
+        match rx.recv_timeout(dur) {
+            Ok(HostInput::Serial { port, bytes }) => {
+                tracing::debug!(target: "input", icount = self.cpu.s.icount, port, len = bytes.len(), "serial input");
+                self.board.serial_input(port, &bytes);
+                None
+            }
+            Ok(HostInput::Quit) => Some(Stop::Quit),
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => None,
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                self.input = None;
+                None
+            }
+        }
+    }
+
     /// The guest powered off: exit code 0, or with `-no-shutdown` wait
     /// (machine stopped) until the user quits.
     fn power_off(&mut self) -> Stop {
@@ -319,16 +341,21 @@ impl Pc {
                             return Stop::Hung;
                         }
                         // Interrupts enabled but no timer armed: only outside
-                        // input can wake it; host mode waits a little.
-                        if self.clock.is_deterministic() {
+                        // input can wake it. Without an input channel a
+                        // deterministic machine can never wake.
+                        if self.clock.is_deterministic() && self.input.is_none() {
                             return Stop::Hung;
                         }
-                        std::thread::sleep(std::time::Duration::from_millis(1));
+                        if let Some(stop) = self.idle_wait(std::time::Duration::from_millis(10)) {
+                            return stop;
+                        }
                         continue;
                     };
                     let wait = self.clock.idle_until(self.cpu.s.icount, d);
                     if !wait.is_zero() {
-                        std::thread::sleep(wait.min(std::time::Duration::from_millis(10)));
+                        if let Some(stop) = self.idle_wait(wait.min(std::time::Duration::from_millis(10))) {
+                            return stop;
+                        }
                     }
                 }
             }
@@ -451,8 +478,8 @@ const MSR_TSC_DEADLINE: u32 = 0x6e0;
 
 /// The ACPI description of what `board.rs` builds: LAPIC and IOAPIC at their
 /// usual addresses, ACPI PM at 0x600 with the PIIX4 soft-off encoding, SCI on
-/// IRQ 9, reset through 0xCF9. PCI (and so MCFG, HPET in the tables) joins
-/// when those devices are wired.
+/// IRQ 9, reset through 0xCF9, and on q35 the ECAM window (MCFG). The HPET
+/// is not in the tables yet.
 fn acpi_config(kind: MachineKind) -> kagami_bios::acpi::AcpiConfig {
     kagami_bios::acpi::AcpiConfig {
         q35: kind == MachineKind::Q35,
