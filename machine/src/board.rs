@@ -57,6 +57,8 @@ pub enum MmioDev {
     Ecam,
     /// A decoded PCI memory BAR (index into the board's BAR table).
     PciBar(u16),
+    /// pc-testdev's 64 KiB scratch window.
+    Testdev,
 }
 
 /// One window of physical address space: `start..start+len` are offsets
@@ -89,6 +91,8 @@ pub enum PortDev {
     PciBar(u16),
     /// QEMU's fw_cfg (0x510 selector/data, 0x514 DMA).
     FwCfg,
+    /// QEMU's pc-testdev (0xE0-0xEB, IRQ lines at 0x2000).
+    Testdev,
 }
 
 /// One window of I/O space: ports `start..start+len` are offsets
@@ -141,6 +145,8 @@ pub struct Board {
     pub debugcon: Option<IsaDebugcon>,
     /// fw_cfg, when the machine attaches one ([`Board::attach_fw_cfg`]).
     pub fw_cfg: Option<kagami_devices::FwCfg>,
+    /// `-device pc-testdev` ([`Board::attach_pc_testdev`]).
+    pub testdev: Option<kagami_devices::PcTestdev>,
     pub lapic: Lapic,
     pub ioapic: Ioapic,
     pub acpi_pm: AcpiPm,
@@ -395,6 +401,7 @@ impl Board {
             debug_exit,
             debugcon,
             fw_cfg: None,
+            testdev: None,
             lapic: Lapic::new(0, true),
             ioapic: Ioapic::new(0),
             acpi_pm: AcpiPm::new(kagami_bios::acpi::S5_SLP_TYP_PIIX4, true, pins.line(SCI_IRQ), requests.sink()),
@@ -451,6 +458,7 @@ impl Board {
             MmioDev::Lapic => &mut self.lapic,
             MmioDev::Ioapic => &mut self.ioapic,
             MmioDev::Hpet => &mut self.hpet,
+            MmioDev::Testdev => self.testdev.as_mut().expect("mapped pc-testdev exists"),
             MmioDev::Ecam | MmioDev::PciBar(_) => unreachable!("PCI accesses are dispatched to the PCI bus in mmio_read/mmio_write"),
         }
     }
@@ -479,6 +487,7 @@ impl Board {
             PortDev::AcpiPm => &mut self.acpi_pm,
             PortDev::Pci => &mut self.pci,
             PortDev::FwCfg => self.fw_cfg.as_mut().expect("mapped fw_cfg exists"),
+            PortDev::Testdev => self.testdev.as_mut().expect("mapped pc-testdev exists"),
             PortDev::PciBar(_) => unreachable!("BAR accesses are dispatched in io_read/io_write"),
         }
     }

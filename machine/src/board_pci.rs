@@ -227,6 +227,37 @@ impl Board {
         self.ports.sort_by_key(|r| r.start);
     }
 
+    /// Attach QEMU's pc-testdev: its registers at ports 0xE0-0xEB, its
+    /// IRQ line window at 0x2000-0x2017 (driving ISA IRQs 0-15) and its
+    /// 64 KiB scratch MMIO window at 0xFF000000. A clash with another
+    /// device (isa-debugcon on 0xE9) is reported by [`Board::check_map`].
+    pub fn attach_pc_testdev(&mut self) {
+        use kagami_devices::testdev::*;
+        let irqs = (0..IRQ_LINES as u8).map(|n| self.pins.line(n)).collect();
+        self.testdev = Some(kagami_devices::PcTestdev::new(irqs));
+        for (start, len, offset, name) in [
+            (PORT_BASE, PORT_SPAN, 0, "pc-testdev registers"),
+            (IRQ_PORT, IRQ_SPAN, IRQ_OFFSET, "pc-testdev IRQ lines"),
+        ] {
+            self.ports.push(PortRange {
+                start,
+                len,
+                dev: PortDev::Testdev,
+                offset,
+                name,
+                irq: None,
+            });
+        }
+        self.ports.sort_by_key(|r| r.start);
+        self.mmio.push(MmioRange {
+            start: MMIO_BASE,
+            len: MMIO_SIZE,
+            dev: MmioDev::Testdev,
+            name: "pc-testdev scratch memory",
+        });
+        self.mmio.sort_by_key(|r| r.start);
+    }
+
     /// Guest memory for a bus-master device (after [`Board::set_memory_layout`]).
     pub fn dma_memory(&self) -> Option<GuestDma> {
         let l = self.pciw.layout.as_ref()?;
@@ -596,6 +627,37 @@ mod tests {
             assert_ne!(b.io_read(0xb008, 4), 0xffff_ffff, "PM timer at 0xb008");
             b.check_map().unwrap();
         }
+    }
+
+    /// pc-testdev: scratch register, IRQ line window into the 8259, MMIO
+    /// scratch memory; its ports clash with isa-debugcon's default 0xE9.
+    #[test]
+    fn pc_testdev_is_wired() {
+        let mut b = board(false);
+        b.attach_pc_testdev();
+        b.check_map().unwrap();
+        b.io_write(0xe0, 4, 0xdead_beef);
+        assert_eq!(b.io_read(0xe8, 2), 0xbeef);
+        init_pics(&mut b);
+        b.io_write(0x2000 + 5, 1, 1);
+        assert_eq!(b.acknowledge_interrupt(), Some(0x25));
+        b.io_write(0x2000 + 5, 1, 0);
+        b.mmio_write(0xff00_0100, 4, 0x1234_5678);
+        assert_eq!(b.mmio_read(0xff00_0102, 2), 0x1234);
+        assert!(b.describe().contains("pc-testdev IRQ lines"));
+        let out = kagami_devices::SharedBuffer::new();
+        let mut c = Board::new(BoardConfig {
+            ram_below_4g: 2 << 20,
+            ram_above_4g: 0,
+            serial: vec![None, None],
+            debug_exit: None,
+            debugcon: Some((0xe9, out.sink())),
+            rtc_start: 0,
+            q35: false,
+        });
+        c.attach_pc_testdev();
+        let e = c.check_map().unwrap_err();
+        assert!(e.contains("isa-debugcon") && e.contains("pc-testdev"), "{e}");
     }
 
     fn apic_mode(b: &mut Board) {

@@ -109,6 +109,7 @@ pub fn run(cli: &Cli) -> Result<u8, String> {
     serial.resize_with(2, || None);
     let mut debug_exit = None;
     let mut debugcon = None;
+    let mut pc_testdev = false;
     for d in &cli.device {
         match options::parse_device(d)? {
             Device::DebugExit { iobase, iosize } => debug_exit = Some((iobase, iosize)),
@@ -122,6 +123,7 @@ pub fn run(cli: &Cli) -> Result<u8, String> {
                 };
                 debugcon = Some((iobase, sink(&target, "isa-debugcon")?.expect("sink")));
             }
+            Device::PcTestdev => pc_testdev = true,
         }
     }
     if let Some(dc) = &cli.debugcon {
@@ -165,6 +167,7 @@ pub fn run(cli: &Cli) -> Result<u8, String> {
             bios,
             nographic: cli.nographic,
             smbios: None,
+            pc_testdev,
         },
     )?;
     if cli.print_machine {

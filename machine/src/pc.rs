@@ -55,6 +55,8 @@ pub struct PcExtras {
     pub nographic: bool,
     /// SMBIOS anchor and tables for fw_cfg (direct boot writes its own).
     pub smbios: Option<(Vec<u8>, Vec<u8>)>,
+    /// `-device pc-testdev`.
+    pub pc_testdev: bool,
 }
 
 /// Why the machine stopped.
@@ -199,6 +201,9 @@ impl Pc {
             rtc_start: cfg.rtc_start,
             q35: cfg.kind == MachineKind::Q35,
         });
+        if extras.pc_testdev {
+            board.attach_pc_testdev();
+        }
         board.check_map()?;
         if firmware {
             board.chipset_power_on();
@@ -242,6 +247,7 @@ impl Pc {
             board.dma_memory().map(|d| Box::new(d) as Box<dyn kagami_devices::DmaMemory>),
         )?;
         board.attach_fw_cfg(fw);
+        board.check_map()?;
 
         let mut w = RamWriter { mem: &mem, map: &map };
         if low > 0x10_0000 && !firmware {
