@@ -24,25 +24,34 @@ fn read_file(opt: &str, p: &std::path::Path) -> Result<Vec<u8>, String> {
     std::fs::read(p).map_err(|e| format!("{opt}: cannot read {}: {e}", p.display()))
 }
 
+/// The CPU a run uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Accel {
+    Tcg,
+    Kvm,
+}
+
 /// Decide the accelerator and say why on stderr.
-fn choose_accel(request: Option<&str>) -> Result<(), String> {
+fn choose_accel(request: Option<&str>) -> Result<Accel, String> {
     match request.unwrap_or("kvm:tcg") {
-        "tcg" => Ok(()),
+        "tcg" => Ok(Accel::Tcg),
         "kvm" => match probe() {
-            KvmStatus::Usable { .. } => {
-                Err("-accel kvm: KVM is usable here, but kagami's KVM backend is not written yet; use -accel tcg".into())
+            KvmStatus::Usable { loop_rate } => {
+                eprintln!("kagami: accelerator kvm (probe loop ran at {loop_rate} iterations/s)");
+                Ok(Accel::Kvm)
             }
             KvmStatus::Absent(why) | KvmStatus::Unusable(why) => Err(format!("-accel kvm: {why}")),
         },
-        "kvm:tcg" => {
-            match probe() {
-                KvmStatus::Usable { .. } => {
-                    eprintln!("kagami: accelerator tcg (KVM is usable, but kagami's KVM backend is not written yet)")
-                }
-                KvmStatus::Absent(why) | KvmStatus::Unusable(why) => eprintln!("kagami: accelerator tcg ({why})"),
+        "kvm:tcg" => Ok(match probe() {
+            KvmStatus::Usable { loop_rate } => {
+                eprintln!("kagami: accelerator kvm (probe loop ran at {loop_rate} iterations/s)");
+                Accel::Kvm
             }
-            Ok(())
-        }
+            KvmStatus::Absent(why) | KvmStatus::Unusable(why) => {
+                eprintln!("kagami: accelerator tcg ({why})");
+                Accel::Tcg
+            }
+        }),
         other => Err(format!("-accel: unknown accelerator '{other}' (tcg, kvm, kvm:tcg)")),
     }
 }
@@ -174,9 +183,18 @@ pub fn run(cli: &Cli) -> Result<u8, String> {
         print!("{}", pc.board.describe());
         return Ok(0);
     }
-    choose_accel(accel.as_deref())?;
+    let accel = choose_accel(accel.as_deref())?;
     let limit = (cli.max_instructions > 0).then_some(cli.max_instructions);
-    let stop = pc.run(limit);
+    let stop = match accel {
+        Accel::Tcg => pc.run(limit),
+        Accel::Kvm => {
+            if limit.is_some() {
+                return Err("--max-instructions: KVM does not count instructions; use -accel tcg".into());
+            }
+            let mut vcpu = kagami_machine::kvm::KvmCpu::new(&pc.cpu).map_err(|e| format!("KVM: {e}"))?;
+            kagami_machine::kvm::run::run_pc(&mut pc, &mut vcpu).map_err(|e| format!("KVM: {e}"))?
+        }
+    };
     Ok(match stop {
         Stop::Exit(code) => code as u8,
         Stop::Reset => 0,

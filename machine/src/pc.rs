@@ -354,6 +354,11 @@ impl Pc {
         }
     }
 
+    /// `reset` for the KVM run loop (`kvm/run.rs`), which lives outside this module.
+    pub(crate) fn reset_cpu(&mut self) -> Option<Stop> {
+        self.reset()
+    }
+
     /// A reset: with `-no-reboot` the machine stops; otherwise the CPU
     /// restarts at the kernel entry (direct boot has no firmware to rerun).
     fn reset(&mut self) -> Option<Stop> {
