@@ -243,6 +243,10 @@ impl Pc {
                     (Some(k), true) => Some((k.as_slice(), cfg.initrd.as_deref(), cfg.append.as_str())),
                     _ => None,
                 },
+                linuxboot_rom: match (&cfg.kernel, firmware) {
+                    (Some(_), true) => Some(crate::firmware::find_linuxboot_rom()?),
+                    _ => None,
+                },
             },
             board.dma_memory().map(|d| Box::new(d) as Box<dyn kagami_devices::DmaMemory>),
         )?;
