@@ -264,6 +264,11 @@ impl Pc {
             }
             w.write(low - ACPI_TABLES_SIZE, &tables.tables).map_err(|e| e.to_string())?;
             w.write(RSDP_ADDR, &tables.rsdp).map_err(|e| e.to_string())?;
+            // The built-in BIOS: IVT, BDA and real-mode services.
+            let bios = kagami_bios::builtin::build(&e820)?;
+            w.write(kagami_bios::builtin::IVT_ADDR, &bios.ivt).map_err(|e| e.to_string())?;
+            w.write(kagami_bios::builtin::BDA_ADDR, &bios.bda).map_err(|e| e.to_string())?;
+            w.write(kagami_bios::builtin::ROM_BASE, &bios.rom).map_err(|e| e.to_string())?;
             let smbios = kagami_bios::smbios::build(&smbios_cfg, SMBIOS_TABLE_ADDR as u32);
             w.write(SMBIOS_ENTRY_ADDR, &smbios.entry).map_err(|e| e.to_string())?;
             w.write(SMBIOS_TABLE_ADDR, &smbios.tables).map_err(|e| e.to_string())?;
