@@ -633,6 +633,7 @@ impl Board {
         }
         s += "Interrupt routing: ISA IRQ n -> 8259 IRQ n and IOAPIC input n (IRQ0 -> input 2); \
               IOAPIC -> local APIC; 8259 INTR -> local APIC LINT0 (ExtINT)\n";
+        s += &self.describe_pci_irqs();
         s += "I/O ports:\n";
         for r in &self.ports {
             let irq = r.irq.map(|i| format!("IRQ {i}")).unwrap_or_default();

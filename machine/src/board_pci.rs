@@ -205,6 +205,35 @@ impl Board {
         self.rebuild_phys_map();
     }
 
+    /// PCI interrupt routing as it stands, for the printed map.
+    pub(super) fn describe_pci_irqs(&self) -> String {
+        let route = |p: u8| {
+            let irq = if self.pciw.q35 {
+                self.pci.device::<Ich9Lpc>(Q35_LPC).and_then(|l| l.pirq_isa_irq(p))
+            } else {
+                self.pci.device::<Piix3Isa>(PC_ISA).and_then(|i| i.pirq_isa_irq(p))
+            };
+            let name = (b'A' + p) as char;
+            match irq {
+                Some(i) => format!("{name}->IRQ {i}"),
+                None => format!("{name}->off"),
+            }
+        };
+        let n = if self.pciw.q35 { 8 } else { 4 };
+        let routes: Vec<String> = (0..n).map(route).collect();
+        if self.pciw.q35 {
+            format!(
+                "PCI INTx: slot s pin p -> PIRQ (s+p) mod 4; PIRQA-H -> IOAPIC inputs 16-23; 8259 through ICH9 PIRQx_ROUT: {}\n",
+                routes.join(", ")
+            )
+        } else {
+            format!(
+                "PCI INTx: slot s pin p -> PIRQ (s+p) mod 4 -> PIIX3 PIRQRC, same ISA IRQ on 8259 and IOAPIC: {}\n",
+                routes.join(", ")
+            )
+        }
+    }
+
     /// Attach QEMU's fw_cfg at ports 0x510–0x511 (selector, data) and
     /// 0x514–0x51B (DMA address, big-endian), as on QEMU's PC machines.
     pub fn attach_fw_cfg(&mut self, fw: kagami_devices::FwCfg) {
@@ -598,6 +627,12 @@ mod tests {
                 ]
             );
             assert!(b.describe().contains("0xc000-0xc00f"), "{}", b.describe());
+            let routing = if q35 {
+                "8259 through ICH9 PIRQx_ROUT: A->off"
+            } else {
+                "A->IRQ 10, B->IRQ 10, C->IRQ 11, D->IRQ 11"
+            };
+            assert!(b.describe().contains(routing), "{}", b.describe());
             // Move both: the old ranges are unclaimed, the new ones answer.
             cfg_write(&mut b, 3, 0x10, 4, 0xd000);
             cfg_write(&mut b, 3, 0x14, 4, 0xfe10_0000);

@@ -6,10 +6,10 @@
 //! | range | what |
 //! |---|---|
 //! | 0 – 0x9ffff | RAM (conventional memory; EBDA at the top) |
-//! | 0xa0000 – 0xbffff | VGA window (MMIO, unclaimed yet) |
-//! | 0xc0000 – 0xfffff | RAM for option ROMs, ACPI RSDP and BIOS (direct boot) |
+//! | 0xa0000 – 0xbffff | VGA window (MMIO, unclaimed yet); SMRAM when the host bridge opens it |
+//! | 0xc0000 – 0xfffff | BIOS area behind PAM (board_pci.rs): RAM for a direct boot (RSDP, SMBIOS, built-in BIOS); with `-bios`, the image's last 128 KiB until firmware shadows it |
 //! | 1 MiB – low RAM end | RAM (low RAM ends at 3 GiB on pc, 2 GiB on q35) |
-//! | low RAM end – 4 GiB | PCI hole: ACPI tables at its start; MMIO above |
+//! | low RAM end – 4 GiB | PCI hole: ACPI tables at its start; MMIO above; the `-bios` image ends at 4 GiB |
 //! | 4 GiB – | the rest of RAM |
 
 use crate::board::{Board, BoardConfig};
