@@ -93,6 +93,8 @@ pub enum PortDev {
     FwCfg,
     /// QEMU's pc-testdev (0xE0-0xEB, IRQ lines at 0x2000).
     Testdev,
+    /// ICH9 SMI_EN/SMI_STS (PM base + 0x30, q35).
+    SmiEn,
 }
 
 /// One window of I/O space: ports `start..start+len` are offsets
@@ -488,6 +490,7 @@ impl Board {
             PortDev::Pci => &mut self.pci,
             PortDev::FwCfg => self.fw_cfg.as_mut().expect("mapped fw_cfg exists"),
             PortDev::Testdev => self.testdev.as_mut().expect("mapped pc-testdev exists"),
+            PortDev::SmiEn => &mut self.pciw.smi_en,
             PortDev::PciBar(_) => unreachable!("BAR accesses are dispatched in io_read/io_write"),
         }
     }

@@ -60,6 +60,8 @@ pub struct PciWiring {
     q35: bool,
     /// The ACPI PM block's port range, moved to the south bridge's PM base.
     pm_range: Option<PortRange>,
+    /// q35: SMI_EN/SMI_STS at PM base + 0x30.
+    pub(super) smi_en: kagami_devices::pci::ich9::Ich9SmiEn,
     /// Decoded BARs; `PortDev::PciBar(i)` / `MmioDev::PciBar(i)` index this.
     pub(super) bars: Vec<BarMapping>,
     /// ISA IRQs PCI interrupts currently hold high (bit n = IRQ n).
@@ -132,6 +134,7 @@ impl PciWiring {
             intx,
             q35,
             pm_range: ports.iter().find(|r| r.dev == PortDev::AcpiPm).copied(),
+            smi_en: Default::default(),
             bars: Vec::new(),
             pirq_isa: 0,
             pirq_gsi: 0,
@@ -399,7 +402,7 @@ impl Board {
         let mut ports: Vec<PortRange> = self
             .ports
             .iter()
-            .filter(|r| !matches!(r.dev, PortDev::PciBar(_) | PortDev::AcpiPm))
+            .filter(|r| !matches!(r.dev, PortDev::PciBar(_) | PortDev::AcpiPm | PortDev::SmiEn))
             .copied()
             .collect();
         if let (Some(mut r), Some(b)) = (self.pciw.pm_range, pm_base) {
@@ -410,6 +413,21 @@ impl Board {
                     .any(|o| ranges_overlap(o.start as u64, o.len as u64, r.start as u64, r.len as u64))
             {
                 ports.push(r);
+            }
+        }
+        // ICH9's PM block also holds SMI_EN (see `Ich9SmiEn`), unless the
+        // PM device itself covers that offset.
+        if let (true, Some(b)) = (self.pciw.q35, pm_base) {
+            let start = b as u32 + kagami_devices::pci::ich9::SMI_EN_OFFSET as u32;
+            if start + 8 <= 0x1_0000 && !ports.iter().any(|o| ranges_overlap(o.start as u64, o.len as u64, start as u64, 8)) {
+                ports.push(PortRange {
+                    start: start as u16,
+                    len: 8,
+                    dev: PortDev::SmiEn,
+                    offset: 0,
+                    name: "ICH9 SMI_EN/SMI_STS",
+                    irq: None,
+                });
             }
         }
         let mut mmio: Vec<MmioRange> = self
@@ -661,6 +679,15 @@ mod tests {
             assert_eq!(b.io_read(ACPI_PM_BASE + 8, 4), 0xffff_ffff, "moved away");
             assert_ne!(b.io_read(0xb008, 4), 0xffff_ffff, "PM timer at 0xb008");
             b.check_map().unwrap();
+            if q35 {
+                // SMI_EN follows: APMC_EN stays set (no SMM), other bits store.
+                assert_eq!(b.io_read(0xb030, 4), 0x20);
+                b.io_write(0xb030, 1, 0x01);
+                assert_eq!(b.io_read(0xb030, 4), 0x21);
+                assert_eq!(b.io_read(0xb034, 4), 0, "SMI_STS");
+            } else {
+                assert_eq!(b.io_read(0xb030, 4), 0xffff_ffff, "no SMI_EN on the PIIX4");
+            }
         }
     }
 
