@@ -278,3 +278,39 @@ fn seabios_starts_a_linux_kernel_through_fw_cfg() {
     assert!(text.contains("Probing EDD"), "the kernel's setup code did not run:\n{text}");
     let _ = std::fs::remove_dir_all(&tmp);
 }
+
+/// A `-bios` file that cannot be a firmware image, or is missing: a message
+/// naming it and exit code 1, never a panic; likewise `-kernel` with `-bios`
+/// when the kernel is not a bzImage.
+#[test]
+fn bad_bios_files_are_a_message_and_exit_code_1() {
+    let dir = std::env::temp_dir().join(format!("kagami-badbios-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let small = dir.join("small.bin");
+    std::fs::write(&small, [0u8; 1000]).unwrap();
+    let image = dir.join("image.bin");
+    std::fs::write(&image, vec![0xf4u8; 64 << 10]).unwrap();
+    let notlinux = dir.join("notlinux");
+    std::fs::write(&notlinux, vec![0u8; 4096]).unwrap();
+    let missing = dir.join("missing.bin");
+    let cases: Vec<(Vec<&std::ffi::OsStr>, &str)> = vec![
+        (vec!["-bios".as_ref(), small.as_os_str()], "not a firmware image size"),
+        (vec!["-bios".as_ref(), missing.as_os_str()], "cannot read"),
+        (
+            vec!["-bios".as_ref(), image.as_os_str(), "-kernel".as_ref(), notlinux.as_os_str()],
+            "bzImage",
+        ),
+    ];
+    for (args, want) in cases {
+        let out = Command::new(kagami())
+            .args(&args)
+            .args(["-accel", "tcg"])
+            .output()
+            .expect("run kagami");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+        assert!(err.contains(want), "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{err}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
