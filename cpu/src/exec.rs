@@ -2,7 +2,7 @@
 //! lookup/decode, and executing one decoded instruction at a time with
 //! precise faults.
 
-use crate::block::{Block, BlockKey, Handler};
+use crate::block::{Block, BlockKey, Handler, Op};
 use crate::bus::Bus;
 use crate::cpu::{Cpu, CpuModel, Exit};
 use crate::dispatch::handler_for;
@@ -42,10 +42,8 @@ impl Cpu {
             if self.s.icount >= end {
                 return Exit::Budget;
             }
-            if let Some(pages) = self.mem.take_dirty_code() {
-                for p in pages {
-                    self.blocks.invalidate_page(p);
-                }
+            if self.mem.has_dirty_code() {
+                self.drop_dirty_blocks();
             }
             if self.s.irq_shadow != 0 {
                 // The instruction after STI / MOV SS runs before any interrupt.
@@ -113,11 +111,40 @@ impl Cpu {
         self.s.mode as u8
     }
 
+    /// Drop the decoded blocks of code pages written since the last look.
+    #[cold]
+    fn drop_dirty_blocks(&mut self) {
+        if let Some(pages) = self.mem.take_dirty_code() {
+            for p in pages {
+                self.blocks.invalidate_page(p);
+            }
+        }
+    }
+
     /// Find or decode the block at CS:RIP. `Ok(None)` when the code cannot be
     /// cached (it is in MMIO space, or its first instruction crosses a page).
+    #[inline(always)]
     fn lookup_block(&mut self, bus: &mut dyn Bus) -> Result<Option<std::rc::Rc<Block>>> {
         let cs_base = if self.s.mode == Mode::Long64 { 0 } else { self.s.segs[CS].base };
         let lin = cs_base.wrapping_add(self.s.rip) & self.lin_mask();
+        // The common case: the code TLB maps the page to RAM and the block
+        // is in the direct-mapped part of the cache.
+        if let Some(page) = self.code_page_fast(lin) {
+            let key = BlockKey {
+                rip: self.s.rip,
+                cs_base,
+                backing: (page << PAGE_SHIFT) | (lin & (PAGE_SIZE - 1)),
+                mode: self.mode_key(),
+            };
+            if let Some(b) = self.blocks.get_fast(&key) {
+                return Ok(Some(b));
+            }
+        }
+        self.lookup_block_slow(bus, cs_base, lin)
+    }
+
+    #[inline(never)]
+    fn lookup_block_slow(&mut self, bus: &mut dyn Bus, cs_base: u64, lin: u64) -> Result<Option<std::rc::Rc<Block>>> {
         let Some((page, _phys)) = self.code_page(bus, lin)? else {
             return Ok(None);
         };
@@ -137,43 +164,85 @@ impl Cpu {
         let avail = PAGE_SIZE as usize - off;
         self.mem.read(backing, &mut bytes[..avail]);
         let mut dec = Decoder::with_ip(self.s.mode.bitness(), &bytes[..avail], self.s.rip, self.decoder_options());
-        let mut insns: Vec<(Instruction, Handler)> = Vec::with_capacity(16);
+        let mut ops: Vec<Op> = Vec::with_capacity(16);
         let mut insn = Instruction::default();
-        while dec.can_decode() && insns.len() < MAX_BLOCK {
+        while dec.can_decode() && ops.len() < MAX_BLOCK {
             dec.decode_out(&mut insn);
             if dec.last_error() == iced_x86::DecoderError::NoMoreBytes {
                 // Crosses into the next page: end the block before it.
                 break;
             }
             let ends = insn.flow_control() != FlowControl::Next || insn.is_invalid() || insn.len() > self.max_insn_len();
-            insns.push((insn, handler_for(&insn, self.model)));
+            ops.push(Op::new(insn, handler_for(&insn, self.model), self.model, self.s.mode));
             if ends {
                 break;
             }
         }
-        if insns.is_empty() {
+        if ops.is_empty() {
             return Ok(None);
         }
+        let last_byte = ops.iter().map(|o| o.next_ip.wrapping_sub(1)).max().unwrap_or(0);
         self.mem.set_code_page(page);
         self.protect_code_page(page);
         let block = Block {
-            insns: insns.into_boxed_slice(),
+            ops: ops.into_boxed_slice(),
             valid: Cell::new(true),
             page,
+            last_byte,
         };
         Ok(Some(self.blocks.insert(key, block)))
     }
 
+    /// Run a decoded block from its first instruction. Leaves after a
+    /// fault, after an instruction that set `break_block`, or when the
+    /// budget `end` is reached.
     fn exec_block(&mut self, bus: &mut dyn Bus, block: &Block, end: u64) {
         self.break_block = false;
-        for (insn, handler) in block.insns.iter() {
-            if !self.exec_insn(bus, insn, *handler) {
+        let ops = &block.ops[..];
+        // Two per-instruction checks are hoisted out of the loop when the
+        // whole block passes them: the CS limit (outside 64-bit mode, an
+        // instruction whose last byte is past the limit raises #GP) and the
+        // budget. Otherwise every instruction checks both.
+        let limit_ok = self.s.mode == Mode::Long64 || block.last_byte <= self.s.segs[CS].limit as u64;
+        if limit_ok && self.s.icount + ops.len() as u64 <= end {
+            for op in ops {
+                self.s.icount += 1;
+                self.s.rip = op.next_ip;
+                if let Err(e) = (op.exec)(self, bus, op) {
+                    self.op_fault(bus, op, e);
+                    return;
+                }
+                if self.break_block {
+                    return;
+                }
+            }
+            return;
+        }
+        for op in ops {
+            self.s.icount += 1;
+            if self.s.mode != Mode::Long64 && op.next_ip.wrapping_sub(1) > self.s.segs[CS].limit as u64 {
+                self.raise(bus, Exception::GP0);
                 return;
             }
-            if self.break_block || self.s.icount >= end || !block.valid.get() {
+            self.s.rip = op.next_ip;
+            if let Err(e) = (op.exec)(self, bus, op) {
+                self.op_fault(bus, op, e);
+                return;
+            }
+            if self.break_block || self.s.icount >= end {
                 return;
             }
         }
+    }
+
+    /// A pre-decoded instruction faulted: point RIP back at it (unless the
+    /// exception is a trap such as INT n) and deliver the exception.
+    #[cold]
+    fn op_fault(&mut self, bus: &mut dyn Bus, op: &Op, e: Exception) {
+        if !e.is_trap() {
+            self.s.rip = op.insn.ip();
+        }
+        self.raise(bus, e);
     }
 
     /// Execute one decoded instruction. Returns false if it faulted.
