@@ -48,6 +48,14 @@ pub struct Op {
     pub r1: u8,
     /// Condition code (Jcc/SETcc/CMOVcc) or shift count.
     pub cc: u8,
+    /// For a conditional branch with a specialised handler: the handler
+    /// to use when the branch is not the last instruction of its block
+    /// (it leaves the block when taken), so blocks run on past branches
+    /// that fall through.
+    pub cont: Option<OpFn>,
+    /// Set when `exec` is `cont`: if this instruction sets `break_block`,
+    /// it is a taken branch leaving the block, not a change of state.
+    pub branch_exit: bool,
     pub insn: Instruction,
 }
 
@@ -73,6 +81,8 @@ impl Op {
             r0: NO_REG,
             r1: NO_REG,
             cc: 0,
+            cont: None,
+            branch_exit: false,
             insn,
         };
         // Only what the dispatch table implements is specialised, so an
@@ -88,7 +98,10 @@ pub struct Block {
     pub ops: Box<[Op]>,
     /// Cleared when the block's page is written.
     pub valid: Cell<bool>,
+    /// Backing page number of its code.
     pub page: u64,
+    /// Linear page number it was decoded at.
+    pub lin_page: u64,
     /// The largest `next_ip - 1` of its instructions: if the CS limit is at
     /// least this, no instruction of the block can fail the limit check.
     pub last_byte: u64,

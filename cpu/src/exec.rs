@@ -35,48 +35,80 @@ impl Cpu {
     /// machine asks to stop. Interrupts are taken between instructions.
     pub fn run(&mut self, bus: &mut dyn Bus, budget: u64) -> Exit {
         let end = self.s.icount.saturating_add(budget);
+        // Whether the last block ended cleanly: it ran to its end or left
+        // by a taken branch, without an instruction that set `break_block`
+        // or faulted. Everything the boundary checks below look at (pending
+        // interrupts and NMIs, IF/TF, the interrupt shadow, HLT, shutdown,
+        // stop requests, written code pages) can only change through such
+        // an instruction (I/O, MMIO, STI/POPF/IRET, MOV CR8, WRMSR, writes
+        // to code, ...) or between calls of `run`, so after a clean block
+        // they would all answer as they did at the previous full check and
+        // are skipped. Interrupts are therefore taken at the first boundary
+        // after whatever made them deliverable, whatever the block shapes.
+        let mut clean = false;
+        // The linear and backing page of the last block run. After a clean
+        // exit the mapping cannot have changed (CR3, INVLPG, CR0/CR4/EFER,
+        // A20 and memory-map changes all end blocks), so code on the same
+        // linear page needs no code-TLB lookup.
+        let mut hint: Option<(u64, u64)> = None;
         loop {
-            if self.shutdown {
-                return Exit::TripleFault;
-            }
-            if self.s.icount >= end {
-                return Exit::Budget;
-            }
-            if self.mem.has_dirty_code() {
-                self.drop_dirty_blocks();
-            }
-            if self.s.irq_shadow != 0 {
-                // The instruction after STI / MOV SS runs before any interrupt.
-                self.s.irq_shadow = 0;
-                self.step_uncached(bus);
-                continue;
-            }
-            if self.check_interrupts(bus) {
-                continue;
-            }
-            if self.s.halted != 0 {
-                return Exit::Halted;
-            }
-            if bus.stop_requested() {
-                return Exit::Stopped;
-            }
-            if self.s.rflags & flags::TF != 0 {
-                self.step_uncached(bus);
-                if !self.shutdown && self.s.halted == 0 {
-                    self.s.dr[6] |= 1 << 14;
-                    self.raise(bus, Exception::Debug);
+            if clean {
+                if self.s.icount >= end {
+                    return Exit::Budget;
                 }
-                continue;
+            } else {
+                if self.shutdown {
+                    return Exit::TripleFault;
+                }
+                if self.s.icount >= end {
+                    return Exit::Budget;
+                }
+                if self.mem.has_dirty_code() {
+                    self.drop_dirty_blocks();
+                }
+                if self.s.irq_shadow != 0 {
+                    // The instruction after STI / MOV SS runs before any interrupt.
+                    self.s.irq_shadow = 0;
+                    self.step_uncached(bus);
+                    continue;
+                }
+                if self.check_interrupts(bus) {
+                    continue;
+                }
+                if self.s.halted != 0 {
+                    return Exit::Halted;
+                }
+                if bus.stop_requested() {
+                    return Exit::Stopped;
+                }
+                if self.s.rflags & flags::TF != 0 {
+                    self.step_uncached(bus);
+                    if !self.shutdown && self.s.halted == 0 {
+                        self.s.dr[6] |= 1 << 14;
+                        self.raise(bus, Exception::Debug);
+                    }
+                    continue;
+                }
+                if !self.use_block_cache {
+                    self.step_uncached(bus);
+                    continue;
+                }
             }
-            if !self.use_block_cache {
-                self.step_uncached(bus);
-                continue;
-            }
-            match self.lookup_block(bus) {
-                Ok(Some(block)) => self.exec_block(bus, &block, end),
-                Ok(None) => self.step_uncached(bus),
-                Err(e) => self.raise(bus, e),
-            }
+            let same_page = if clean { hint } else { None };
+            clean = match self.lookup_block(bus, same_page) {
+                Ok(Some(block)) => {
+                    hint = Some((block.lin_page, block.page));
+                    self.exec_block(bus, &block, end)
+                }
+                Ok(None) => {
+                    self.step_uncached(bus);
+                    false
+                }
+                Err(e) => {
+                    self.raise(bus, e);
+                    false
+                }
+            };
         }
     }
 
@@ -123,13 +155,19 @@ impl Cpu {
 
     /// Find or decode the block at CS:RIP. `Ok(None)` when the code cannot be
     /// cached (it is in MMIO space, or its first instruction crosses a page).
+    /// `same_page`: (linear page, backing page) known to map each other.
     #[inline(always)]
-    fn lookup_block(&mut self, bus: &mut dyn Bus) -> Result<Option<std::rc::Rc<Block>>> {
+    fn lookup_block(&mut self, bus: &mut dyn Bus, same_page: Option<(u64, u64)>) -> Result<Option<std::rc::Rc<Block>>> {
         let cs_base = if self.s.mode == Mode::Long64 { 0 } else { self.s.segs[CS].base };
         let lin = cs_base.wrapping_add(self.s.rip) & self.lin_mask();
-        // The common case: the code TLB maps the page to RAM and the block
-        // is in the direct-mapped part of the cache.
-        if let Some(page) = self.code_page_fast(lin) {
+        // The common case: the page is known (same as the last block's, or
+        // in the code TLB) and the block is in the direct-mapped part of
+        // the cache.
+        let page = match same_page {
+            Some((lp, bp)) if lp == lin >> PAGE_SHIFT => Some(bp),
+            _ => self.code_page_fast(lin),
+        };
+        if let Some(page) = page {
             let key = BlockKey {
                 rip: self.s.rip,
                 cs_base,
@@ -172,8 +210,18 @@ impl Cpu {
                 // Crosses into the next page: end the block before it.
                 break;
             }
-            let ends = insn.flow_control() != FlowControl::Next || insn.is_invalid() || insn.len() > self.max_insn_len();
-            ops.push(Op::new(insn, handler_for(&insn, self.model), self.model, self.s.mode));
+            let mut op = Op::new(insn, handler_for(&insn, self.model), self.model, self.s.mode);
+            let mut ends = insn.flow_control() != FlowControl::Next || insn.is_invalid() || insn.len() > self.max_insn_len();
+            if insn.flow_control() == FlowControl::ConditionalBranch {
+                // A block runs on past a conditional branch that falls
+                // through; the branch leaves the block when taken.
+                if let Some(cont) = op.cont {
+                    op.exec = cont;
+                    op.branch_exit = true;
+                    ends = false;
+                }
+            }
+            ops.push(op);
             if ends {
                 break;
             }
@@ -188,6 +236,7 @@ impl Cpu {
             ops: ops.into_boxed_slice(),
             valid: Cell::new(true),
             page,
+            lin_page: lin >> PAGE_SHIFT,
             last_byte,
         };
         Ok(Some(self.blocks.insert(key, block)))
@@ -195,8 +244,8 @@ impl Cpu {
 
     /// Run a decoded block from its first instruction. Leaves after a
     /// fault, after an instruction that set `break_block`, or when the
-    /// budget `end` is reached.
-    fn exec_block(&mut self, bus: &mut dyn Bus, block: &Block, end: u64) {
+    /// budget `end` is reached. Returns whether it ended cleanly (see `run`).
+    fn exec_block(&mut self, bus: &mut dyn Bus, block: &Block, end: u64) -> bool {
         self.break_block = false;
         let ops = &block.ops[..];
         // Two per-instruction checks are hoisted out of the loop when the
@@ -210,29 +259,33 @@ impl Cpu {
                 self.s.rip = op.next_ip;
                 if let Err(e) = (op.exec)(self, bus, op) {
                     self.op_fault(bus, op, e);
-                    return;
+                    return false;
                 }
                 if self.break_block {
-                    return;
+                    return op.branch_exit;
                 }
             }
-            return;
+            return true;
         }
         for op in ops {
             self.s.icount += 1;
             if self.s.mode != Mode::Long64 && op.next_ip.wrapping_sub(1) > self.s.segs[CS].limit as u64 {
                 self.raise(bus, Exception::GP0);
-                return;
+                return false;
             }
             self.s.rip = op.next_ip;
             if let Err(e) = (op.exec)(self, bus, op) {
                 self.op_fault(bus, op, e);
-                return;
+                return false;
             }
-            if self.break_block || self.s.icount >= end {
-                return;
+            if self.break_block {
+                return op.branch_exit;
+            }
+            if self.s.icount >= end {
+                return true;
             }
         }
+        true
     }
 
     /// A pre-decoded instruction faulted: point RIP back at it (unless the

@@ -233,6 +233,9 @@ impl CpuState {
     #[inline]
     pub fn cond(&self, cc: u8) -> bool {
         let op = self.cc_op;
+        if cc >> 1 == 2 {
+            return self.zf() ^ (cc & 1 != 0);
+        }
         let r = match op & !3 {
             CC_SUB => {
                 let size = op & 3;

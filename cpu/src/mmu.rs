@@ -185,7 +185,10 @@ impl Cpu {
                 }
                 v
             }
-            None => bus.mmio_read(addr, size as u8),
+            None => {
+                self.break_block = true;
+                bus.mmio_read(addr, size as u8)
+            }
         }
     }
 
@@ -205,7 +208,10 @@ impl Cpu {
                     self.write_phys(bus, addr + i as u64, 1, v >> (8 * i));
                 }
             }
-            _ => bus.mmio_write(addr, size as u8, v),
+            _ => {
+                self.break_block = true;
+                bus.mmio_write(addr, size as u8, v)
+            }
         }
     }
 
@@ -518,6 +524,8 @@ impl Cpu {
         }
         let e = self.tlb_entry(bus, lin, Access::Read, mmu)?;
         if e.read & TLB_MMIO != 0 {
+            // A device access can change interrupt state: leave the block.
+            self.break_block = true;
             return Ok(bus.mmio_read(e.phys | (lin & TAG_FLAGS), size as u8));
         }
         self.read_lin_mmu(bus, lin, size, mmu)
@@ -566,6 +574,8 @@ impl Cpu {
         let e = self.tlb_entry(bus, lin, Access::Write, mmu)?;
         let phys = e.phys | (lin & TAG_FLAGS);
         if e.write & TLB_MMIO != 0 {
+            // A device access can change interrupt state: leave the block.
+            self.break_block = true;
             bus.mmio_write(phys, size as u8, v);
             return Ok(());
         }

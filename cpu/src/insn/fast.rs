@@ -328,6 +328,15 @@ fn jcc(cpu: &mut Cpu, _: &mut dyn Bus, op: &Op) -> Result<()> {
     Ok(())
 }
 
+/// Jcc inside a block: a taken branch leaves the block.
+fn jcc_mid(cpu: &mut Cpu, _: &mut dyn Bus, op: &Op) -> Result<()> {
+    if cpu.s.cond(op.cc) {
+        cpu.branch_near(op.imm)?;
+        cpu.break_block = true;
+    }
+    Ok(())
+}
+
 fn jmp(cpu: &mut Cpu, _: &mut dyn Bus, op: &Op) -> Result<()> {
     cpu.branch_near(op.imm)
 }
@@ -734,6 +743,7 @@ fn pick(op: &mut Op, i: &Instruction, mode: Mode) -> Option<OpFn> {
             let name_is = |prefix: &str| format!("{m:?}").starts_with(prefix);
             if i.is_jcc_short_or_near() {
                 near_target(op, i)?;
+                op.cont = Some(jcc_mid);
                 Some(jcc)
             } else if name_is("Set") && i.op_count() == 1 {
                 op.r0 = reg_op(i, 0)?;
