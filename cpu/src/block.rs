@@ -19,7 +19,11 @@ pub type Handler = fn(&mut Cpu, &mut dyn Bus, &Instruction) -> Result<()>;
 
 /// How a pre-decoded instruction runs: a handler specialised for its form
 /// (`insn/fast.rs`), or [`run_generic`], which calls the family handler.
-pub type OpFn = fn(&mut Cpu, &mut dyn Bus, &Op) -> Result<()>;
+pub type OpFn = fn(&mut Cpu, &mut dyn Bus, &Op) -> OpResult;
+
+/// What an [`OpFn`] returns: the exception is boxed so that the result
+/// fits in a register (faults are rare; this is the per-instruction path).
+pub type OpResult = core::result::Result<(), Box<crate::exception::Exception>>;
 
 /// "No register" in an [`Op`] register field.
 pub const NO_REG: u8 = 0xff;
@@ -60,8 +64,8 @@ pub struct Op {
 }
 
 /// The executor of every instruction without a specialised form.
-pub fn run_generic(cpu: &mut Cpu, bus: &mut dyn Bus, op: &Op) -> Result<()> {
-    (op.handler)(cpu, bus, &op.insn)
+pub fn run_generic(cpu: &mut Cpu, bus: &mut dyn Bus, op: &Op) -> OpResult {
+    (op.handler)(cpu, bus, &op.insn).map_err(Box::new)
 }
 
 impl Op {

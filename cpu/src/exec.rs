@@ -258,7 +258,7 @@ impl Cpu {
                 self.s.icount += 1;
                 self.s.rip = op.next_ip;
                 if let Err(e) = (op.exec)(self, bus, op) {
-                    self.op_fault(bus, op, e);
+                    self.op_fault(bus, op, *e);
                     return false;
                 }
                 if self.break_block {
@@ -275,7 +275,7 @@ impl Cpu {
             }
             self.s.rip = op.next_ip;
             if let Err(e) = (op.exec)(self, bus, op) {
-                self.op_fault(bus, op, e);
+                self.op_fault(bus, op, *e);
                 return false;
             }
             if self.break_block {

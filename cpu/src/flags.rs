@@ -154,6 +154,12 @@ pub fn compute(s: &CpuState) -> u64 {
     f
 }
 
+#[cold]
+#[inline(never)]
+fn cf_slow(s: &CpuState) -> bool {
+    compute(s) & CF != 0
+}
+
 impl CpuState {
     /// Record a flag-setting operation. `op` is a `CC_*` base; `size` is log2 bytes.
     #[inline(always)]
@@ -184,18 +190,28 @@ impl CpuState {
         self.set_flags((cur & !mask) | (v & mask));
     }
 
+    /// CF, without computing the other flags for the common operations
+    /// (tests in the order they usually come up: INC/DEC keep CF, CMP/SUB,
+    /// logic, ADD, MUL).
     #[inline(always)]
     pub fn cf(&self) -> bool {
         let op = self.cc_op;
+        let base = op & !3;
         let m = size_mask(op & 3);
-        match op & !3 {
-            CC_EFLAGS => self.rflags & CF != 0,
-            CC_ADD => (self.cc_dst & m) < (self.cc_src1 & m),
-            CC_SUB => (self.cc_src1 & m) < (self.cc_src2 & m),
-            CC_LOGIC => false,
-            CC_INC | CC_DEC => self.cc_src2 & CF != 0,
-            CC_MUL => self.cc_src1 & m != 0,
-            _ => compute(self) & CF != 0,
+        if base == CC_INC || base == CC_DEC {
+            self.cc_src2 & CF != 0
+        } else if base == CC_SUB {
+            (self.cc_src1 & m) < (self.cc_src2 & m)
+        } else if base == CC_LOGIC {
+            false
+        } else if base == CC_ADD {
+            (self.cc_dst & m) < (self.cc_src1 & m)
+        } else if base == CC_MUL {
+            self.cc_src1 & m != 0
+        } else if op == CC_EFLAGS {
+            self.rflags & CF != 0
+        } else {
+            cf_slow(self)
         }
     }
 

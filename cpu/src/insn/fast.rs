@@ -12,7 +12,7 @@
 //! operands. Everything else, and every 80286-model instruction, uses
 //! the family handler (`block::run_generic`).
 
-use crate::block::{Op, OpFn, NO_REG};
+use crate::block::{Op, OpFn, OpResult, NO_REG};
 use crate::bus::Bus;
 use crate::cpu::Cpu;
 use crate::exception::Result;
@@ -110,48 +110,48 @@ fn store<const S: usize>(cpu: &mut Cpu, bus: &mut dyn Bus, op: &Op, v: u64) -> R
 
 // ----- MOV, MOVZX, MOVSX, LEA -----
 
-fn mov_rr<const S: usize>(cpu: &mut Cpu, _: &mut dyn Bus, op: &Op) -> Result<()> {
+fn mov_rr<const S: usize>(cpu: &mut Cpu, _: &mut dyn Bus, op: &Op) -> OpResult {
     let v = rd::<S>(cpu, op.r1);
     wr::<S>(cpu, op.r0, v);
     Ok(())
 }
 
-fn mov_ri<const S: usize>(cpu: &mut Cpu, _: &mut dyn Bus, op: &Op) -> Result<()> {
+fn mov_ri<const S: usize>(cpu: &mut Cpu, _: &mut dyn Bus, op: &Op) -> OpResult {
     wr::<S>(cpu, op.r0, op.imm);
     Ok(())
 }
 
-fn mov_rm<const S: usize>(cpu: &mut Cpu, bus: &mut dyn Bus, op: &Op) -> Result<()> {
+fn mov_rm<const S: usize>(cpu: &mut Cpu, bus: &mut dyn Bus, op: &Op) -> OpResult {
     let v = load::<S>(cpu, bus, op)?;
     wr::<S>(cpu, op.r0, v);
     Ok(())
 }
 
-fn mov_mr<const S: usize>(cpu: &mut Cpu, bus: &mut dyn Bus, op: &Op) -> Result<()> {
+fn mov_mr<const S: usize>(cpu: &mut Cpu, bus: &mut dyn Bus, op: &Op) -> OpResult {
     let v = rd::<S>(cpu, op.r1);
-    store::<S>(cpu, bus, op, v)
+    Ok(store::<S>(cpu, bus, op, v)?)
 }
 
-fn mov_mi<const S: usize>(cpu: &mut Cpu, bus: &mut dyn Bus, op: &Op) -> Result<()> {
-    store::<S>(cpu, bus, op, op.imm)
+fn mov_mi<const S: usize>(cpu: &mut Cpu, bus: &mut dyn Bus, op: &Op) -> OpResult {
+    Ok(store::<S>(cpu, bus, op, op.imm)?)
 }
 
 /// MOVZX/MOVSX(D) from a `S`-byte source into a `D`-byte register.
-fn movx_r<const D: usize, const S: usize, const SIGNED: bool>(cpu: &mut Cpu, _: &mut dyn Bus, op: &Op) -> Result<()> {
+fn movx_r<const D: usize, const S: usize, const SIGNED: bool>(cpu: &mut Cpu, _: &mut dyn Bus, op: &Op) -> OpResult {
     let v = rd::<S>(cpu, op.r1);
     let v = if SIGNED { sext::<S>(v) as u64 } else { v };
     wr::<D>(cpu, op.r0, v);
     Ok(())
 }
 
-fn movx_m<const D: usize, const S: usize, const SIGNED: bool>(cpu: &mut Cpu, bus: &mut dyn Bus, op: &Op) -> Result<()> {
+fn movx_m<const D: usize, const S: usize, const SIGNED: bool>(cpu: &mut Cpu, bus: &mut dyn Bus, op: &Op) -> OpResult {
     let v = load::<S>(cpu, bus, op)?;
     let v = if SIGNED { sext::<S>(v) as u64 } else { v };
     wr::<D>(cpu, op.r0, v);
     Ok(())
 }
 
-fn lea<const D: usize>(cpu: &mut Cpu, _: &mut dyn Bus, op: &Op) -> Result<()> {
+fn lea<const D: usize>(cpu: &mut Cpu, _: &mut dyn Bus, op: &Op) -> OpResult {
     let a = ea(cpu, op);
     wr::<D>(cpu, op.r0, a);
     Ok(())
@@ -199,18 +199,18 @@ fn alu_reg<const S: usize, const OP: u8>(cpu: &mut Cpu, r0: u8, b: u64) {
     cpu.s.set_cc(cc, lg::<S>(), r, a, b);
 }
 
-fn alu_rr<const S: usize, const OP: u8>(cpu: &mut Cpu, _: &mut dyn Bus, op: &Op) -> Result<()> {
+fn alu_rr<const S: usize, const OP: u8>(cpu: &mut Cpu, _: &mut dyn Bus, op: &Op) -> OpResult {
     let b = rd::<S>(cpu, op.r1);
     alu_reg::<S, OP>(cpu, op.r0, b);
     Ok(())
 }
 
-fn alu_ri<const S: usize, const OP: u8>(cpu: &mut Cpu, _: &mut dyn Bus, op: &Op) -> Result<()> {
+fn alu_ri<const S: usize, const OP: u8>(cpu: &mut Cpu, _: &mut dyn Bus, op: &Op) -> OpResult {
     alu_reg::<S, OP>(cpu, op.r0, op.imm);
     Ok(())
 }
 
-fn alu_rm<const S: usize, const OP: u8>(cpu: &mut Cpu, bus: &mut dyn Bus, op: &Op) -> Result<()> {
+fn alu_rm<const S: usize, const OP: u8>(cpu: &mut Cpu, bus: &mut dyn Bus, op: &Op) -> OpResult {
     let b = load::<S>(cpu, bus, op)?;
     alu_reg::<S, OP>(cpu, op.r0, b);
     Ok(())
@@ -229,13 +229,13 @@ fn alu_mem<const S: usize, const OP: u8>(cpu: &mut Cpu, bus: &mut dyn Bus, op: &
     Ok(())
 }
 
-fn alu_mr<const S: usize, const OP: u8>(cpu: &mut Cpu, bus: &mut dyn Bus, op: &Op) -> Result<()> {
+fn alu_mr<const S: usize, const OP: u8>(cpu: &mut Cpu, bus: &mut dyn Bus, op: &Op) -> OpResult {
     let b = rd::<S>(cpu, op.r1);
-    alu_mem::<S, OP>(cpu, bus, op, b)
+    Ok(alu_mem::<S, OP>(cpu, bus, op, b)?)
 }
 
-fn alu_mi<const S: usize, const OP: u8>(cpu: &mut Cpu, bus: &mut dyn Bus, op: &Op) -> Result<()> {
-    alu_mem::<S, OP>(cpu, bus, op, op.imm)
+fn alu_mi<const S: usize, const OP: u8>(cpu: &mut Cpu, bus: &mut dyn Bus, op: &Op) -> OpResult {
+    Ok(alu_mem::<S, OP>(cpu, bus, op, op.imm)?)
 }
 
 const INC: u8 = 0;
@@ -264,7 +264,7 @@ fn unary_flags<const S: usize, const OP: u8>(cpu: &mut Cpu, a: u64, r: u64, cf: 
     }
 }
 
-fn unary_r<const S: usize, const OP: u8>(cpu: &mut Cpu, _: &mut dyn Bus, op: &Op) -> Result<()> {
+fn unary_r<const S: usize, const OP: u8>(cpu: &mut Cpu, _: &mut dyn Bus, op: &Op) -> OpResult {
     let a = rd::<S>(cpu, op.r0);
     let r = unary_calc::<S, OP>(a);
     let cf = if OP == INC || OP == DEC { cpu.s.cf() as u64 } else { 0 };
@@ -273,7 +273,7 @@ fn unary_r<const S: usize, const OP: u8>(cpu: &mut Cpu, _: &mut dyn Bus, op: &Op
     Ok(())
 }
 
-fn unary_m<const S: usize, const OP: u8>(cpu: &mut Cpu, bus: &mut dyn Bus, op: &Op) -> Result<()> {
+fn unary_m<const S: usize, const OP: u8>(cpu: &mut Cpu, bus: &mut dyn Bus, op: &Op) -> OpResult {
     let l = lin::<S>(cpu, op, Access::Write)?;
     let a = cpu.read_lin(bus, l, S)?;
     let r = unary_calc::<S, OP>(a);
@@ -287,7 +287,7 @@ fn unary_m<const S: usize, const OP: u8>(cpu: &mut Cpu, bus: &mut dyn Bus, op: &
 
 /// IMUL r, r/m (`IMM` false: the first factor is the destination) or
 /// IMUL r, r/m, imm; `MEM`: the r/m operand is memory.
-fn imul<const S: usize, const MEM: bool, const IMM: bool>(cpu: &mut Cpu, bus: &mut dyn Bus, op: &Op) -> Result<()> {
+fn imul<const S: usize, const MEM: bool, const IMM: bool>(cpu: &mut Cpu, bus: &mut dyn Bus, op: &Op) -> OpResult {
     let rm = if MEM { load::<S>(cpu, bus, op)? } else { rd::<S>(cpu, op.r1) };
     let (x, y) = if IMM { (rm, op.imm) } else { (rd::<S>(cpu, op.r0), rm) };
     let p = (sext::<S>(x) as i128) * (sext::<S>(y & mask::<S>()) as i128);
@@ -303,7 +303,7 @@ const SHL: u8 = 0;
 const SHR: u8 = 1;
 const SAR: u8 = 2;
 
-fn shift_ri<const S: usize, const OP: u8>(cpu: &mut Cpu, _: &mut dyn Bus, op: &Op) -> Result<()> {
+fn shift_ri<const S: usize, const OP: u8>(cpu: &mut Cpu, _: &mut dyn Bus, op: &Op) -> OpResult {
     let a = rd::<S>(cpu, op.r0);
     let count = op.cc as u32;
     let (r, src) = match OP {
@@ -321,7 +321,7 @@ fn shift_ri<const S: usize, const OP: u8>(cpu: &mut Cpu, _: &mut dyn Bus, op: &O
 
 // ----- control flow, stack, conditions -----
 
-fn jcc(cpu: &mut Cpu, _: &mut dyn Bus, op: &Op) -> Result<()> {
+fn jcc(cpu: &mut Cpu, _: &mut dyn Bus, op: &Op) -> OpResult {
     if cpu.s.cond(op.cc) {
         cpu.branch_near(op.imm)?;
     }
@@ -329,7 +329,7 @@ fn jcc(cpu: &mut Cpu, _: &mut dyn Bus, op: &Op) -> Result<()> {
 }
 
 /// Jcc inside a block: a taken branch leaves the block.
-fn jcc_mid(cpu: &mut Cpu, _: &mut dyn Bus, op: &Op) -> Result<()> {
+fn jcc_mid(cpu: &mut Cpu, _: &mut dyn Bus, op: &Op) -> OpResult {
     if cpu.s.cond(op.cc) {
         cpu.branch_near(op.imm)?;
         cpu.break_block = true;
@@ -337,21 +337,21 @@ fn jcc_mid(cpu: &mut Cpu, _: &mut dyn Bus, op: &Op) -> Result<()> {
     Ok(())
 }
 
-fn jmp(cpu: &mut Cpu, _: &mut dyn Bus, op: &Op) -> Result<()> {
-    cpu.branch_near(op.imm)
+fn jmp(cpu: &mut Cpu, _: &mut dyn Bus, op: &Op) -> OpResult {
+    Ok(cpu.branch_near(op.imm)?)
 }
 
-fn call<const S: usize>(cpu: &mut Cpu, bus: &mut dyn Bus, op: &Op) -> Result<()> {
+fn call<const S: usize>(cpu: &mut Cpu, bus: &mut dyn Bus, op: &Op) -> OpResult {
     let ret = cpu.s.rip;
     cpu.branch_near(op.imm)?;
     if let Err(e) = cpu.push(bus, ret, S) {
         cpu.s.rip = ret;
-        return Err(e);
+        return Err(Box::new(e));
     }
     Ok(())
 }
 
-fn ret<const S: usize>(cpu: &mut Cpu, bus: &mut dyn Bus, _: &Op) -> Result<()> {
+fn ret<const S: usize>(cpu: &mut Cpu, bus: &mut dyn Bus, _: &Op) -> OpResult {
     let t = cpu.peek(bus, 0, S)?;
     cpu.branch_near(t)?;
     let ss = cpu.stack_size();
@@ -360,12 +360,12 @@ fn ret<const S: usize>(cpu: &mut Cpu, bus: &mut dyn Bus, _: &Op) -> Result<()> {
     Ok(())
 }
 
-fn push<const S: usize>(cpu: &mut Cpu, bus: &mut dyn Bus, op: &Op) -> Result<()> {
+fn push<const S: usize>(cpu: &mut Cpu, bus: &mut dyn Bus, op: &Op) -> OpResult {
     let v = rd::<S>(cpu, op.r0);
-    cpu.push(bus, v, S)
+    Ok(cpu.push(bus, v, S)?)
 }
 
-fn pop<const S: usize>(cpu: &mut Cpu, bus: &mut dyn Bus, op: &Op) -> Result<()> {
+fn pop<const S: usize>(cpu: &mut Cpu, bus: &mut dyn Bus, op: &Op) -> OpResult {
     let v = cpu.peek(bus, 0, S)?;
     let ss = cpu.stack_size();
     let old_sp = cpu.s.gpr[RSP];
@@ -374,20 +374,20 @@ fn pop<const S: usize>(cpu: &mut Cpu, bus: &mut dyn Bus, op: &Op) -> Result<()> 
     Ok(())
 }
 
-fn setcc_r(cpu: &mut Cpu, _: &mut dyn Bus, op: &Op) -> Result<()> {
+fn setcc_r(cpu: &mut Cpu, _: &mut dyn Bus, op: &Op) -> OpResult {
     let v = cpu.s.cond(op.cc) as u64;
     wr::<1>(cpu, op.r0, v);
     Ok(())
 }
 
-fn cmov<const S: usize, const MEM: bool>(cpu: &mut Cpu, bus: &mut dyn Bus, op: &Op) -> Result<()> {
+fn cmov<const S: usize, const MEM: bool>(cpu: &mut Cpu, bus: &mut dyn Bus, op: &Op) -> OpResult {
     let src = if MEM { load::<S>(cpu, bus, op)? } else { rd::<S>(cpu, op.r1) };
     let v = if cpu.s.cond(op.cc) { src } else { rd::<S>(cpu, op.r0) };
     wr::<S>(cpu, op.r0, v);
     Ok(())
 }
 
-fn nop(_: &mut Cpu, _: &mut dyn Bus, _: &Op) -> Result<()> {
+fn nop(_: &mut Cpu, _: &mut dyn Bus, _: &Op) -> OpResult {
     Ok(())
 }
 
