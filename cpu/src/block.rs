@@ -106,6 +106,8 @@ pub struct Block {
     pub page: u64,
     /// Linear page number it was decoded at.
     pub lin_page: u64,
+    /// RIP of its first instruction.
+    pub rip: u64,
     /// The largest `next_ip - 1` of its instructions: if the CS limit is at
     /// least this, no instruction of the block can fail the limit check.
     pub last_byte: u64,

@@ -51,6 +51,7 @@ impl Cpu {
         // A20 and memory-map changes all end blocks), so code on the same
         // linear page needs no code-TLB lookup.
         let mut hint: Option<(u64, u64)> = None;
+        let mut cur: Option<std::rc::Rc<Block>> = None;
         loop {
             if clean {
                 if self.s.icount >= end {
@@ -94,21 +95,32 @@ impl Cpu {
                     continue;
                 }
             }
-            let same_page = if clean { hint } else { None };
-            clean = match self.lookup_block(bus, same_page) {
-                Ok(Some(block)) => {
-                    hint = Some((block.lin_page, block.page));
-                    self.exec_block(bus, &block, end)
+            // A loop back to the start of the block just run (same RIP, and
+            // after a clean exit the same CS base, mode and mapping) reuses it.
+            let again = clean && cur.as_ref().is_some_and(|b| b.rip == self.s.rip && b.valid.get());
+            if !again {
+                let same_page = if clean { hint } else { None };
+                match self.lookup_block(bus, same_page) {
+                    Ok(Some(block)) => {
+                        hint = Some((block.lin_page, block.page));
+                        cur = Some(block);
+                    }
+                    Ok(None) => {
+                        self.step_uncached(bus);
+                        clean = false;
+                        continue;
+                    }
+                    Err(e) => {
+                        self.raise(bus, e);
+                        clean = false;
+                        continue;
+                    }
                 }
-                Ok(None) => {
-                    self.step_uncached(bus);
-                    false
-                }
-                Err(e) => {
-                    self.raise(bus, e);
-                    false
-                }
+            }
+            let Some(block) = cur.as_deref() else {
+                unreachable!("a block was just found");
             };
+            clean = self.exec_block(bus, block, end);
         }
     }
 
@@ -237,6 +249,7 @@ impl Cpu {
             valid: Cell::new(true),
             page,
             lin_page: lin >> PAGE_SHIFT,
+            rip: self.s.rip,
             last_byte,
         };
         Ok(Some(self.blocks.insert(key, block)))

@@ -248,6 +248,12 @@ impl CpuState {
     /// branch, it is answered from the operands without computing flags.
     #[inline]
     pub fn cond(&self, cc: u8) -> bool {
+        self.cond_inline(cc)
+    }
+
+    /// `cond`, always inlined: with a constant `cc` the tests fold away.
+    #[inline(always)]
+    pub fn cond_inline(&self, cc: u8) -> bool {
         let op = self.cc_op;
         if cc >> 1 == 2 {
             return self.zf() ^ (cc & 1 != 0);

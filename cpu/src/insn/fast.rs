@@ -321,20 +321,35 @@ fn shift_ri<const S: usize, const OP: u8>(cpu: &mut Cpu, _: &mut dyn Bus, op: &O
 
 // ----- control flow, stack, conditions -----
 
-fn jcc(cpu: &mut Cpu, _: &mut dyn Bus, op: &Op) -> OpResult {
-    if cpu.s.cond(op.cc) {
+/// Jcc with condition `CC` (instantiated per condition so that the test
+/// is inlined and folded).
+fn jcc<const CC: u8>(cpu: &mut Cpu, _: &mut dyn Bus, op: &Op) -> OpResult {
+    if cpu.s.cond_inline(CC) {
         cpu.branch_near(op.imm)?;
     }
     Ok(())
 }
 
 /// Jcc inside a block: a taken branch leaves the block.
-fn jcc_mid(cpu: &mut Cpu, _: &mut dyn Bus, op: &Op) -> OpResult {
-    if cpu.s.cond(op.cc) {
+fn jcc_mid<const CC: u8>(cpu: &mut Cpu, _: &mut dyn Bus, op: &Op) -> OpResult {
+    if cpu.s.cond_inline(CC) {
         cpu.branch_near(op.imm)?;
         cpu.break_block = true;
     }
     Ok(())
+}
+
+/// The two Jcc handlers for condition `cc` (0..15).
+fn jcc_pair(cc: u8) -> (OpFn, OpFn) {
+    macro_rules! pair {
+        ($($c:literal)*) => {
+            match cc {
+                $($c => (jcc::<$c> as OpFn, jcc_mid::<$c> as OpFn),)*
+                _ => unreachable!("condition codes are 0..15"),
+            }
+        };
+    }
+    pair!(0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15)
 }
 
 fn jmp(cpu: &mut Cpu, _: &mut dyn Bus, op: &Op) -> OpResult {
@@ -743,8 +758,9 @@ fn pick(op: &mut Op, i: &Instruction, mode: Mode) -> Option<OpFn> {
             let name_is = |prefix: &str| format!("{m:?}").starts_with(prefix);
             if i.is_jcc_short_or_near() {
                 near_target(op, i)?;
-                op.cont = Some(jcc_mid);
-                Some(jcc)
+                let (last, mid) = jcc_pair(op.cc);
+                op.cont = Some(mid);
+                Some(last)
             } else if name_is("Set") && i.op_count() == 1 {
                 op.r0 = reg_op(i, 0)?;
                 Some(setcc_r)
