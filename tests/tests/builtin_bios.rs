@@ -135,15 +135,22 @@ fn real_mode_program_uses_the_builtin_bios() {
         let u16at = |b: &[u8], o: usize| u16::from_le_bytes([b[o], b[o + 1]]);
         let o = mem(OUT, 16);
         let count = u16at(&o, 0) as usize;
-        // The kernel's map: base RAM, EBDA, BIOS area, RAM, ACPI tables.
-        assert_eq!(count, 5, "{kind:?}");
+        // The kernel's map: base RAM, EBDA, BIOS area, RAM, ACPI tables,
+        // and on q35 the reserved ECAM window.
+        let q35 = kind == MachineKind::Q35;
+        assert_eq!(count, if q35 { 6 } else { 5 }, "{kind:?}");
         let e = mem(BUF, 20 * count);
         assert_eq!(
             &e[0..20],
             &[&0u64.to_le_bytes()[..], &0x9fc00u64.to_le_bytes(), &1u32.to_le_bytes()].concat()[..]
         );
-        let last = &e[20 * (count - 1)..];
-        assert_eq!(u32::from_le_bytes(last[16..20].try_into().unwrap()), 3, "ACPI tables last");
+        let acpi = &e[20 * 4..];
+        assert_eq!(u32::from_le_bytes(acpi[16..20].try_into().unwrap()), 3, "ACPI tables after RAM");
+        if q35 {
+            let ecam = &e[20 * 5..];
+            assert_eq!(u64::from_le_bytes(ecam[0..8].try_into().unwrap()), 0xb000_0000, "ECAM base");
+            assert_eq!(u32::from_le_bytes(ecam[16..20].try_into().unwrap()), 2, "ECAM reserved");
+        }
         assert_eq!(u16at(&o, 2), 639, "INT 12h");
         assert_eq!(u16at(&o, 4), 15 << 10, "E801: 1-16 MiB in KiB");
         assert_eq!(
