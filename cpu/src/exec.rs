@@ -45,6 +45,7 @@ impl Cpu {
             if let Some(pages) = self.mem.take_dirty_code() {
                 for p in pages {
                     self.blocks.invalidate_page(p);
+                    self.jit_invalidate_page(p);
                 }
             }
             if self.s.irq_shadow != 0 {
@@ -68,6 +69,9 @@ impl Cpu {
                     self.s.dr[6] |= 1 << 14;
                     self.raise(bus, Exception::Debug);
                 }
+                continue;
+            }
+            if self.jit_try(bus, end) {
                 continue;
             }
             if !self.use_block_cache {
