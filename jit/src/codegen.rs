@@ -99,11 +99,6 @@ impl<'a, 'b> Emitter<'a, 'b> {
         self.b.ins().store(MemFlagsData::trusted(), v, self.st, off as i32);
     }
 
-    pub fn load_field32(&mut self, off: usize) -> Value {
-        let v = self.b.ins().load(types::I32, MemFlagsData::trusted(), self.st, off as i32);
-        self.b.ins().uextend(I64, v)
-    }
-
     pub fn store_field32(&mut self, off: usize, v: Value) {
         let v = self.b.ins().ireduce(types::I32, v);
         self.b.ins().store(MemFlagsData::trusted(), v, self.st, off as i32);

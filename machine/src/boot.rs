@@ -160,8 +160,17 @@ pub fn run(cli: &Cli) -> Result<u8, String> {
         return Ok(0);
     }
     choose_accel(accel.as_deref())?;
+    let jit = kagami_machine::accel::JitOptions {
+        enabled: !cli.no_jit,
+        threshold: cli.jit_threshold.unwrap_or(kagami_machine::accel::JitOptions::default().threshold),
+        stats: cli.jit_stats,
+    };
+    kagami_machine::accel::install(&mut pc.cpu, &jit);
     let limit = (cli.max_instructions > 0).then_some(cli.max_instructions);
     let stop = pc.run(limit);
+    if jit.stats {
+        eprintln!("{}", kagami_machine::accel::stats_report(&pc.cpu));
+    }
     Ok(match stop {
         Stop::Exit(code) => code as u8,
         Stop::Reset => 0,

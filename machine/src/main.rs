@@ -111,6 +111,18 @@ pub(crate) struct Cli {
     /// Print the machine's I/O map (and MMIO map) and exit.
     #[arg(long)]
     pub(crate) print_machine: bool,
+
+    /// TCG: interpreter only, no JIT.
+    #[arg(long)]
+    pub(crate) no_jit: bool,
+
+    /// TCG: executions of a block before the JIT translates it (0: at first sight).
+    #[arg(long, value_name = "N")]
+    pub(crate) jit_threshold: Option<u32>,
+
+    /// Print JIT statistics on stderr at exit.
+    #[arg(long)]
+    pub(crate) jit_stats: bool,
 }
 
 /// Rewrite QEMU-style single-dash long options (`-kernel x`, `-m=512`) to
