@@ -152,7 +152,7 @@ impl<'a, 'b> Emitter<'a, 'b> {
     }
 
     /// Forget cached registers (a helper may have changed any of them).
-    fn forget(&mut self) {
+    pub fn forget(&mut self) {
         debug_assert!(!self.dirty.iter().any(|d| *d));
         self.regs = [None; 16];
         self.known_cc = None;

@@ -20,6 +20,9 @@ pub struct RunCtx<'a> {
     /// The running block's fallback table (code is shared between blocks
     /// that differ only in the instructions they run through the helper).
     pub fallbacks: *const Fallback,
+    /// The soft-TLB table of the current MMU mode (refreshed after every
+    /// helper call: CPL, EFLAGS.AC or CR4.SMAP may have changed).
+    pub tlb: *const kagami_cpu::mmu::TlbEntry,
     pub cpu: *mut Cpu,
     pub bus: *mut (dyn Bus + 'a),
     /// A helper panicked: the payload, resumed when the block returns.
@@ -45,6 +48,7 @@ pub unsafe extern "C" fn exec_fallback(ctx: *mut RunCtx<'_>, f: *const Fallback)
     let (cpu, bus, f) = unsafe { (&mut *ctx.cpu, &mut *ctx.bus, &*f) };
     match catch_unwind(AssertUnwindSafe(|| {
         let ok = cpu.jit_exec_insn(bus, &f.insn, f.handler);
+        ctx.tlb = cpu.tlb.e[cpu.mmu_mode()].as_ptr();
         !ok || cpu.jit_break_block()
     })) {
         Ok(exit) => exit as u32,

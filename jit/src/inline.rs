@@ -104,6 +104,9 @@ pub fn supported(i: &Instruction, mode: Mode) -> bool {
     if i.has_lock_prefix() {
         return false;
     }
+    if crate::memory::supported(i, mode) {
+        return true;
+    }
     match i.mnemonic() {
         Mnemonic::Nop => true,
         Mnemonic::Mov => i.op_count() == 2 && reg_op(i, 0).is_some() && src_ok(i),
@@ -283,9 +286,49 @@ fn condition(em: &mut Emitter, cc: u8) -> Value {
     }
 }
 
-/// Emit the inline translation of a `supported` instruction. Returns true
-/// when it ended the function (a branch at the end of the block).
-pub fn emit(em: &mut Emitter, i: &Instruction, mode: Mode) -> bool {
+/// ADD/SUB/AND/OR/XOR/CMP/TEST of `a` and `b` (masked to `size` bytes):
+/// records the lazy flags and returns the masked result.
+pub fn alu_flags_only(em: &mut Emitter, m: Mnemonic, size: u32, a: Value, b: Value) -> Value {
+    let (r, op) = match m {
+        Mnemonic::Add => (em.b.ins().iadd(a, b), CC_ADD),
+        Mnemonic::Sub | Mnemonic::Cmp => (em.b.ins().isub(a, b), CC_SUB),
+        Mnemonic::And | Mnemonic::Test => (em.b.ins().band(a, b), CC_LOGIC),
+        Mnemonic::Or => (em.b.ins().bor(a, b), CC_LOGIC),
+        _ => (em.b.ins().bxor(a, b), CC_LOGIC),
+    };
+    let r = if size < 8 { em.b.ins().band_imm_u(r, mask(size) as i64) } else { r };
+    set_cc(em, op, size, r, a, b);
+    r
+}
+
+/// The ALU operation `m` on register `d` (value `a`) and `b`, writing `d`
+/// unless it is CMP/TEST.
+pub fn alu(em: &mut Emitter, m: Mnemonic, d: Register, a: Value, b: Value) {
+    let g = gpr(d).expect("GPR");
+    let r = alu_flags_only(em, m, g.size, a, b);
+    if !matches!(m, Mnemonic::Cmp | Mnemonic::Test) {
+        write_gpr(em, g, r);
+    }
+}
+
+/// A GPR of any width, zero-extended.
+pub fn read_reg(em: &mut Emitter, r: Register) -> Value {
+    read_gpr(em, gpr(r).expect("GPR"))
+}
+
+/// Write a GPR of any width with x86-64 semantics.
+pub fn write_reg(em: &mut Emitter, r: Register, v: Value) {
+    write_gpr(em, gpr(r).expect("GPR"), v)
+}
+
+/// Emit the inline translation of a `supported` instruction (number `n` of
+/// its block). Returns true when it ended the function (a branch at the end
+/// of the block).
+pub fn emit(em: &mut Emitter, i: &Instruction, n: usize, mode: Mode) -> bool {
+    if crate::memory::supported(i, mode) {
+        crate::memory::emit(em, i, n, mode);
+        return false;
+    }
     match i.mnemonic() {
         Mnemonic::Nop => {}
         Mnemonic::Mov => {
@@ -297,22 +340,10 @@ pub fn emit(em: &mut Emitter, i: &Instruction, mode: Mode) -> bool {
             let d = reg_op(i, 0).unwrap();
             let a = read_gpr(em, d);
             let b = src1(em, i, d.size);
-            let (r, op) = match i.mnemonic() {
-                Mnemonic::Add => (em.b.ins().iadd(a, b), CC_ADD),
-                Mnemonic::Sub | Mnemonic::Cmp => (em.b.ins().isub(a, b), CC_SUB),
-                Mnemonic::And | Mnemonic::Test => (em.b.ins().band(a, b), CC_LOGIC),
-                Mnemonic::Or => (em.b.ins().bor(a, b), CC_LOGIC),
-                _ => (em.b.ins().bxor(a, b), CC_LOGIC),
-            };
-            let r = if d.size < 8 {
-                em.b.ins().band_imm_u(r, mask(d.size) as i64)
-            } else {
-                r
-            };
+            let r = alu_flags_only(em, i.mnemonic(), d.size, a, b);
             if !matches!(i.mnemonic(), Mnemonic::Cmp | Mnemonic::Test) {
                 write_gpr(em, d, r);
             }
-            set_cc(em, op, d.size, r, a, b);
         }
         Mnemonic::Inc | Mnemonic::Dec => {
             let d = reg_op(i, 0).unwrap();

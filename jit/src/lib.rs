@@ -12,6 +12,7 @@
 mod codegen;
 pub mod helpers;
 mod inline;
+mod memory;
 
 use codegen::Emitter;
 use cranelift_codegen::ir::{AbiParam, UserFuncName};
@@ -302,7 +303,7 @@ impl Jit {
             let last = insns.len() - 1;
             for (n, i) in insns.iter().enumerate() {
                 if plan.insns[n].is_some() {
-                    let ended = inline::emit(&mut em, i, mode);
+                    let ended = inline::emit(&mut em, i, n, mode);
                     if ended {
                         // A branch: the inline translation ended the function.
                         debug_assert_eq!(n, last);
@@ -372,6 +373,7 @@ impl Translator for Jit {
             // SAFETY: `cpu_ptr` is valid; the state pointer is derived from it.
             state: unsafe { &raw mut (*cpu_ptr).s },
             fallbacks: c.fallbacks.as_ptr(),
+            tlb: cpu.tlb.e[cpu.mmu_mode()].as_ptr(),
             cpu: cpu_ptr,
             bus: bus as *mut dyn Bus,
             panic: None,
