@@ -326,8 +326,7 @@ pub fn write_reg(em: &mut Emitter, r: Register, v: Value) {
 /// of the block).
 pub fn emit(em: &mut Emitter, i: &Instruction, n: usize, mode: Mode) -> bool {
     if crate::memory::supported(i, mode) {
-        crate::memory::emit(em, i, n, mode);
-        return false;
+        return crate::memory::emit(em, i, n, mode);
     }
     match i.mnemonic() {
         Mnemonic::Nop => {}

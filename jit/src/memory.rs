@@ -63,6 +63,10 @@ enum Kind {
     CmpMem,
     Push,
     Pop,
+    /// CALL rel (ends the block).
+    Call,
+    /// RET without an immediate (ends the block).
+    Ret,
 }
 
 fn kind(i: &Instruction, mode: Mode) -> Option<Kind> {
@@ -73,6 +77,10 @@ fn kind(i: &Instruction, mode: Mode) -> Option<Kind> {
     match m {
         Mnemonic::Push if i.op_count() == 1 && gpr_reg(i, 0).is_some_and(|r| r.size() == 8) => return Some(Kind::Push),
         Mnemonic::Pop if i.op_count() == 1 && gpr_reg(i, 0).is_some_and(|r| r.size() == 8) => return Some(Kind::Pop),
+        Mnemonic::Call if i.op0_kind() == OpKind::NearBranch64 && kagami_cpu::seg::canonical(i.near_branch_target()) => {
+            return Some(Kind::Call)
+        }
+        Mnemonic::Ret if i.op_count() == 0 && i.code() == iced_x86::Code::Retnq => return Some(Kind::Ret),
         _ => {}
     }
     if i.op_count() != 2 {
@@ -188,9 +196,14 @@ fn mask(size: u32) -> u64 {
     }
 }
 
-/// Emit instruction `n` of the block (`supported`).
-pub fn emit(em: &mut Emitter, i: &Instruction, n: usize, mode: Mode) {
+/// Emit instruction `n` of the block (`supported`). Returns true when it
+/// ended the function (CALL, RET).
+pub fn emit(em: &mut Emitter, i: &Instruction, n: usize, mode: Mode) -> bool {
     let k = kind(i, mode).expect("supported");
+    if matches!(k, Kind::Call | Kind::Ret) {
+        emit_call_ret(em, i, n, k);
+        return true;
+    }
     // Both paths start from (and end in) CpuState.
     em.sync(Some(i.ip()));
     em.forget();
@@ -240,6 +253,7 @@ pub fn emit(em: &mut Emitter, i: &Instruction, n: usize, mode: Mode) {
             };
             crate::inline::alu_flags_only(em, i.mnemonic(), size, a, b);
         }
+        Kind::Call | Kind::Ret => unreachable!("emit_call_ret"),
     }
     em.retire_inline();
     em.sync(Some(i.next_ip()));
@@ -251,4 +265,43 @@ pub fn emit(em: &mut Emitter, i: &Instruction, n: usize, mode: Mode) {
     em.b.ins().jump(merge, &[]);
     em.b.switch_to_block(merge);
     em.forget();
+    false
+}
+
+/// CALL rel / RET: the stack access through the TLB, then the block ends
+/// at the new RIP. A RET to a non-canonical address (#GP) and every TLB
+/// miss run the interpreter's handler instead.
+fn emit_call_ret(em: &mut Emitter, i: &Instruction, n: usize, k: Kind) {
+    em.sync(Some(i.ip()));
+    em.forget();
+    let rsp = em.gpr(4);
+    let slow = if k == Kind::Call {
+        let lin = em.b.ins().iadd_imm_s(rsp, -8);
+        let (host, slow) = tlb_lookup(em, lin, 8, true);
+        let ret = em.iconst(i.next_ip());
+        store(em, host, 8, ret);
+        em.set_gpr(4, lin);
+        em.retire_inline();
+        let t = em.iconst(i.near_branch_target());
+        em.finish_with_rip(t);
+        slow
+    } else {
+        let (host, slow) = tlb_lookup(em, rsp, 8, false);
+        let target = load(em, host, 8, false);
+        let sh = em.b.ins().ishl_imm_u(target, 16);
+        let sx = em.b.ins().sshr_imm_u(sh, 16);
+        let canon = em.b.ins().icmp(IntCC::Equal, sx, target);
+        let ok = em.b.create_block();
+        em.b.ins().brif(canon, ok, &[], slow, &[]);
+        em.b.switch_to_block(ok);
+        let sp = em.b.ins().iadd_imm_u(rsp, 8);
+        em.set_gpr(4, sp);
+        em.retire_inline();
+        em.finish_with_rip(target);
+        slow
+    };
+    em.b.switch_to_block(slow);
+    em.forget();
+    em.fallback(n, i.ip());
+    em.b.ins().return_(&[]);
 }

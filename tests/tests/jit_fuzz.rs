@@ -8,7 +8,7 @@ use kagami_cpu::fuzz::{machine, FuzzMode, BUDGET};
 use kagami_cpu::{Cpu, Exit, NullBus};
 use kagami_jit::{Jit, JitConfig};
 
-const INPUTS_PER_MODE: usize = 250;
+const INPUTS_PER_MODE: usize = 150;
 
 struct Rng(u64);
 
