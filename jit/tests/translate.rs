@@ -472,3 +472,43 @@ fn call_and_ret_match_the_interpreter() {
     assert_eq!(interp.s.gpr[0], 5050);
     assert_eq!(snapshot(&interp), snapshot(&jit));
 }
+
+#[test]
+fn a_tiny_code_cache_flushes_and_still_matches() {
+    // code_limit 1: every compile after the first flushes the whole cache.
+    for seed in 0..60u64 {
+        compare_program(
+            seed,
+            JitConfig {
+                threshold: 0,
+                code_limit: 1,
+                ..JitConfig::default()
+            },
+        );
+    }
+    // Loop block, JMP block, HLT block: two flushes, same result.
+    use Code::*;
+    let mut insns = vec![
+        Instruction::with2(Add_rm64_r64, Register::RAX, Register::RCX).unwrap(),
+        Instruction::with1(Dec_rm64, Register::RCX).unwrap(),
+    ];
+    let mut j = Instruction::with_branch(Jne_rel32_64, CODE).unwrap();
+    j.set_near_branch64(CODE);
+    insns.push(j);
+    let mut k = Instruction::with_branch(Jmp_rel32_64, CODE + 0x800).unwrap();
+    k.set_near_branch64(CODE + 0x800);
+    insns.push(k);
+    let code = assemble(&insns);
+    let mut jit = cpu64(Some(JitConfig {
+        threshold: 0,
+        code_limit: 1,
+        ..JitConfig::default()
+    }));
+    jit.s.gpr[1] = 50;
+    jit.mem.write(CODE, &code);
+    jit.mem.write(CODE + 0x800, &[0xf4]);
+    assert_eq!(run(&mut jit, 10_000), Exit::Halted);
+    assert_eq!(jit.s.gpr[0], 1275);
+    let report = jit.translator().unwrap().stats_report();
+    assert!(report.contains(" 2 cache flushes"), "{report}");
+}
