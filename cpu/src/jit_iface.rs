@@ -44,7 +44,7 @@ impl JitKey {
 }
 
 /// A dynamic translator the run loop consults at block boundaries.
-pub trait Translator {
+pub trait Translator: Send {
     /// Run translated code for the block at `key` without letting `icount`
     /// pass `end`. Returns `false` if nothing ran (the interpreter then runs
     /// the block). On `true` the block ran to its end, to a fault (already

@@ -8,7 +8,7 @@
 use crate::codegen::{Emitter, KnownCc, I64};
 use cranelift_codegen::ir::{condcodes::IntCC, types, InstBuilder, Type, Value};
 use iced_x86::{Instruction, Mnemonic, OpKind, Register};
-use kagami_cpu::flags::{CC_ADD, CC_DEC, CC_INC, CC_LOGIC, CC_SUB};
+use kagami_cpu::flags::{CC_ADD, CC_DEC, CC_INC, CC_LOGIC, CC_SHL, CC_SHR, CC_SUB};
 use kagami_cpu::seg::canonical;
 use kagami_cpu::state::{CpuState, Mode};
 use std::mem::offset_of;
@@ -114,6 +114,7 @@ pub fn supported(i: &Instruction, mode: Mode) -> bool {
             i.op_count() == 2 && reg_op(i, 0).is_some() && src_ok(i)
         }
         Mnemonic::Inc | Mnemonic::Dec => i.op_count() == 1 && reg_op(i, 0).is_some(),
+        Mnemonic::Shl | Mnemonic::Shr | Mnemonic::Sar => i.op_count() == 2 && reg_op(i, 0).is_some() && i.op_kind(1) == OpKind::Immediate8,
         Mnemonic::Lea => reg_op(i, 0).is_some() && lea_addr_size(i, mode).is_some(),
         Mnemonic::Jmp => branch_target_ok(i, mode),
         m if i.is_jcc_short_or_near() => {
@@ -360,6 +361,44 @@ pub fn emit(em: &mut Emitter, i: &Instruction, n: usize, mode: Mode) -> bool {
             };
             write_gpr(em, d, r);
             set_cc(em, op, d.size, r, a, cf);
+        }
+        Mnemonic::Shl | Mnemonic::Shr | Mnemonic::Sar => {
+            // As `cpu/src/insn/shift.rs`: the count is masked to 5 bits (6
+            // for 64-bit operands); a zero count writes the value back (a
+            // 32-bit register is still zero-extended) and keeps the flags.
+            let d = reg_op(i, 0).unwrap();
+            let a = read_gpr(em, d);
+            let count = (i.immediate(1) as u32) & if d.size == 8 { 0x3f } else { 0x1f };
+            if count == 0 {
+                write_gpr(em, d, a);
+            } else {
+                let m = mask(d.size);
+                let (r, src1, op) = match i.mnemonic() {
+                    Mnemonic::Shl => {
+                        let r = em.b.ins().ishl_imm_u(a, count as i64);
+                        let r = em.b.ins().band_imm_u(r, m as i64);
+                        (r, em.b.ins().ishl_imm_u(a, count as i64 - 1), CC_SHL)
+                    }
+                    Mnemonic::Shr => (
+                        em.b.ins().ushr_imm_u(a, count as i64),
+                        em.b.ins().ushr_imm_u(a, count as i64 - 1),
+                        CC_SHR,
+                    ),
+                    _ => {
+                        let up = 64 - 8 * d.size as i64;
+                        let sa = em.b.ins().ishl_imm_u(a, up);
+                        let sa = em.b.ins().sshr_imm_u(sa, up);
+                        let r = em.b.ins().sshr_imm_u(sa, count as i64);
+                        let r = em.b.ins().band_imm_u(r, m as i64);
+                        let s1 = em.b.ins().sshr_imm_u(sa, count as i64 - 1);
+                        let s1 = em.b.ins().band_imm_u(s1, m as i64);
+                        (r, s1, CC_SHR)
+                    }
+                };
+                write_gpr(em, d, r);
+                let zero = em.iconst(0);
+                set_cc(em, op, d.size, r, src1, zero);
+            }
         }
         Mnemonic::Lea => {
             let d = reg_op(i, 0).unwrap();

@@ -28,7 +28,7 @@ use kagami_cpu::jit_iface::{JitKey, Translator};
 use kagami_cpu::state::{Mode, CS};
 use kagami_cpu::{Bus, Cpu, CpuModel};
 use rustc_hash::FxHashMap;
-use std::rc::Rc;
+use std::sync::Arc as Rc;
 use std::time::{Duration, Instant};
 
 /// Longest block, in instructions (the interpreter's `MAX_BLOCK`).

@@ -88,7 +88,28 @@ fn random_insn(rng: &mut Rng) -> Instruction {
         // RDI (+ a small RCX-free displacement) is used as the address.
         iced_x86::MemoryOperand::with_base_displ(Register::RDI, (rng.below(512) * 3) as i64)
     };
-    match rng.below(14) {
+    match rng.below(16) {
+        14 | 15 => {
+            let code = sel(
+                pick(
+                    rng,
+                    &[
+                        (Shl_rm8_imm8, Shl_rm16_imm8, Shl_rm32_imm8, Shl_rm64_imm8),
+                        (Shr_rm8_imm8, Shr_rm16_imm8, Shr_rm32_imm8, Shr_rm64_imm8),
+                        (Sar_rm8_imm8, Sar_rm16_imm8, Sar_rm32_imm8, Sar_rm64_imm8),
+                        (Shl_rm8_1, Shl_rm16_1, Shl_rm32_1, Shl_rm64_1),
+                        (Sar_rm8_1, Sar_rm16_1, Sar_rm32_1, Sar_rm64_1),
+                    ],
+                ),
+                size,
+            );
+            let r = reg(rng, size);
+            if code.op_code().op_kinds().last() == Some(&iced_x86::OpCodeOperandKind::imm8) {
+                Instruction::with2(code, r, (rng.next() % 72) as u32).unwrap()
+            } else {
+                Instruction::with2(code, r, 1u32).unwrap()
+            }
+        }
         10 => {
             // Loads: MOV, MOVZX, MOVSX, MOVSXD, ALU reg, [m].
             let code = pick(
