@@ -408,7 +408,7 @@ impl Translator for Jit {
     fn stats_report(&self) -> String {
         let s = &self.stats;
         format!(
-            "jit: {} blocks translated ({} reused by code bytes), {} guest instructions ({} inline), compile time {:.3} s, \
+            "jit: {} blocks translated ({} reused by code bytes), {} guest instructions ({} inline), compile time {:.6} s, \
              code {} KiB, {} block runs, {} instructions retired in translated code, {} pages invalidated, {} cache flushes, {} declined",
             s.blocks_translated,
             s.blocks_reused,
