@@ -43,9 +43,15 @@ export KAGAMI_REQUIRE_GUEST=1
 cargo build --workspace --bins
 if cargo nextest --version >/dev/null 2>&1; then
     cargo nextest run --workspace --profile ci
+    # The CPU conformance and boot tests again with the JIT translating every
+    # block at first sight (tests/src constructors honour KAGAMI_JIT_THRESHOLD).
+    KAGAMI_JIT_THRESHOLD=0 cargo nextest run -p kagami-tests --profile ci \
+        --test system_guest --test int_flow --test differential --test sst80286 --test multiboot_boot
 else
     log "cargo-nextest not found: using cargo test"
     cargo test --workspace
+    KAGAMI_JIT_THRESHOLD=0 cargo test -p kagami-tests \
+        --test system_guest --test int_flow --test differential --test sst80286 --test multiboot_boot
 fi
 
 # The fuzz crate is outside the workspace; sharing the target folder reuses

@@ -53,6 +53,8 @@ pub struct Cpu {
     pub use_block_cache: bool,
     /// Deterministic entropy for RDRAND/RDSEED (the machine's doorway seeds it).
     pub rng_state: u64,
+    /// The dynamic translator, if one is installed (`jit_iface.rs`).
+    pub(crate) jit: crate::jit_iface::JitSlot,
 }
 
 impl Cpu {
@@ -69,6 +71,7 @@ impl Cpu {
             delivering: None,
             use_block_cache: true,
             rng_state: 0x853c_49e6_748f_ea9b,
+            jit: Default::default(),
         }
     }
 
@@ -92,6 +95,7 @@ impl Cpu {
         self.phys = phys;
         self.flush_tlb_all();
         self.blocks.clear();
+        self.jit_flush();
         self.break_block = true;
     }
 
@@ -100,6 +104,7 @@ impl Cpu {
         self.s.reset();
         self.flush_tlb_all();
         self.blocks.clear();
+        self.jit_flush();
         self.break_block = true;
         self.shutdown = false;
         self.delivering = None;

@@ -95,6 +95,11 @@ impl Cpu {
                     continue;
                 }
             }
+            // The JIT (when installed) runs the block at CS:RIP if it has it.
+            if self.jit_try(bus, end) {
+                clean = false;
+                continue;
+            }
             // A loop back to the start of the block just run (same RIP, and
             // after a clean exit the same CS base, mode and mapping) reuses it.
             let again = clean && cur.as_ref().is_some_and(|b| b.rip == self.s.rip && b.valid.get());
@@ -161,6 +166,7 @@ impl Cpu {
         if let Some(pages) = self.mem.take_dirty_code() {
             for p in pages {
                 self.blocks.invalidate_page(p);
+                self.jit_invalidate_page(p);
             }
         }
     }

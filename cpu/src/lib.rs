@@ -13,6 +13,7 @@ pub mod fpu;
 pub mod fuzz;
 pub mod insn;
 pub mod interrupt;
+pub mod jit_iface;
 pub mod memory;
 pub mod mmu;
 #[cfg(test)]

@@ -1,1 +1,426 @@
-//! placeholder
+//! kagami-jit: translation of hot guest blocks to host code with Cranelift.
+//!
+//! The CPU offers every block to the [`Jit`] (see `kagami_cpu::jit_iface`).
+//! The JIT counts executions per block key; at the threshold it decodes the
+//! block itself from guest memory with iced-x86 (with the interpreter's
+//! block-ending rules, so block boundaries, and thus interrupt points, are
+//! the same), translates it and runs the host code from then on. Instructions
+//! without an inline translation call the interpreter's handler through a
+//! helper, so every instruction kagami implements works translated.
+//! See ARCHITECTURE.md, "JIT".
+
+mod codegen;
+pub mod helpers;
+mod inline;
+mod memory;
+
+use codegen::Emitter;
+use cranelift_codegen::ir::{AbiParam, UserFuncName};
+use cranelift_codegen::settings::{self, Configurable};
+use cranelift_codegen::Context;
+use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
+use cranelift_jit::{JITBuilder, JITModule};
+use cranelift_module::{default_libcall_names, Linkage, Module};
+use helpers::{Fallback, RunCtx};
+use iced_x86::{Decoder, DecoderOptions, FlowControl, Instruction};
+use kagami_cpu::dispatch::handler_for;
+use kagami_cpu::jit_iface::{JitKey, Translator};
+use kagami_cpu::state::{Mode, CS};
+use kagami_cpu::{Bus, Cpu, CpuModel};
+use rustc_hash::FxHashMap;
+use std::sync::Arc as Rc;
+use std::time::{Duration, Instant};
+
+/// Longest block, in instructions (the interpreter's `MAX_BLOCK`).
+const MAX_BLOCK: usize = 48;
+
+/// Tuning knobs.
+#[derive(Clone, Debug)]
+pub struct JitConfig {
+    /// Executions of a block before it is translated (0: at first sight).
+    pub threshold: u32,
+    /// Generated code beyond this many bytes flushes the whole cache.
+    pub code_limit: usize,
+    /// Translate instructions inline (off: every instruction through the
+    /// interpreter helper; for tests that isolate the inline translators).
+    pub inline: bool,
+}
+
+impl Default for JitConfig {
+    fn default() -> Self {
+        JitConfig {
+            threshold: 50,
+            code_limit: 64 << 20,
+            inline: true,
+        }
+    }
+}
+
+/// Counters for `--jit-stats`.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct JitStats {
+    pub blocks_translated: u64,
+    /// Translations reused from the code-bytes cache instead of compiled.
+    pub blocks_reused: u64,
+    pub insns_translated: u64,
+    pub insns_inline: u64,
+    pub compile_time: Duration,
+    pub code_bytes: u64,
+    pub block_runs: u64,
+    /// Guest instructions retired inside translated code.
+    pub jit_insns: u64,
+    pub invalidated_pages: u64,
+    pub flushes: u64,
+    /// Blocks the JIT declined at their threshold (budget or CS limit).
+    pub declined: u64,
+}
+
+type CodeFn = unsafe extern "C" fn(*mut RunCtx<'_>);
+
+/// One translated block.
+struct Compiled {
+    code: CodeFn,
+    /// Instructions run through the interpreter (entry n for instruction n).
+    fallbacks: Box<[Fallback]>,
+    len: u32,
+    /// Highest `next_ip` of the block, for the CS limit check at entry.
+    max_next_ip: u64,
+    page: u64,
+}
+
+/// What decides a translation's code: the mode and, per instruction, either
+/// its address and bytes (translated inline) or nothing (run through the
+/// helper from the block's own fallback table). Blocks with the same key
+/// share code: the SST suite's thousands of one-instruction blocks compile
+/// once per length.
+#[derive(Clone, PartialEq, Eq, Hash)]
+struct CodeKey {
+    mode: u8,
+    model: u8,
+    insns: Box<[Option<(u64, Box<[u8]>)>]>,
+}
+
+pub struct Jit {
+    cfg: JitConfig,
+    module: Option<JITModule>,
+    fctx: FunctionBuilderContext,
+    cl_ctx: Context,
+    blocks: FxHashMap<JitKey, Rc<Compiled>>,
+    by_page: FxHashMap<u64, Vec<JitKey>>,
+    by_code: FxHashMap<CodeKey, CodeFn>,
+    counts: FxHashMap<JitKey, u32>,
+    code_bytes: usize,
+    next_fn: u32,
+    pub stats: JitStats,
+}
+
+fn new_module() -> JITModule {
+    let mut flags = settings::builder();
+    flags.set("use_colocated_libcalls", "false").expect("cranelift flag");
+    flags.set("is_pic", "false").expect("cranelift flag");
+    flags
+        .set("enable_verifier", if cfg!(debug_assertions) { "true" } else { "false" })
+        .expect("cranelift flag");
+    flags.set("opt_level", "speed").expect("cranelift flag");
+    let isa = cranelift_native::builder()
+        .expect("host not supported by Cranelift")
+        .finish(settings::Flags::new(flags))
+        .expect("cranelift ISA");
+    JITModule::new(JITBuilder::with_isa(isa, default_libcall_names()))
+}
+
+impl Default for Jit {
+    fn default() -> Self {
+        Self::new(JitConfig::default())
+    }
+}
+
+impl Jit {
+    pub fn new(cfg: JitConfig) -> Jit {
+        let module = new_module();
+        let cl_ctx = module.make_context();
+        Jit {
+            cfg,
+            module: Some(module),
+            fctx: FunctionBuilderContext::new(),
+            cl_ctx,
+            blocks: FxHashMap::default(),
+            by_page: FxHashMap::default(),
+            by_code: FxHashMap::default(),
+            counts: FxHashMap::default(),
+            code_bytes: 0,
+            next_fn: 0,
+            stats: JitStats::default(),
+        }
+    }
+
+    /// Install a JIT with `cfg` into `cpu`.
+    pub fn install(cpu: &mut Cpu, cfg: JitConfig) {
+        cpu.set_translator(Some(Box::new(Jit::new(cfg))));
+    }
+
+    /// Install a JIT when the environment asks for one: `KAGAMI_JIT_THRESHOLD=N`
+    /// (tests use it to run every CPU test translated). Returns whether it did.
+    pub fn install_from_env(cpu: &mut Cpu) -> bool {
+        match std::env::var("KAGAMI_JIT_THRESHOLD") {
+            Ok(v) if !v.is_empty() => {
+                let threshold = v.parse().unwrap_or_else(|_| panic!("KAGAMI_JIT_THRESHOLD={v:?} is not a number"));
+                Jit::install(
+                    cpu,
+                    JitConfig {
+                        threshold,
+                        ..JitConfig::default()
+                    },
+                );
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Drop all generated code and start a new code cache.
+    fn flush_all(&mut self) {
+        self.blocks.clear();
+        self.by_page.clear();
+        self.by_code.clear();
+        self.counts.clear();
+        self.code_bytes = 0;
+        self.stats.flushes += 1;
+        if let Some(m) = self.module.take() {
+            // SAFETY: no translated code is running (flushes happen between
+            // blocks) and every `Compiled` pointing into the module was just
+            // dropped with the maps above.
+            unsafe { m.free_memory() };
+        }
+        self.module = Some(new_module());
+    }
+
+    /// Decode the block at `key` from guest memory with the interpreter's
+    /// rules; `None` if there is nothing to translate.
+    fn decode(cpu: &Cpu, key: &JitKey) -> Option<(Vec<Instruction>, Vec<u8>)> {
+        let off = (key.backing & 0xfff) as usize;
+        let avail = 4096 - off;
+        let mut bytes = vec![0u8; avail];
+        cpu.mem.read(key.backing, &mut bytes);
+        let (opts, max_len) = match cpu.model {
+            CpuModel::I80286 => (DecoderOptions::NO_INVALID_CHECK, 10),
+            CpuModel::X86_64 => (DecoderOptions::NONE, 15),
+        };
+        let mut dec = Decoder::with_ip(cpu.s.mode.bitness(), &bytes, key.rip, opts);
+        let mut insns = Vec::with_capacity(16);
+        let mut insn = Instruction::default();
+        let mut used = 0;
+        while dec.can_decode() && insns.len() < MAX_BLOCK {
+            dec.decode_out(&mut insn);
+            if dec.last_error() == iced_x86::DecoderError::NoMoreBytes {
+                break;
+            }
+            if cpu.model == CpuModel::I80286 && insn.is_invalid() {
+                // The 286's fetch-length rules for undefined encodings live
+                // in the interpreter's uncached step: leave them to it.
+                break;
+            }
+            let ends = insn.flow_control() != FlowControl::Next || insn.is_invalid() || insn.len() > max_len;
+            used += insn.len();
+            insns.push(insn);
+            if ends {
+                break;
+            }
+        }
+        if insns.is_empty() {
+            return None;
+        }
+        bytes.truncate(used);
+        Some((insns, bytes))
+    }
+
+    fn translate(&mut self, cpu: &mut Cpu, key: &JitKey) -> Option<Rc<Compiled>> {
+        let (insns, bytes) = Self::decode(cpu, key)?;
+        cpu.jit_mark_code_page(key.page());
+        let fallbacks: Box<[Fallback]> = insns
+            .iter()
+            .map(|i| Fallback {
+                insn: *i,
+                handler: handler_for(i, cpu.model),
+            })
+            .collect();
+        let mode = cpu.s.mode;
+        let inline = self.cfg.inline && cpu.model == CpuModel::X86_64;
+        let mut off = 0;
+        let plan: Box<[Option<(u64, Box<[u8]>)>]> = insns
+            .iter()
+            .map(|i| {
+                let b = &bytes[off..off + i.len()];
+                off += i.len();
+                (inline && inline::supported(i, mode)).then(|| (i.ip(), b.into()))
+            })
+            .collect();
+        let code_key = CodeKey {
+            mode: key.mode,
+            model: cpu.model as u8,
+            insns: plan,
+        };
+        let code = match self.by_code.get(&code_key) {
+            Some(c) => {
+                self.stats.blocks_reused += 1;
+                *c
+            }
+            None => {
+                let c = self.compile(&insns, &code_key, mode);
+                self.by_code.insert(code_key, c);
+                c
+            }
+        };
+        Some(Rc::new(Compiled {
+            code,
+            fallbacks,
+            len: insns.len() as u32,
+            max_next_ip: insns.iter().map(|i| i.next_ip()).max().unwrap_or(0),
+            page: key.page(),
+        }))
+    }
+
+    fn compile(&mut self, insns: &[Instruction], plan: &CodeKey, mode: Mode) -> CodeFn {
+        if self.code_bytes > self.cfg.code_limit {
+            self.flush_all();
+        }
+        let t0 = Instant::now();
+        let module = self.module.as_mut().expect("module");
+        self.cl_ctx.func.clear();
+        let mut sig = module.make_signature();
+        sig.params.push(AbiParam::new(codegen::I64));
+        let call_conv = sig.call_conv;
+        self.cl_ctx.func.signature = sig.clone();
+        let id = module
+            .declare_function(&format!("b{}", self.next_fn), Linkage::Local, &sig)
+            .expect("declare");
+        self.next_fn += 1;
+        self.cl_ctx.func.name = UserFuncName::user(0, id.as_u32());
+        let inlined;
+        {
+            let mut b = FunctionBuilder::new(&mut self.cl_ctx.func, &mut self.fctx);
+            let mut em = Emitter::new(&mut b, call_conv);
+            let last = insns.len() - 1;
+            for (n, i) in insns.iter().enumerate() {
+                if plan.insns[n].is_some() {
+                    let ended = inline::emit(&mut em, i, n, mode);
+                    if ended {
+                        // A branch: the inline translation ended the function.
+                        debug_assert_eq!(n, last);
+                        break;
+                    }
+                } else {
+                    em.fallback(n, i.ip());
+                }
+                if n == last {
+                    em.finish(i.next_ip());
+                }
+            }
+            inlined = em.inlined;
+            b.seal_all_blocks();
+            b.finalize(module.target_config());
+        }
+        module.define_function(id, &mut self.cl_ctx).expect("define block");
+        let size = self.cl_ctx.compiled_code().map(|c| c.code_info().total_size).unwrap_or(0) as usize;
+        module.clear_context(&mut self.cl_ctx);
+        module.finalize_definitions().expect("finalize");
+        let ptr = module.get_finalized_function(id);
+        self.code_bytes += size;
+        self.stats.code_bytes += size as u64;
+        self.stats.blocks_translated += 1;
+        self.stats.insns_translated += insns.len() as u64;
+        self.stats.insns_inline += inlined as u64;
+        self.stats.compile_time += t0.elapsed();
+        // SAFETY: the function was built with exactly this signature (one
+        // pointer argument, no result); the module stays alive until
+        // `flush_all`, which drops every copy of the pointer first.
+        unsafe { std::mem::transmute::<*const u8, CodeFn>(ptr) }
+    }
+
+    fn lookup_or_translate(&mut self, cpu: &mut Cpu, key: &JitKey) -> Option<Rc<Compiled>> {
+        if let Some(c) = self.blocks.get(key) {
+            return Some(c.clone());
+        }
+        let n = self.counts.entry(*key).or_insert(0);
+        if *n < self.cfg.threshold {
+            *n += 1;
+            return None;
+        }
+        self.counts.remove(key);
+        let c = self.translate(cpu, key)?;
+        self.blocks.insert(*key, c.clone());
+        self.by_page.entry(c.page).or_default().push(*key);
+        Some(c)
+    }
+}
+
+impl Translator for Jit {
+    fn run_block(&mut self, cpu: &mut Cpu, bus: &mut dyn Bus, key: &JitKey, end: u64) -> bool {
+        let Some(c) = self.lookup_or_translate(cpu, key) else {
+            return false;
+        };
+        // Conditions under which the interpreter would stop inside the block
+        // before its end: let it run such a block itself.
+        if end.saturating_sub(cpu.s.icount) < c.len as u64
+            || (cpu.s.mode != Mode::Long64 && c.max_next_ip.wrapping_sub(1) > cpu.s.segs[CS].limit as u64)
+        {
+            self.stats.declined += 1;
+            return false;
+        }
+        let before = cpu.s.icount;
+        let cpu_ptr: *mut Cpu = cpu;
+        let mut ctx = RunCtx {
+            // SAFETY: `cpu_ptr` is valid; the state pointer is derived from it.
+            state: unsafe { &raw mut (*cpu_ptr).s },
+            fallbacks: c.fallbacks.as_ptr(),
+            tlb: cpu.tlb.e[cpu.mmu_mode()].as_ptr(),
+            cpu: cpu_ptr,
+            bus: bus as *mut dyn Bus,
+            panic: None,
+        };
+        // SAFETY: `c.code` was generated for this block and only touches the
+        // CPU through `ctx` (see `codegen.rs`); the CPU and bus are not used
+        // otherwise until it returns.
+        unsafe { (c.code)(&mut ctx) };
+        if let Some(p) = ctx.panic.take() {
+            std::panic::resume_unwind(p);
+        }
+        self.stats.block_runs += 1;
+        self.stats.jit_insns += cpu.s.icount - before;
+        true
+    }
+
+    fn invalidate_page(&mut self, page: u64) {
+        if let Some(keys) = self.by_page.remove(&page) {
+            self.stats.invalidated_pages += 1;
+            for k in keys {
+                self.blocks.remove(&k);
+            }
+        }
+    }
+
+    fn flush(&mut self) {
+        self.blocks.clear();
+        self.by_page.clear();
+        self.counts.clear();
+    }
+
+    fn stats_report(&self) -> String {
+        let s = &self.stats;
+        format!(
+            "jit: {} blocks translated ({} reused by code bytes), {} guest instructions ({} inline), compile time {:.6} s, \
+             code {} KiB, {} block runs, {} instructions retired in translated code, {} pages invalidated, {} cache flushes, {} declined",
+            s.blocks_translated,
+            s.blocks_reused,
+            s.insns_translated,
+            s.insns_inline,
+            s.compile_time.as_secs_f64(),
+            s.code_bytes / 1024,
+            s.block_runs,
+            s.jit_insns,
+            s.invalidated_pages,
+            s.flushes,
+            s.declined
+        )
+    }
+}

@@ -187,6 +187,11 @@ pub fn run(cli: &Cli) -> Result<u8, String> {
         return Ok(0);
     }
     let accel = choose_accel(accel.as_deref())?;
+    let jit = kagami_machine::accel::JitOptions {
+        enabled: !cli.no_jit,
+        threshold: cli.jit_threshold.unwrap_or(kagami_machine::accel::JitOptions::default().threshold),
+        stats: cli.jit_stats,
+    };
     pc.set_no_shutdown(cli.no_shutdown);
     if cli.paused {
         eprintln!("kagami: machine paused (-S): press Enter to start it");
@@ -207,10 +212,17 @@ pub fn run(cli: &Cli) -> Result<u8, String> {
     let limit = (cli.max_instructions > 0).then_some(cli.max_instructions);
     let t0 = std::time::Instant::now();
     let stop = match accel {
-        Accel::Tcg => match std::env::var_os("KAGAMI_PROFILE") {
-            Some(path) => run_sampled(&mut pc, limit, std::path::Path::new(&path))?,
-            None => pc.run(limit),
-        },
+        Accel::Tcg => {
+            kagami_machine::accel::install(&mut pc.cpu, &jit);
+            let stop = match std::env::var_os("KAGAMI_PROFILE") {
+                Some(path) => run_sampled(&mut pc, limit, std::path::Path::new(&path))?,
+                None => pc.run(limit),
+            };
+            if jit.stats {
+                eprintln!("{}", kagami_machine::accel::stats_report(&pc.cpu));
+            }
+            stop
+        }
         Accel::Kvm => {
             if limit.is_some() {
                 return Err("--max-instructions: KVM does not count instructions; use -accel tcg".into());

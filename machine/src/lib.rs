@@ -1,5 +1,6 @@
 //! kagami-machine: wiring, the `kagami` command line and the run loop.
 
+pub mod accel;
 pub mod board;
 pub mod clock;
 pub mod demo;

@@ -151,6 +151,18 @@ pub(crate) struct Cli {
     #[arg(long)]
     pub(crate) print_machine: bool,
 
+    /// TCG: interpreter only, no JIT.
+    #[arg(long)]
+    pub(crate) no_jit: bool,
+
+    /// TCG: executions of a block before the JIT translates it (0: at first sight).
+    #[arg(long, value_name = "N")]
+    pub(crate) jit_threshold: Option<u32>,
+
+    /// Print JIT statistics on stderr at exit.
+    #[arg(long)]
+    pub(crate) jit_stats: bool,
+
     /// Debug log items, comma separated: int, guest_errors, unimp, cpu_reset (-d help lists them).
     #[arg(short = 'd', value_name = "ITEMS")]
     pub(crate) log_items: Option<String>,

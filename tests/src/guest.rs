@@ -57,6 +57,7 @@ impl Guest {
         .expect("RAM region");
         let mut cpu = Cpu::new(mem, map);
         cpu.load_real_seg(kagami_cpu::state::CS, 0);
+        kagami_jit::Jit::install_from_env(&mut cpu);
         Guest {
             cpu,
             bus: PortBus::default(),

@@ -152,6 +152,10 @@ impl Runner {
         // the block cache cannot help; and decoding a block re-marks its page
         // as code, which would hide a write to that page from the tracking.
         cpu.use_block_cache = false;
+        // Under the JIT (KAGAMI_JIT_THRESHOLD) blocks go through the
+        // translator first. Its decode re-marks only pages holding the
+        // test's own code, which `touched_pages` lists from `init.ram`.
+        kagami_jit::Jit::install_from_env(&mut cpu);
         for p in 0..PAGES {
             cpu.mem.set_code_page(p);
         }

@@ -27,6 +27,7 @@ fn boot(kind: MachineKind, module: &[u8]) -> (Stop, String) {
         rtc_start: 0,
     })
     .expect("machine builds");
+    kagami_jit::Jit::install_from_env(&mut pc.cpu);
     let stop = pc.run(Some(10_000_000));
     (stop, String::from_utf8_lossy(&con.contents()).into_owned())
 }
@@ -59,6 +60,7 @@ fn boot_timer(clock: ClockMode) -> (Stop, Vec<u8>, u64) {
         rtc_start: 0,
     })
     .expect("machine builds");
+    kagami_jit::Jit::install_from_env(&mut pc.cpu);
     let stop = pc.run(Some(50_000_000));
     (stop, con.contents(), pc.cpu.s.icount)
 }

@@ -43,10 +43,9 @@ impl Emu {
         mem.write(PML4, &(0x2000 | user_rw).to_le_bytes());
         mem.write(0x2000 + 8 * ((BASE >> 30) & 511), &(0x3000 | user_rw).to_le_bytes());
         mem.write(0x3000 + 8 * ((BASE >> 21) & 511), &(WINDOW_PHYS | user_rw | 0x80).to_le_bytes());
-        Emu {
-            cpu: Cpu::new(mem, map),
-            bus: NullBus,
-        }
+        let mut cpu = Cpu::new(mem, map);
+        kagami_jit::Jit::install_from_env(&mut cpu);
+        Emu { cpu, bus: NullBus }
     }
 
     fn setup(&mut self, input: &ArchState) {

@@ -1,0 +1,205 @@
+//! Building the Cranelift IR of one guest block.
+//!
+//! The generated function takes one argument, a `*mut RunCtx`. Guest
+//! registers used by inline code are loaded from `CpuState` on first use,
+//! kept in SSA values, and stored back (with the pending `icount`) before
+//! every helper call and at the block's end; a helper may change any state,
+//! so the cache starts empty after it. A block is straight-line code: each
+//! helper call returns whether the block must end, and a branch to the exit
+//! (which only returns, everything being stored already) follows it.
+
+use crate::helpers::{self, Fallback, RunCtx};
+use cranelift_codegen::ir::{self, types, AbiParam, InstBuilder, MemFlagsData, SigRef, Value};
+use cranelift_frontend::FunctionBuilder;
+use kagami_cpu::CpuState;
+use std::mem::offset_of;
+
+pub const I64: ir::Type = types::I64;
+
+pub fn gpr_offset(r: usize) -> i32 {
+    (offset_of!(CpuState, gpr) + 8 * r) as i32
+}
+
+/// The lazy-flags values of the last inline flag-setting instruction, when
+/// its operands are still SSA values (for a fused CMP/Jcc).
+#[derive(Clone, Copy)]
+pub struct KnownCc {
+    pub op: u32,
+    pub size: u32,
+    pub dst: Value,
+    pub src1: Value,
+    pub src2: Value,
+}
+
+pub struct Emitter<'a, 'b> {
+    pub b: &'a mut FunctionBuilder<'b>,
+    pub ctx: Value,
+    pub st: Value,
+    fallback_base: Value,
+    regs: [Option<Value>; 16],
+    dirty: [bool; 16],
+    /// Instructions retired by inline code and not yet added to `icount`.
+    pending_icount: u64,
+    /// `s.rip` is behind: inline instructions ran since it was stored.
+    rip_stale: bool,
+    pub known_cc: Option<KnownCc>,
+    fallback_sig: SigRef,
+    cond_sig: SigRef,
+    pub fallbacks: usize,
+    pub inlined: usize,
+}
+
+impl<'a, 'b> Emitter<'a, 'b> {
+    pub fn new(b: &'a mut FunctionBuilder<'b>, call_conv: cranelift_codegen::isa::CallConv) -> Self {
+        let entry = b.create_block();
+        b.append_block_params_for_function_params(entry);
+        b.switch_to_block(entry);
+        let ctx = b.block_params(entry)[0];
+        let st = b.ins().load(I64, MemFlagsData::trusted(), ctx, offset_of!(RunCtx, state) as i32);
+        let fallback_base = b
+            .ins()
+            .load(I64, MemFlagsData::trusted(), ctx, offset_of!(RunCtx, fallbacks) as i32);
+        let mut fsig = ir::Signature::new(call_conv);
+        fsig.params.push(AbiParam::new(I64));
+        fsig.params.push(AbiParam::new(I64));
+        fsig.returns.push(AbiParam::new(types::I32));
+        let fallback_sig = b.import_signature(fsig);
+        let mut csig = ir::Signature::new(call_conv);
+        csig.params.push(AbiParam::new(I64));
+        csig.params.push(AbiParam::new(types::I32));
+        csig.returns.push(AbiParam::new(types::I32));
+        let cond_sig = b.import_signature(csig);
+        Emitter {
+            b,
+            ctx,
+            st,
+            fallback_base,
+            regs: [None; 16],
+            dirty: [false; 16],
+            pending_icount: 0,
+            rip_stale: false,
+            known_cc: None,
+            fallback_sig,
+            cond_sig,
+            fallbacks: 0,
+            inlined: 0,
+        }
+    }
+
+    pub fn iconst(&mut self, v: u64) -> Value {
+        self.b.ins().iconst(I64, v as i64)
+    }
+
+    /// Load a 64-bit field of `CpuState`.
+    pub fn load_field(&mut self, off: usize) -> Value {
+        self.b.ins().load(I64, MemFlagsData::trusted(), self.st, off as i32)
+    }
+
+    pub fn store_field(&mut self, off: usize, v: Value) {
+        self.b.ins().store(MemFlagsData::trusted(), v, self.st, off as i32);
+    }
+
+    pub fn store_field32(&mut self, off: usize, v: Value) {
+        let v = self.b.ins().ireduce(types::I32, v);
+        self.b.ins().store(MemFlagsData::trusted(), v, self.st, off as i32);
+    }
+
+    /// The full 64-bit value of GPR `r`.
+    pub fn gpr(&mut self, r: usize) -> Value {
+        if let Some(v) = self.regs[r] {
+            return v;
+        }
+        let v = self.b.ins().load(I64, MemFlagsData::trusted(), self.st, gpr_offset(r));
+        self.regs[r] = Some(v);
+        v
+    }
+
+    pub fn set_gpr(&mut self, r: usize, v: Value) {
+        self.regs[r] = Some(v);
+        self.dirty[r] = true;
+    }
+
+    /// One inline instruction retired; its successor is at a known address.
+    pub fn retire_inline(&mut self) {
+        self.pending_icount += 1;
+        self.rip_stale = true;
+        self.inlined += 1;
+    }
+
+    /// Store everything the cache holds back into `CpuState`.
+    pub fn sync(&mut self, rip: Option<u64>) {
+        for r in 0..16 {
+            if self.dirty[r] {
+                let v = self.regs[r].unwrap();
+                self.b.ins().store(MemFlagsData::trusted(), v, self.st, gpr_offset(r));
+                self.dirty[r] = false;
+            }
+        }
+        if self.pending_icount != 0 {
+            let off = offset_of!(CpuState, icount);
+            let c = self.load_field(off);
+            let c = self.b.ins().iadd_imm_u(c, self.pending_icount as i64);
+            self.store_field(off, c);
+            self.pending_icount = 0;
+        }
+        if self.rip_stale {
+            if let Some(rip) = rip {
+                let v = self.iconst(rip);
+                self.store_field(offset_of!(CpuState, rip), v);
+                self.rip_stale = false;
+            }
+        }
+    }
+
+    /// Forget cached registers (a helper may have changed any of them).
+    pub fn forget(&mut self) {
+        debug_assert!(!self.dirty.iter().any(|d| *d));
+        self.regs = [None; 16];
+        self.known_cc = None;
+    }
+
+    /// Run entry `n` of the block's fallback table through the interpreter,
+    /// leaving the block if it says so.
+    pub fn fallback(&mut self, n: usize, ip: u64) {
+        self.sync(Some(ip));
+        self.rip_stale = false;
+        self.forget();
+        let func = self.iconst(helpers::exec_fallback as *const () as u64);
+        let fp = self
+            .b
+            .ins()
+            .iadd_imm_u(self.fallback_base, (n * std::mem::size_of::<Fallback>()) as i64);
+        let call = self.b.ins().call_indirect(self.fallback_sig, func, &[self.ctx, fp]);
+        let r = self.b.inst_results(call)[0];
+        let exit = self.b.create_block();
+        let cont = self.b.create_block();
+        self.b.ins().brif(r, exit, &[], cont, &[]);
+        self.b.switch_to_block(exit);
+        self.b.ins().return_(&[]);
+        self.b.switch_to_block(cont);
+        self.fallbacks += 1;
+    }
+
+    /// Condition code `cc` of the lazy flags in `CpuState` (flags must be
+    /// synced: inline flag setters store the lazy fields as they go).
+    pub fn cond_via_helper(&mut self, cc: u8) -> Value {
+        let func = self.iconst(helpers::eval_cond as *const () as u64);
+        let c = self.b.ins().iconst(types::I32, cc as i64);
+        let call = self.b.ins().call_indirect(self.cond_sig, func, &[self.st, c]);
+        self.b.inst_results(call)[0]
+    }
+
+    /// End the block: everything stored, RIP = `rip` (a value) when given.
+    pub fn finish_with_rip(&mut self, rip: Value) {
+        self.sync(None);
+        self.store_field(offset_of!(CpuState, rip), rip);
+        self.rip_stale = false;
+        self.b.ins().return_(&[]);
+    }
+
+    /// End the block after straight-line code that continues at `next`.
+    pub fn finish(&mut self, next: u64) {
+        self.sync(Some(next));
+        self.b.ins().return_(&[]);
+    }
+}

@@ -1,0 +1,80 @@
+//! What translated code calls back into: the run context it receives and the
+//! `extern "C"` helpers (the interpreter's per-instruction step for anything
+//! not translated inline, lazy-flag evaluation).
+//!
+//! A helper must never unwind into translated code (Cranelift frames are not
+//! unwound through): each catches a panic, records it in the context and
+//! asks the block to exit; `Jit::run_block` resumes the panic afterwards.
+
+use iced_x86::Instruction;
+use kagami_cpu::block::Handler;
+use kagami_cpu::{Bus, Cpu, CpuState};
+use std::any::Any;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+/// Passed to every translated block in its only argument.
+#[repr(C)]
+pub struct RunCtx<'a> {
+    /// `&mut cpu.s`, for direct loads and stores (offset 0: read by the code).
+    pub state: *mut CpuState,
+    /// The running block's fallback table (code is shared between blocks
+    /// that differ only in the instructions they run through the helper).
+    pub fallbacks: *const Fallback,
+    /// The soft-TLB table of the current MMU mode (refreshed after every
+    /// helper call: CPL, EFLAGS.AC or CR4.SMAP may have changed).
+    pub tlb: *const kagami_cpu::mmu::TlbEntry,
+    pub cpu: *mut Cpu,
+    pub bus: *mut (dyn Bus + 'a),
+    /// A helper panicked: the payload, resumed when the block returns.
+    pub panic: Option<Box<dyn Any + Send>>,
+}
+
+/// One instruction the translated code runs through the interpreter.
+pub struct Fallback {
+    pub insn: Instruction,
+    pub handler: Handler,
+}
+
+/// Run one instruction with the interpreter's handler. Returns 1 when the
+/// block must end after it (fault delivered, or a block-breaking change).
+///
+/// # Safety
+/// `ctx` is the live context of the running block and `f` points into the
+/// block's own fallback table.
+pub unsafe extern "C" fn exec_fallback(ctx: *mut RunCtx<'_>, f: *const Fallback) -> u32 {
+    // SAFETY: see the function's contract; no other reference to the CPU or
+    // the bus is used while the helper runs.
+    let ctx = unsafe { &mut *ctx };
+    let (cpu, bus, f) = unsafe { (&mut *ctx.cpu, &mut *ctx.bus, &*f) };
+    match catch_unwind(AssertUnwindSafe(|| {
+        let ok = cpu.jit_exec_insn(bus, &f.insn, f.handler);
+        ctx.tlb = cpu.tlb.e[cpu.mmu_mode()].as_ptr();
+        !ok || cpu.jit_break_block()
+    })) {
+        Ok(exit) => exit as u32,
+        Err(p) => {
+            ctx.panic = Some(p);
+            1
+        }
+    }
+}
+
+/// Evaluate condition code `cc` (0..15) from the lazy flags.
+///
+/// # Safety
+/// `s` is the running CPU's state.
+pub unsafe extern "C" fn eval_cond(s: *const CpuState, cc: u32) -> u32 {
+    // SAFETY: the caller passes the running CPU's state; evaluation only reads.
+    let s = unsafe { &*s };
+    s.cond(cc as u8) as u32
+}
+
+/// The full RFLAGS value from the lazy flags (for PUSHF-like inline code).
+///
+/// # Safety
+/// `s` is the running CPU's state.
+pub unsafe extern "C" fn eval_flags(s: *const CpuState) -> u64 {
+    // SAFETY: as in `eval_cond`.
+    let s = unsafe { &*s };
+    s.flags()
+}
