@@ -3,9 +3,11 @@
 # does on a fresh Debian 12 machine with Rust installed:
 #   1. installs the Debian packages the tests use, only those missing
 #      (cpio to read back the test guest's archive, qemu-system-x86 to boot it,
-#      acpica-tools for iasl, which checks the generated ACPI tables);
+#      qemu-utils for qemu-img, which makes and checks disk images,
+#      acpica-tools for iasl, which checks the generated ACPI tables, seabios
+#      for the -bios tests);
 #   2. builds the Linux test guest in target/guest/ if it is not there
-#      (scripts/build-test-guest.sh);
+#      (scripts/build-test-guest.sh) and the disk modules (scripts/build-disk-guest.sh);
 #   3. runs every test of the workspace with cargo-nextest (cargo test if
 #      nextest is missing), in the dev profile only;
 #   4. builds the fuzz target (fuzz/) on stable and runs it briefly.
@@ -23,7 +25,7 @@ as_root() {
 command -v cargo >/dev/null || { log "cargo not found: install Rust 1.95 or later (rustup.rs)"; exit 1; }
 
 missing=()
-for p in cpio qemu-system-x86 acpica-tools; do
+for p in cpio qemu-system-x86 qemu-utils acpica-tools seabios; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
 if [ ${#missing[@]} -gt 0 ]; then
@@ -33,6 +35,7 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 bash scripts/build-test-guest.sh
+bash scripts/build-disk-guest.sh
 
 # A missing guest image or tool fails the guest tests instead of skipping them.
 export KAGAMI_REQUIRE_GUEST=1

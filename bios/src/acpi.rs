@@ -317,6 +317,130 @@ pub fn build(cfg: &AcpiConfig, base: u64) -> AcpiTables {
     AcpiTables { rsdp, tables: blob }
 }
 
+/// The tables as QEMU hands them to firmware through fw_cfg: the blob
+/// `etc/acpi/tables` (tables at offsets, pointers holding offsets into it),
+/// `etc/acpi/rsdp`, and `etc/table-loader`, the script that tells the
+/// firmware (SeaBIOS, OVMF) where to allocate both files, which pointer
+/// fields to relocate and which checksums to recompute.
+pub struct LoaderTables {
+    pub tables: Vec<u8>,
+    pub rsdp: Vec<u8>,
+    pub loader: Vec<u8>,
+}
+
+pub const TABLES_FILE: &str = "etc/acpi/tables";
+pub const RSDP_FILE: &str = "etc/acpi/rsdp";
+pub const LOADER_FILE: &str = "etc/table-loader";
+
+/// Table-loader commands (QEMU hw/acpi/bios-linker-loader.c, the format
+/// SeaBIOS's romfile_loader.c reads): 128-byte entries, a little-endian
+/// u32 command, then its arguments; file names are 56-byte NUL-padded.
+pub mod loader {
+    pub const ENTRY_SIZE: usize = 128;
+    pub const FILE_SIZE: usize = 56;
+    pub const ALLOCATE: u32 = 1;
+    pub const ADD_POINTER: u32 = 2;
+    pub const ADD_CHECKSUM: u32 = 3;
+    /// ALLOCATE zones: anywhere in RAM below 4 GiB, or the F segment.
+    pub const ZONE_HIGH: u8 = 1;
+    pub const ZONE_FSEG: u8 = 2;
+
+    fn entry(cmd: u32) -> Vec<u8> {
+        let mut e = vec![0u8; ENTRY_SIZE];
+        e[0..4].copy_from_slice(&cmd.to_le_bytes());
+        e
+    }
+    fn name(e: &mut [u8], at: usize, file: &str) {
+        assert!(file.len() < FILE_SIZE, "loader file name {file} too long");
+        e[at..at + file.len()].copy_from_slice(file.as_bytes());
+    }
+    /// Allocate `file` aligned to `align` in `zone` and load it there.
+    pub fn allocate(file: &str, align: u32, zone: u8) -> Vec<u8> {
+        let mut e = entry(ALLOCATE);
+        name(&mut e, 4, file);
+        e[60..64].copy_from_slice(&align.to_le_bytes());
+        e[64] = zone;
+        e
+    }
+    /// Add the address `src` was loaded at to the `size`-byte little-endian
+    /// field at `offset` of `dest`.
+    pub fn add_pointer(dest: &str, src: &str, offset: u32, size: u8) -> Vec<u8> {
+        let mut e = entry(ADD_POINTER);
+        name(&mut e, 4, dest);
+        name(&mut e, 60, src);
+        e[116..120].copy_from_slice(&offset.to_le_bytes());
+        e[120] = size;
+        e
+    }
+    /// Make the bytes `start..start+len` of `file` sum to zero by adjusting
+    /// the byte at `offset`.
+    pub fn add_checksum(file: &str, offset: u32, start: u32, len: u32) -> Vec<u8> {
+        let mut e = entry(ADD_CHECKSUM);
+        name(&mut e, 4, file);
+        e[60..64].copy_from_slice(&offset.to_le_bytes());
+        e[64..68].copy_from_slice(&start.to_le_bytes());
+        e[68..72].copy_from_slice(&len.to_le_bytes());
+        e
+    }
+}
+
+/// Build the tables for firmware that loads them through the table
+/// loader: the same tables as [`build`], laid out from offset 0, with
+/// every pointer and checksum described by a loader command.
+pub fn build_for_loader(cfg: &AcpiConfig) -> LoaderTables {
+    use loader::*;
+    let t = build(cfg, 0);
+    let mut cmds: Vec<Vec<u8>> = vec![allocate(TABLES_FILE, 64, ZONE_HIGH), allocate(RSDP_FILE, 16, ZONE_FSEG)];
+    // Walk the blob: tables start 64-byte aligned with their signature and length.
+    let blob = &t.tables;
+    let mut off = 0usize;
+    while off + 8 <= blob.len() {
+        let sig = &blob[off..off + 4];
+        let len = if sig == b"FACS" {
+            64
+        } else {
+            u32::from_le_bytes(blob[off + 4..off + 8].try_into().unwrap()) as usize
+        };
+        if len == 0 {
+            break;
+        }
+        let ptr = |field: usize, size: u8| add_pointer(TABLES_FILE, TABLES_FILE, (off + field) as u32, size);
+        match sig {
+            b"FACP" => {
+                cmds.push(ptr(36, 4)); // FIRMWARE_CTRL -> FACS
+                cmds.push(ptr(40, 4)); // DSDT
+                cmds.push(ptr(132, 8)); // X_FIRMWARE_CTRL
+                cmds.push(ptr(140, 8)); // X_DSDT
+            }
+            b"RSDT" => {
+                for k in (36..len).step_by(4) {
+                    cmds.push(ptr(k, 4));
+                }
+            }
+            b"XSDT" => {
+                for k in (36..len).step_by(8) {
+                    cmds.push(ptr(k, 8));
+                }
+            }
+            _ => {}
+        }
+        if sig != b"FACS" {
+            // The SDT header checksum is byte 9.
+            cmds.push(add_checksum(TABLES_FILE, (off + 9) as u32, off as u32, len as u32));
+        }
+        off = (off + len).div_ceil(64) * 64;
+    }
+    cmds.push(add_pointer(RSDP_FILE, TABLES_FILE, 16, 4));
+    cmds.push(add_pointer(RSDP_FILE, TABLES_FILE, 24, 8));
+    cmds.push(add_checksum(RSDP_FILE, 8, 0, 20));
+    cmds.push(add_checksum(RSDP_FILE, 32, 0, 36));
+    LoaderTables {
+        tables: t.tables,
+        rsdp: t.rsdp,
+        loader: cmds.concat(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -357,6 +481,72 @@ mod tests {
             .chunks(8)
             .map(|c| table(u64::from_le_bytes(c.try_into().unwrap())))
             .find(|s| &s[0..4] == sig)
+    }
+
+    /// Run a table-loader script the way SeaBIOS's romfile_loader.c does:
+    /// files at the given addresses, pointers incremented by the source's
+    /// address, checksums fixed with `data[offset] -= sum(start..start+len)`.
+    fn run_loader(l: &LoaderTables, at: &[(&str, u64)]) -> (Vec<u8>, Vec<u8>, Vec<(String, u32, u8)>) {
+        let mut files = vec![(TABLES_FILE, l.tables.clone()), (RSDP_FILE, l.rsdp.clone())];
+        let cname = |b: &[u8]| String::from_utf8(b.iter().take_while(|c| **c != 0).copied().collect()).unwrap();
+        let addr = |n: &str| at.iter().find(|(f, _)| *f == n).unwrap().1;
+        let mut allocs = Vec::new();
+        assert_eq!(l.loader.len() % loader::ENTRY_SIZE, 0);
+        for e in l.loader.chunks(loader::ENTRY_SIZE) {
+            let u32at = |o: usize| u32::from_le_bytes(e[o..o + 4].try_into().unwrap());
+            match u32at(0) {
+                loader::ALLOCATE => allocs.push((cname(&e[4..60]), u32at(60), e[64])),
+                loader::ADD_POINTER => {
+                    let (dest, src) = (cname(&e[4..60]), cname(&e[60..116]));
+                    let (off, size) = (u32at(116) as usize, e[120] as usize);
+                    let data = &mut files.iter_mut().find(|(f, _)| *f == dest).unwrap().1;
+                    let mut v = [0u8; 8];
+                    v[..size].copy_from_slice(&data[off..off + size]);
+                    let p = u64::from_le_bytes(v).wrapping_add(addr(&src));
+                    data[off..off + size].copy_from_slice(&p.to_le_bytes()[..size]);
+                }
+                loader::ADD_CHECKSUM => {
+                    let file = cname(&e[4..60]);
+                    let (off, start, len) = (u32at(60) as usize, u32at(64) as usize, u32at(68) as usize);
+                    let data = &mut files.iter_mut().find(|(f, _)| *f == file).unwrap().1;
+                    let sum = data[start..start + len].iter().fold(0u8, |a, b| a.wrapping_add(*b));
+                    data[off] = data[off].wrapping_sub(sum);
+                }
+                c => panic!("unknown loader command {c}"),
+            }
+        }
+        (files[0].1.clone(), files[1].1.clone(), allocs)
+    }
+
+    /// The loader script turns the offset-based blob into exactly the
+    /// tables `build` makes for the address the firmware chose.
+    #[test]
+    fn table_loader_relocates_to_the_same_tables() {
+        for cfg in [
+            pc(),
+            AcpiConfig {
+                q35: true,
+                ecam: Some((0xb000_0000, 255)),
+                ..pc()
+            },
+        ] {
+            let l = build_for_loader(&cfg);
+            let base = 0x07fe_0040;
+            let (tables, rsdp, allocs) = run_loader(&l, &[(TABLES_FILE, base), (RSDP_FILE, 0xf_5a10)]);
+            assert_eq!(
+                allocs,
+                vec![
+                    (TABLES_FILE.to_string(), 64, loader::ZONE_HIGH),
+                    (RSDP_FILE.to_string(), 16, loader::ZONE_FSEG)
+                ]
+            );
+            let direct = build(&cfg, base);
+            assert_eq!(tables, direct.tables);
+            assert_eq!(rsdp, direct.rsdp);
+            let t = AcpiTables { rsdp, tables };
+            assert!(find(&t, base, b"FACP").is_some());
+            assert_eq!(find(&t, base, b"MCFG").is_some(), cfg.q35);
+        }
     }
 
     #[test]

@@ -10,3 +10,4 @@ pub mod e820;
 pub mod linux;
 pub mod multiboot;
 pub mod pvh;
+pub mod smbios;

@@ -72,6 +72,21 @@ impl Cpu {
         }
     }
 
+    /// A CPU whose physical address space is `bytes` of RAM at address 0 and
+    /// nothing else: the machine of test programs, benchmarks and the fuzz target.
+    pub fn with_ram(bytes: u64) -> Result<Cpu, crate::memory::MemoryError> {
+        let mem = GuestMemory::new(bytes)?;
+        let mut phys = PhysMap::new();
+        phys.add(crate::memory::Region {
+            start: 0,
+            len: mem.len(),
+            backing: 0,
+            kind: crate::memory::RegionKind::Ram,
+        })
+        .map_err(|e| crate::memory::MemoryError(format!("{e:?}")))?;
+        Ok(Cpu::new(mem, phys))
+    }
+
     /// Replace the physical memory map (PAM changes, hot-plugged RAM…).
     pub fn set_phys_map(&mut self, phys: PhysMap) {
         self.phys = phys;

@@ -12,7 +12,6 @@
 
 use crate::bus::NullBus;
 use crate::cpu::{Cpu, Exit};
-use crate::memory::{GuestMemory, PhysMap, Region, RegionKind};
 use crate::state::{cr0, cr4, efer, Mode, Segment, TableReg, CS, DS, ES, FS, GS, RSP, SS};
 
 /// Instructions one input may run.
@@ -98,22 +97,14 @@ fn gate(sel: u16) -> u64 {
 
 /// Build the machine for `mode` with `code` at [`CODE`].
 pub fn machine(mode: FuzzMode, code: &[u8]) -> Cpu {
-    let mem = GuestMemory::new(RAM).expect("64 KiB of guest memory");
-    let mut map = PhysMap::new();
-    map.add(Region {
-        start: 0,
-        len: RAM,
-        backing: 0,
-        kind: RegionKind::Ram,
-    })
-    .expect("one region cannot overlap");
+    let mut cpu = Cpu::with_ram(RAM).expect("64 KiB of guest memory");
 
     // Real-mode IVT: every vector to 0000:HANDLER.
     let ivt: Vec<u8> = (0..256).flat_map(|_| (HANDLER as u32).to_le_bytes()).collect();
-    mem.write(0, &ivt);
-    mem.write(HANDLER, &[0xf4]); // HLT
+    cpu.mem.write(0, &ivt);
+    cpu.mem.write(HANDLER, &[0xf4]); // HLT
     let gdt: Vec<u8> = std::iter::once(0u64).chain(DESCRIPTORS).flat_map(u64::to_le_bytes).collect();
-    mem.write(GDT, &gdt);
+    cpu.mem.write(GDT, &gdt);
     let (code_sel, data_sel) = match mode {
         FuzzMode::Real => (0, 0),
         FuzzMode::Prot16 => (SEL_CODE16, SEL_DATA16),
@@ -130,14 +121,13 @@ pub fn machine(mode: FuzzMode, code: &[u8]) -> Cpu {
             g
         })
         .collect();
-    mem.write(IDT, &idt);
+    cpu.mem.write(IDT, &idt);
     // 64-bit paging: PML4[0] -> PDPT[0] -> PD[0] = 2 MiB page at 0 (P, RW, PS).
-    mem.write(PML4, &(PDPT | 3).to_le_bytes());
-    mem.write(PDPT, &(PD | 3).to_le_bytes());
-    mem.write(PD, &0x83u64.to_le_bytes());
-    mem.write(CODE, &code[..code.len().min(CODE_MAX)]);
+    cpu.mem.write(PML4, &(PDPT | 3).to_le_bytes());
+    cpu.mem.write(PDPT, &(PD | 3).to_le_bytes());
+    cpu.mem.write(PD, &0x83u64.to_le_bytes());
+    cpu.mem.write(CODE, &code[..code.len().min(CODE_MAX)]);
 
-    let mut cpu = Cpu::new(mem, map);
     let s = &mut cpu.s;
     s.rip = CODE;
     s.gpr[RSP] = STACK_TOP;

@@ -5,7 +5,6 @@
 use crate::bus::NullBus;
 use crate::cpu::Cpu;
 use crate::exception::{pf, Exception};
-use crate::memory::{GuestMemory, PhysMap, Region, RegionKind};
 use crate::mmu::{Access, MMU_SUPER, MMU_SUPER_NOSMAP, MMU_USER};
 use crate::state::{cr0, cr4, efer, Mode};
 
@@ -18,16 +17,7 @@ const PS: u64 = 0x80;
 const NX: u64 = 1 << 63;
 
 fn cpu() -> Cpu {
-    let mem = GuestMemory::new(16 << 20).unwrap();
-    let mut map = PhysMap::new();
-    map.add(Region {
-        start: 0,
-        len: 16 << 20,
-        backing: 0,
-        kind: RegionKind::Ram,
-    })
-    .unwrap();
-    Cpu::new(mem, map)
+    Cpu::with_ram(16 << 20).unwrap()
 }
 
 fn w64(c: &mut Cpu, addr: u64, v: u64) {

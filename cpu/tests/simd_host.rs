@@ -18,7 +18,7 @@
 use iced_x86::code_asm::*;
 use iced_x86::{Code, Decoder, DecoderOptions, Encoder, EncodingKind, Instruction, Mnemonic, OpCodeOperandKind as K, Register};
 use kagami_cpu::state::{cr0, cr4, efer, Mode};
-use kagami_cpu::{dispatch, Cpu, CpuModel, GuestMemory, NullBus, PhysMap};
+use kagami_cpu::{dispatch, Cpu, CpuModel, NullBus};
 use std::collections::BTreeMap;
 
 #[repr(C, align(16))]
@@ -340,20 +340,11 @@ const GUEST_MEM: u64 = 0x10000;
 
 /// A 64-bit CPU with 4 MiB of identity-mapped RAM (2 MiB pages).
 fn new_cpu() -> Cpu {
-    let mem = GuestMemory::new(4 << 20).unwrap();
-    let mut map = PhysMap::new();
-    map.add(kagami_cpu::Region {
-        start: 0,
-        len: 4 << 20,
-        backing: 0,
-        kind: kagami_cpu::RegionKind::Ram,
-    })
-    .unwrap();
-    mem.write(0x1000, &(0x2000u64 | 3).to_le_bytes());
-    mem.write(0x2000, &(0x3000u64 | 3).to_le_bytes());
-    mem.write(0x3000, &0x83u64.to_le_bytes());
-    mem.write(0x3008, &(0x20_0000u64 | 0x83).to_le_bytes());
-    let mut cpu = Cpu::new(mem, map);
+    let mut cpu = Cpu::with_ram(4 << 20).unwrap();
+    cpu.mem.write(0x1000, &(0x2000u64 | 3).to_le_bytes());
+    cpu.mem.write(0x2000, &(0x3000u64 | 3).to_le_bytes());
+    cpu.mem.write(0x3000, &0x83u64.to_le_bytes());
+    cpu.mem.write(0x3008, &(0x20_0000u64 | 0x83).to_le_bytes());
     cpu.s.cr3 = 0x1000;
     cpu.s.cr0 = cr0::PE | cr0::PG | cr0::ET | cr0::NE | cr0::MP;
     cpu.s.cr4 = cr4::PAE | cr4::OSFXSR | cr4::OSXMMEXCPT;

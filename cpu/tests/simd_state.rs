@@ -9,19 +9,10 @@
 use iced_x86::code_asm::*;
 use iced_x86::{Decoder, DecoderOptions};
 use kagami_cpu::state::{cr0, cr4};
-use kagami_cpu::{dispatch, Cpu, CpuModel, Exception, GuestMemory, NullBus, PhysMap, Region, RegionKind};
+use kagami_cpu::{dispatch, Cpu, CpuModel, Exception, NullBus};
 
 fn cpu() -> Cpu {
-    let mem = GuestMemory::new(1 << 20).unwrap();
-    let mut map = PhysMap::new();
-    map.add(Region {
-        start: 0,
-        len: 1 << 20,
-        backing: 0,
-        kind: RegionKind::Ram,
-    })
-    .unwrap();
-    let mut c = Cpu::new(mem, map);
+    let mut c = Cpu::with_ram(1 << 20).unwrap();
     c.s.cr0 |= cr0::NE | cr0::MP;
     c.s.cr4 |= cr4::OSFXSR | cr4::OSXMMEXCPT;
     c

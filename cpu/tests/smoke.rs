@@ -2,7 +2,7 @@
 //! runs on the interpreter and reports through a port.
 
 use iced_x86::code_asm::*;
-use kagami_cpu::{Bus, Cpu, Exit, GuestMemory, PhysMap, Region, RegionKind};
+use kagami_cpu::{Bus, Cpu, Exit};
 
 #[derive(Default)]
 struct PortLog(Vec<(u16, u32)>);
@@ -34,17 +34,8 @@ fn real_mode_loop_sums_and_reports() {
     a.hlt().unwrap();
     let code = a.assemble(0x7c00).unwrap();
 
-    let mem = GuestMemory::new(1 << 20).unwrap();
-    let mut map = PhysMap::new();
-    map.add(Region {
-        start: 0,
-        len: 1 << 20,
-        backing: 0,
-        kind: RegionKind::Ram,
-    })
-    .unwrap();
-    mem.write(0x7c00, &code);
-    let mut cpu = Cpu::new(mem, map);
+    let mut cpu = Cpu::with_ram(1 << 20).unwrap();
+    cpu.mem.write(0x7c00, &code);
     cpu.load_real_seg(kagami_cpu::state::CS, 0);
     cpu.s.rip = 0x7c00;
     let mut bus = PortLog::default();
@@ -53,17 +44,8 @@ fn real_mode_loop_sums_and_reports() {
 }
 
 fn real_mode_cpu(code: &[u8], at: u64) -> Cpu {
-    let mem = GuestMemory::new(1 << 20).unwrap();
-    let mut map = PhysMap::new();
-    map.add(Region {
-        start: 0,
-        len: 1 << 20,
-        backing: 0,
-        kind: RegionKind::Ram,
-    })
-    .unwrap();
-    mem.write(at, code);
-    let mut cpu = Cpu::new(mem, map);
+    let mut cpu = Cpu::with_ram(1 << 20).unwrap();
+    cpu.mem.write(at, code);
     cpu.load_real_seg(kagami_cpu::state::CS, 0);
     cpu.s.rip = at;
     cpu

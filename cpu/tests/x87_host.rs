@@ -22,20 +22,8 @@ fn x87_host_differential_skipped() {
 mod host {
 
     use iced_x86::code_asm::*;
-    use kagami_cpu::{Bus, Cpu, Exit, GuestMemory, PhysMap, Region, RegionKind};
+    use kagami_cpu::{Cpu, Exit, NullBus};
     use std::arch::asm;
-
-    struct NoDevices;
-    impl Bus for NoDevices {
-        fn io_read(&mut self, _: u16, _: u8) -> u32 {
-            0xffff_ffff
-        }
-        fn io_write(&mut self, _: u16, _: u8, _: u32) {}
-        fn mmio_read(&mut self, _: u64, _: u8) -> u64 {
-            u64::MAX
-        }
-        fn mmio_write(&mut self, _: u64, _: u8, _: u64) {}
-    }
 
     /// Host run result: FNSAVE image and RFLAGS after the op.
     struct HostOut {
@@ -483,22 +471,13 @@ mod host {
 
     struct Emu {
         cpu: Cpu,
-        bus: NoDevices,
+        bus: NullBus,
         entry: Vec<u64>,
     }
 
     impl Emu {
         fn new(cases: &[OpCase]) -> Emu {
-            let mem = GuestMemory::new(1 << 20).unwrap();
-            let mut map = PhysMap::new();
-            map.add(Region {
-                start: 0,
-                len: 1 << 20,
-                backing: 0,
-                kind: RegionKind::Ram,
-            })
-            .unwrap();
-            let mut cpu = Cpu::new(mem, map);
+            let mut cpu = Cpu::with_ram(1 << 20).unwrap();
             cpu.load_real_seg(kagami_cpu::state::CS, 0);
             cpu.load_real_seg(kagami_cpu::state::DS, 0);
             cpu.s.cr0 |= kagami_cpu::state::cr0::NE;
@@ -517,11 +496,7 @@ mod host {
                 cpu.mem.write(at, &code);
                 entry.push(at);
             }
-            Emu {
-                cpu,
-                bus: NoDevices,
-                entry,
-            }
+            Emu { cpu, bus: NullBus, entry }
         }
 
         fn run(&mut self, k: usize, cw: u16, a: &[u8; 10], b: &[u8; 10], mem: &[u8; 16]) -> [u8; 16] {

@@ -7,19 +7,7 @@
 use iced_x86::code_asm::*;
 use iced_x86::{Code, Instruction, MemoryOperand, Register};
 use kagami_cpu::state::{cr0, CS, DS, SS};
-use kagami_cpu::{Bus, Cpu, Exit, GuestMemory, PhysMap, Region, RegionKind};
-
-struct NoDevices;
-impl Bus for NoDevices {
-    fn io_read(&mut self, _: u16, _: u8) -> u32 {
-        0xffff_ffff
-    }
-    fn io_write(&mut self, _: u16, _: u8, _: u32) {}
-    fn mmio_read(&mut self, _: u64, _: u8) -> u64 {
-        u64::MAX
-    }
-    fn mmio_write(&mut self, _: u64, _: u8, _: u64) {}
-}
+use kagami_cpu::{Cpu, Exit, NullBus};
 
 const NM_STUB: u64 = 0x500;
 const MF_STUB: u64 = 0x510;
@@ -27,25 +15,16 @@ const ORG: u64 = 0x7c00;
 
 /// A real-mode machine whose #NM and #MF handlers are HLT stubs.
 fn machine(program: impl FnOnce(&mut CodeAssembler) -> Result<(), IcedError>, cr0_bits: u64) -> Cpu {
-    let mem = GuestMemory::new(1 << 20).unwrap();
-    let mut map = PhysMap::new();
-    map.add(Region {
-        start: 0,
-        len: 1 << 20,
-        backing: 0,
-        kind: RegionKind::Ram,
-    })
-    .unwrap();
+    let mut cpu = Cpu::with_ram(1 << 20).unwrap();
     let mut a = CodeAssembler::new(16).unwrap();
     program(&mut a).unwrap();
     a.hlt().unwrap();
     let code = a.assemble(ORG).unwrap();
-    mem.write(ORG, &code);
-    mem.write(7 * 4, &[NM_STUB as u8, (NM_STUB >> 8) as u8, 0, 0]);
-    mem.write(16 * 4, &[MF_STUB as u8, (MF_STUB >> 8) as u8, 0, 0]);
-    mem.write(NM_STUB, &[0xf4]);
-    mem.write(MF_STUB, &[0xf4]);
-    let mut cpu = Cpu::new(mem, map);
+    cpu.mem.write(ORG, &code);
+    cpu.mem.write(7 * 4, &[NM_STUB as u8, (NM_STUB >> 8) as u8, 0, 0]);
+    cpu.mem.write(16 * 4, &[MF_STUB as u8, (MF_STUB >> 8) as u8, 0, 0]);
+    cpu.mem.write(NM_STUB, &[0xf4]);
+    cpu.mem.write(MF_STUB, &[0xf4]);
     cpu.load_real_seg(CS, 0);
     cpu.load_real_seg(DS, 0);
     cpu.load_real_seg(SS, 0);
@@ -56,7 +35,7 @@ fn machine(program: impl FnOnce(&mut CodeAssembler) -> Result<(), IcedError>, cr
 }
 
 fn run(cpu: &mut Cpu) -> u64 {
-    assert_eq!(cpu.run(&mut NoDevices, 200), Exit::Halted);
+    assert_eq!(cpu.run(&mut NullBus, 200), Exit::Halted);
     cpu.s.rip - 1
 }
 
@@ -301,7 +280,7 @@ fn exec(cpu: &mut Cpu, bytes: &[u8]) {
     while d.can_decode() {
         let insn = d.decode();
         let h = kagami_cpu::dispatch::handler_for(&insn, kagami_cpu::CpuModel::X86_64);
-        h(cpu, &mut NoDevices, &insn).unwrap();
+        h(cpu, &mut NullBus, &insn).unwrap();
     }
 }
 

@@ -102,6 +102,7 @@ pub mod reset_control;
 pub mod rtc;
 pub mod sink;
 pub mod snapshot;
+pub mod storage;
 pub mod time;
 pub mod uart;
 

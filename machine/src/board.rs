@@ -55,6 +55,8 @@ pub enum MmioDev {
     Hpet,
     /// Q35 PCIe configuration space (ECAM), dispatched to the PCI bus.
     Ecam,
+    /// A decoded PCI memory BAR (index into the board's BAR table).
+    PciBar(u16),
 }
 
 /// One window of physical address space: `start..start+len` are offsets
@@ -83,6 +85,10 @@ pub enum PortDev {
     AcpiPm,
     /// PCI configuration mechanism #1 (0xCF8 address, 0xCFC data).
     Pci,
+    /// A decoded PCI I/O BAR (index into the board's BAR table).
+    PciBar(u16),
+    /// QEMU's fw_cfg (0x510 selector/data, 0x514 DMA).
+    FwCfg,
 }
 
 /// One window of I/O space: ports `start..start+len` are offsets
@@ -115,8 +121,14 @@ pub struct BoardConfig {
     pub q35: bool,
 }
 
+#[path = "board_pci.rs"]
+mod board_pci;
+pub use board_pci::{MemLayout, BIOS_AREA_LEN, BIOS_AREA_START, PIRQ_PIN_BASE};
+
 pub struct Board {
     pub pci: kagami_devices::pci::PciBus,
+    /// BAR maps, PIRQ routing, PAM/SMRAM memory map (board_pci.rs).
+    pciw: board_pci::PciWiring,
     pub pic: Pic8259,
     pub pit: Pit8254,
     pub rtc: Rtc,
@@ -127,6 +139,8 @@ pub struct Board {
     pub reset: ResetControl,
     pub debug_exit: Option<IsaDebugExit>,
     pub debugcon: Option<IsaDebugcon>,
+    /// fw_cfg, when the machine attaches one ([`Board::attach_fw_cfg`]).
+    pub fw_cfg: Option<kagami_devices::FwCfg>,
     pub lapic: Lapic,
     pub ioapic: Ioapic,
     pub acpi_pm: AcpiPm,
@@ -318,6 +332,7 @@ impl Board {
         } else if let Some(isa) = pci.device_mut::<kagami_devices::pci::piix::Piix3Isa>(kagami_devices::pci::PC_ISA) {
             isa.route_pirqs([10, 10, 11, 11]);
         }
+        Board::program_pam_as_firmware(&mut pci);
         let _ = pci.take_changes();
         let mut mmio = vec![
             MmioRange {
@@ -363,10 +378,12 @@ impl Board {
             })
             .collect();
         let hpet = Hpet::new(route_lines, hpet_legacy.line(0), hpet_legacy.line(8));
+        let pciw = board_pci::PciWiring::new(cfg.q35, &pins, &ports);
         let mut rtc = Rtc::new(cfg.rtc_start, pins.line(8));
         rtc.set_memory_size(cfg.ram_below_4g, cfg.ram_above_4g);
         Board {
             pci,
+            pciw,
             pic: Pic8259::new(),
             pit: Pit8254::new(pins.line(0)),
             rtc,
@@ -377,6 +394,7 @@ impl Board {
             reset: ResetControl::new(requests.sink()),
             debug_exit,
             debugcon,
+            fw_cfg: None,
             lapic: Lapic::new(0, true),
             ioapic: Ioapic::new(0),
             acpi_pm: AcpiPm::new(kagami_bios::acpi::S5_SLP_TYP_PIIX4, true, pins.line(SCI_IRQ), requests.sink()),
@@ -433,7 +451,7 @@ impl Board {
             MmioDev::Lapic => &mut self.lapic,
             MmioDev::Ioapic => &mut self.ioapic,
             MmioDev::Hpet => &mut self.hpet,
-            MmioDev::Ecam => unreachable!("ECAM accesses are dispatched to the PCI bus in mmio_read/mmio_write"),
+            MmioDev::Ecam | MmioDev::PciBar(_) => unreachable!("PCI accesses are dispatched to the PCI bus in mmio_read/mmio_write"),
         }
     }
 
@@ -460,6 +478,8 @@ impl Board {
             PortDev::Debugcon => self.debugcon.as_mut().expect("mapped debugcon exists"),
             PortDev::AcpiPm => &mut self.acpi_pm,
             PortDev::Pci => &mut self.pci,
+            PortDev::FwCfg => self.fw_cfg.as_mut().expect("mapped fw_cfg exists"),
+            PortDev::PciBar(_) => unreachable!("BAR accesses are dispatched in io_read/io_write"),
         }
     }
 
@@ -503,9 +523,14 @@ impl Board {
             && self.hpet.legacy_replacement() == self.hpet_legacy_active
             && !self.lapic.has_eoi_broadcasts()
             && !self.ioapic.has_deliveries()
+            && !self.pciw.pirq_dirty
         {
             return;
         }
+        // PCI interrupts (PIRQ pins 16+) OR into the ISA lines they are routed to.
+        let (pci_isa, pci_gsi) = self.pci_isa_levels();
+        let old_pci_isa = std::mem::replace(&mut self.pciw.pirq_isa, pci_isa);
+        self.pciw.pirq_dirty = false;
         // While the HPET's legacy replacement is on, ISA IRQ0 and IRQ8 come
         // from its timers 0 and 1 instead of the PIT and RTC. A switch
         // re-drives both pins from the source now in charge.
@@ -544,6 +569,7 @@ impl Board {
         if let Some(ch) = isa {
             ch.replay(|pin, level| {
                 if pin < 16 && !taken_by_hpet(pin) {
+                    let level = level || pci_isa & (1 << pin) != 0;
                     pic.set_irq(pin, level);
                     // ISA IRQ2 is the 8259 cascade: IOAPIC input 2 is IRQ0's.
                     if pin != 2 {
@@ -552,6 +578,7 @@ impl Board {
                 }
             });
         }
+        self.apply_pci_irqs(pci_isa, pci_gsi, old_pci_isa);
         self.route_apic_messages();
     }
 
@@ -617,8 +644,20 @@ impl Board {
 impl Bus for Board {
     fn io_read(&mut self, port: u16, size: u8) -> u32 {
         match self.find_port(port) {
+            Some(PortRange {
+                dev: PortDev::PciBar(i),
+                start,
+                ..
+            }) => {
+                let v = self.pci_bar_io_read(i, port - start, size);
+                self.sync_irqs();
+                v
+            }
             Some(r) => {
                 let v = self.port_device(r.dev).read(port - r.start + r.offset, size);
+                if r.dev == PortDev::Pci {
+                    self.after_pci_access();
+                }
                 self.sync_irqs();
                 v
             }
@@ -628,14 +667,34 @@ impl Bus for Board {
 
     fn io_write(&mut self, port: u16, size: u8, value: u32) {
         if let Some(r) = self.find_port(port) {
-            self.port_device(r.dev).write(port - r.start + r.offset, size, value);
+            if let PortDev::PciBar(i) = r.dev {
+                self.pci_bar_io_write(i, port - r.start, size, value);
+            } else {
+                self.port_device(r.dev).write(port - r.start + r.offset, size, value);
+            }
+            if r.dev == PortDev::Pci {
+                self.after_pci_access();
+            }
             self.sync_irqs();
         }
     }
 
     fn mmio_read(&mut self, addr: u64, size: u8) -> u64 {
         match self.find_mmio(addr) {
-            Some(r) if r.dev == MmioDev::Ecam => self.pci.ecam_read(addr - r.start, size),
+            Some(r) if r.dev == MmioDev::Ecam => {
+                let v = self.pci.ecam_read(addr - r.start, size);
+                self.after_pci_access();
+                v
+            }
+            Some(MmioRange {
+                dev: MmioDev::PciBar(i),
+                start,
+                ..
+            }) => {
+                let v = self.pci_bar_mmio_read(i, addr - start, size);
+                self.sync_irqs();
+                v
+            }
             Some(r) => {
                 let v = self.mmio_device(r.dev).read(addr - r.start, size);
                 self.sync_irqs();
@@ -646,9 +705,18 @@ impl Bus for Board {
     }
 
     fn mmio_write(&mut self, addr: u64, size: u8, value: u64) {
+        if self.pam_write(addr, size, value) {
+            return;
+        }
         if let Some(r) = self.find_mmio(addr) {
             if r.dev == MmioDev::Ecam {
                 self.pci.ecam_write(addr - r.start, size, value);
+                self.after_pci_access();
+                return;
+            }
+            if let MmioDev::PciBar(i) = r.dev {
+                self.pci_bar_mmio_write(i, addr - r.start, size, value);
+                self.sync_irqs();
                 return;
             }
             self.mmio_device(r.dev).write(addr - r.start, size, value);
@@ -718,7 +786,7 @@ impl Bus for Board {
     }
 
     fn stop_requested(&mut self) -> bool {
-        !self.requests.is_empty()
+        !self.requests.is_empty() || self.pciw.map_pending()
     }
 }
 

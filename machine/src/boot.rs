@@ -6,7 +6,7 @@ use kagami_devices::ByteSink;
 use kagami_machine::clock::ClockMode;
 use kagami_machine::kvm::probe::{probe, KvmStatus};
 use kagami_machine::options::{self, CharTarget, Device};
-use kagami_machine::pc::{MachineKind, Pc, PcConfig, Stop};
+use kagami_machine::pc::{MachineKind, Pc, PcConfig, PcExtras, Stop};
 use std::collections::HashMap;
 
 fn sink(target: &CharTarget, what: &str) -> Result<Option<ByteSink>, String> {
@@ -24,25 +24,34 @@ fn read_file(opt: &str, p: &std::path::Path) -> Result<Vec<u8>, String> {
     std::fs::read(p).map_err(|e| format!("{opt}: cannot read {}: {e}", p.display()))
 }
 
+/// The CPU a run uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Accel {
+    Tcg,
+    Kvm,
+}
+
 /// Decide the accelerator and say why on stderr.
-fn choose_accel(request: Option<&str>) -> Result<(), String> {
+fn choose_accel(request: Option<&str>) -> Result<Accel, String> {
     match request.unwrap_or("kvm:tcg") {
-        "tcg" => Ok(()),
+        "tcg" => Ok(Accel::Tcg),
         "kvm" => match probe() {
-            KvmStatus::Usable { .. } => {
-                Err("-accel kvm: KVM is usable here, but kagami's KVM backend is not written yet; use -accel tcg".into())
+            KvmStatus::Usable { loop_rate } => {
+                eprintln!("kagami: accelerator kvm (probe loop ran at {loop_rate} iterations/s)");
+                Ok(Accel::Kvm)
             }
             KvmStatus::Absent(why) | KvmStatus::Unusable(why) => Err(format!("-accel kvm: {why}")),
         },
-        "kvm:tcg" => {
-            match probe() {
-                KvmStatus::Usable { .. } => {
-                    eprintln!("kagami: accelerator tcg (KVM is usable, but kagami's KVM backend is not written yet)")
-                }
-                KvmStatus::Absent(why) | KvmStatus::Unusable(why) => eprintln!("kagami: accelerator tcg ({why})"),
+        "kvm:tcg" => Ok(match probe() {
+            KvmStatus::Usable { loop_rate } => {
+                eprintln!("kagami: accelerator kvm (probe loop ran at {loop_rate} iterations/s)");
+                Accel::Kvm
             }
-            Ok(())
-        }
+            KvmStatus::Absent(why) | KvmStatus::Unusable(why) => {
+                eprintln!("kagami: accelerator tcg ({why})");
+                Accel::Tcg
+            }
+        }),
         other => Err(format!("-accel: unknown accelerator '{other}' (tcg, kvm, kvm:tcg)")),
     }
 }
@@ -82,9 +91,14 @@ pub fn run(cli: &Cli) -> Result<u8, String> {
             return Err(format!("-display {d}: only -display none exists for now"));
         }
     }
-    if cli.bios.is_some() {
-        return Err("-bios: external firmware is not supported yet; boot a kernel with -kernel".into());
-    }
+    let bios = match &cli.bios {
+        Some(p) => {
+            let image = read_file("-bios", p)?;
+            kagami_machine::firmware::check_bios(&p.display().to_string(), &image)?;
+            Some(image)
+        }
+        None => None,
+    };
     let ram = match &cli.memory {
         Some(m) => options::parse_mem(m)?,
         None => 128 << 20,
@@ -131,16 +145,16 @@ pub fn run(cli: &Cli) -> Result<u8, String> {
         },
         None => ClockMode::Host,
     };
-    let kernel_path = cli
-        .kernel
-        .as_ref()
-        .ok_or("nothing to boot: give -kernel FILE (or --demo for the built-in demo guest)")?;
-    let kernel = read_file("-kernel", kernel_path)?;
+    if cli.kernel.is_none() && bios.is_none() {
+        return Err("nothing to boot: give -kernel FILE or -bios FILE (or --demo for the built-in demo guest)".into());
+    }
+    let kernel = cli.kernel.as_ref().map(|p| read_file("-kernel", p)).transpose()?;
+    let kernel_path = cli.kernel.clone().unwrap_or_default();
     let initrd = cli.initrd.as_ref().map(|p| read_file("-initrd", p)).transpose()?;
     let cfg = PcConfig {
         kind,
         ram_bytes: ram,
-        kernel: Some(kernel),
+        kernel,
         kernel_path: kernel_path.display().to_string(),
         initrd,
         append: cli.append.clone(),
@@ -157,12 +171,19 @@ pub fn run(cli: &Cli) -> Result<u8, String> {
                 .map_or(0, |d| d.as_secs() as i64),
         },
     };
-    let mut pc = Pc::new(cfg)?;
+    let mut pc = Pc::new_ext(
+        cfg,
+        PcExtras {
+            bios,
+            nographic: cli.nographic,
+            smbios: None,
+        },
+    )?;
     if cli.print_machine {
         print!("{}", pc.board.describe());
         return Ok(0);
     }
-    choose_accel(accel.as_deref())?;
+    let accel = choose_accel(accel.as_deref())?;
     pc.set_no_shutdown(cli.no_shutdown);
     if cli.paused {
         eprintln!("kagami: machine paused (-S): press Enter to start it");
@@ -182,9 +203,18 @@ pub fn run(cli: &Cli) -> Result<u8, String> {
     };
     let limit = (cli.max_instructions > 0).then_some(cli.max_instructions);
     let t0 = std::time::Instant::now();
-    let stop = match std::env::var_os("KAGAMI_PROFILE") {
-        Some(path) => run_sampled(&mut pc, limit, std::path::Path::new(&path))?,
-        None => pc.run(limit),
+    let stop = match accel {
+        Accel::Tcg => match std::env::var_os("KAGAMI_PROFILE") {
+            Some(path) => run_sampled(&mut pc, limit, std::path::Path::new(&path))?,
+            None => pc.run(limit),
+        },
+        Accel::Kvm => {
+            if limit.is_some() {
+                return Err("--max-instructions: KVM does not count instructions; use -accel tcg".into());
+            }
+            let mut vcpu = kagami_machine::kvm::KvmCpu::new(&pc.cpu).map_err(|e| format!("KVM: {e}"))?;
+            kagami_machine::kvm::run::run_pc(&mut pc, &mut vcpu).map_err(|e| format!("KVM: {e}"))?
+        }
     };
     if cli.stats {
         let secs = t0.elapsed().as_secs_f64();

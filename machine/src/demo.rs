@@ -22,7 +22,7 @@
 use iced_x86::code_asm::*;
 use iced_x86::BlockEncoderOptions;
 use kagami_cpu::state::{CS, DS, ES, RSP, SS};
-use kagami_cpu::{Bus, Cpu, Exit, GuestMemory, PhysMap, Region, RegionKind};
+use kagami_cpu::{Bus, Cpu, Exit};
 use std::io::{self, Write};
 
 pub const DEBUGCON_PORT: u16 = 0xe9;
@@ -362,24 +362,15 @@ pub fn assemble() -> Result<Program, IcedError> {
 /// Build the machine (64 KiB of RAM, the program loaded, CS:IP = 0:7C00,
 /// SS:SP = 0:7C00) ready to run.
 pub fn machine(p: &Program) -> Result<Cpu, String> {
-    let mem = GuestMemory::new(RAM).map_err(|e| e.to_string())?;
-    let mut map = PhysMap::new();
-    map.add(Region {
-        start: 0,
-        len: RAM,
-        backing: 0,
-        kind: RegionKind::Ram,
-    })
-    .map_err(|e| format!("memory map: {e:?}"))?;
+    let mut cpu = Cpu::with_ram(RAM).map_err(|e| e.to_string())?;
     let mut ivt = Vec::with_capacity(4 * p.stubs.len());
     for ip in &p.stubs {
         ivt.extend_from_slice(&ip.to_le_bytes());
         ivt.extend_from_slice(&0u16.to_le_bytes());
     }
-    mem.write(0, &ivt);
-    mem.write(DATA, &p.data);
-    mem.write(CODE, &p.code);
-    let mut cpu = Cpu::new(mem, map);
+    cpu.mem.write(0, &ivt);
+    cpu.mem.write(DATA, &p.data);
+    cpu.mem.write(CODE, &p.code);
     for seg in [CS, DS, ES, SS] {
         cpu.load_real_seg(seg, 0);
     }

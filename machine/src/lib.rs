@@ -3,6 +3,10 @@
 pub mod board;
 pub mod clock;
 pub mod demo;
+pub mod drive;
+pub mod drive_options;
+pub mod firmware;
+pub mod img;
 pub mod initramfs;
 pub mod kvm;
 pub mod options;

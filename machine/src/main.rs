@@ -70,7 +70,8 @@ pub(crate) struct Cli {
     #[arg(long, value_name = "CMDLINE", default_value = "")]
     pub(crate) append: String,
 
-    /// Firmware image (not yet: direct kernel boot only).
+    /// Firmware image (e.g. SeaBIOS's bios-256k.bin), mapped below 4 GiB
+    /// and its last 128 KiB below 1 MiB; the CPU starts at its reset vector.
     #[arg(long, value_name = "FILE")]
     pub(crate) bios: Option<std::path::PathBuf>,
 
@@ -93,6 +94,38 @@ pub(crate) struct Cli {
     /// Character devices for -device ...,chardev=ID: stdio|file|null,id=ID[,path=P].
     #[arg(long, value_name = "BACKEND,id=ID[,path=P]")]
     pub(crate) chardev: Vec<String>,
+
+    /// A drive: file=PATH[,format=raw|qcow2][,if=ide|none][,media=disk|cdrom][,readonly=on][,index=N][,snapshot=on].
+    #[arg(long, value_name = "OPTIONS")]
+    pub(crate) drive: Vec<String>,
+
+    /// Hard disk image at IDE index 0.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) hda: Option<String>,
+
+    /// Hard disk image at IDE index 1.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) hdb: Option<String>,
+
+    /// Hard disk image at IDE index 2.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) hdc: Option<String>,
+
+    /// Hard disk image at IDE index 3.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) hdd: Option<String>,
+
+    /// CD-ROM image (IDE index 2).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) cdrom: Option<String>,
+
+    /// Firmware boot order: order=c (hard disk), d (CD-ROM), or both (cd, dc).
+    #[arg(long, value_name = "order=X")]
+    pub(crate) boot: Option<String>,
+
+    /// Guest writes to disk images go to temporary overlays; the images stay unchanged.
+    #[arg(long)]
+    pub(crate) snapshot: bool,
 
     /// isa-debugcon on port 0xE9 writing to stdio, file:PATH or null.
     #[arg(long, value_name = "DEV")]
@@ -191,6 +224,11 @@ fn run_demo(cli: &Cli) -> Result<u8, String> {
 }
 
 fn main() -> ExitCode {
+    // `kagami img ...`: the image tool has its own command line.
+    let mut args = std::env::args_os();
+    if std::env::args_os().nth(1).is_some_and(|a| a == "img") {
+        return ExitCode::from(kagami_machine::img::main(args.by_ref().skip(2).collect()));
+    }
     let cli = match Cli::try_parse_from(qemu_style(std::env::args_os())) {
         Ok(c) => c,
         // --help and --version print to stdout and succeed.

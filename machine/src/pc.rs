@@ -43,6 +43,20 @@ pub struct PcConfig {
     pub rtc_start: i64,
 }
 
+/// Options beyond [`PcConfig`] (kept apart so that existing `PcConfig`
+/// literals stay valid): external firmware and extra test devices.
+#[derive(Default)]
+pub struct PcExtras {
+    /// `-bios`: the firmware image (checked with `firmware::check_bios`),
+    /// mapped read-only below 4 GiB, its last 128 KiB also at 0xE0000
+    /// behind PAM; the CPU starts at its reset vector.
+    pub bios: Option<Vec<u8>>,
+    /// `-nographic` (the fw_cfg NOGRAPHIC item).
+    pub nographic: bool,
+    /// SMBIOS anchor and tables for fw_cfg (direct boot writes its own).
+    pub smbios: Option<(Vec<u8>, Vec<u8>)>,
+}
+
 /// Why the machine stopped.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Stop {
@@ -73,6 +87,10 @@ pub enum HostInput {
 
 const ACPI_TABLES_SIZE: u64 = 64 << 10;
 const RSDP_ADDR: u64 = 0xe0000;
+/// SMBIOS entry point and structure table for direct boot (F segment,
+/// where Linux's dmi_scan looks).
+const SMBIOS_ENTRY_ADDR: u64 = 0xf0000;
+const SMBIOS_TABLE_ADDR: u64 = 0xf0020;
 const MIN_RAM: u64 = 2 << 20;
 /// Longest run slice between device updates in host-clock mode.
 const SLICE: u64 = 200_000;
@@ -83,6 +101,8 @@ pub struct Pc {
     pub clock: MachineClock,
     no_reboot: bool,
     boot: Option<BootEntry>,
+    /// Booted through external firmware: a reset reruns it.
+    firmware: bool,
     /// TSC minus machine time in ns (the TSC runs at 1 GHz, as the LAPIC's
     /// TSC-deadline mode assumes); changes when the guest writes the TSC.
     tsc_offset: u64,
@@ -113,6 +133,10 @@ impl GuestWriter for RamWriter<'_> {
 
 impl Pc {
     pub fn new(cfg: PcConfig) -> Result<Pc, String> {
+        Pc::new_ext(cfg, PcExtras::default())
+    }
+
+    pub fn new_ext(cfg: PcConfig, extras: PcExtras) -> Result<Pc, String> {
         if cfg.ram_bytes < MIN_RAM {
             return Err(format!(
                 "-m: {} KiB of RAM is too little; kagami needs at least 2 MiB",
@@ -125,7 +149,17 @@ impl Pc {
         };
         let low = cfg.ram_bytes.min(low_limit);
         let high = cfg.ram_bytes - low;
-        let mem = GuestMemory::new(cfg.ram_bytes).map_err(|e| e.to_string())?;
+        // Backing: RAM, then (with -bios) the 256 KiB image PAM shows at
+        // 0xC0000-0xFFFFF, then the whole firmware image.
+        let bios_len = extras.bios.as_ref().map_or(0, |b| b.len() as u64);
+        let rom_area = cfg.ram_bytes.div_ceil(kagami_cpu::memory::PAGE_SIZE) * kagami_cpu::memory::PAGE_SIZE;
+        let bios_backing = rom_area + crate::board::BIOS_AREA_LEN;
+        let mem_len = if extras.bios.is_some() {
+            bios_backing + bios_len
+        } else {
+            cfg.ram_bytes
+        };
+        let mem = GuestMemory::new(mem_len).map_err(|e| e.to_string())?;
         let mut map = PhysMap::new();
         let mut add = |start: u64, len: u64, backing: u64| {
             if len > 0 {
@@ -139,10 +173,25 @@ impl Pc {
             }
         };
         add(0, 0xa0000.min(low), 0);
-        if low > 0xc0000 {
-            add(0xc0000, low - 0xc0000, 0xc0000);
+        // 0xA0000-0xFFFFF is the board's (SMRAM, PAM): see board_pci.rs.
+        if low > 0x10_0000 {
+            add(0x10_0000, low - 0x10_0000, 0x10_0000);
         }
         add(1 << 32, high, low);
+        if let Some(b) = &extras.bios {
+            // QEMU: the image ends at 4 GiB; its last 128 KiB (or all of a
+            // smaller one) is the isa-bios at the top of the first MiB.
+            map.add(Region {
+                start: (1u64 << 32) - bios_len,
+                len: bios_len,
+                backing: bios_backing,
+                kind: RegionKind::Rom,
+            })
+            .map_err(|e| format!("-bios: the image overlaps {:#x}", e.0.start))?;
+            mem.write(bios_backing, b);
+            let isa = &b[b.len() - b.len().min(0x2_0000)..];
+            mem.write(rom_area + crate::board::BIOS_AREA_LEN - isa.len() as u64, isa);
+        }
 
         let mut e820 = E820Map::new();
         e820.add(0, 0x9fc00.min(low), E820Type::Ram);
@@ -163,7 +212,8 @@ impl Pc {
             e820.add(1 << 32, high, E820Type::Ram);
         }
 
-        let board = Board::new(BoardConfig {
+        let firmware = extras.bios.is_some();
+        let mut board = Board::new(BoardConfig {
             ram_below_4g: low,
             ram_above_4g: high,
             serial: cfg.serial,
@@ -173,10 +223,51 @@ impl Pc {
             q35: cfg.kind == MachineKind::Q35,
         });
         board.check_map()?;
-
+        if firmware {
+            board.chipset_power_on();
+        }
+        board.set_memory_layout(crate::board::MemLayout {
+            base: map,
+            mem: mem.clone(),
+            rom_backing: firmware.then_some(rom_area),
+        });
+        let map = board.take_phys_map().expect("a memory layout gives a map");
         let mut cpu = Cpu::new(mem.clone(), map.clone());
+        let acpi = acpi_config(cfg.kind);
+        let smbios_cfg = kagami_bios::smbios::SmbiosConfig {
+            ram_below_4g: low,
+            ram_above_4g: high,
+            cpus: 1,
+            cpuid_1: {
+                let c = cpu.cpuid(1, 0);
+                (c[0], c[3])
+            },
+            ..Default::default()
+        };
+        // Firmware relocates the table and patches the entry point.
+        let smbios_fw = extras.smbios.clone().or_else(|| {
+            let t = kagami_bios::smbios::build(&smbios_cfg, 0);
+            Some((t.entry, t.tables))
+        });
+        let fw = crate::firmware::build_fw_cfg(
+            &crate::firmware::FwCfgSetup {
+                ram_below_4g: low,
+                ram_above_4g: high,
+                cpus: 1,
+                nographic: extras.nographic,
+                acpi: &acpi,
+                smbios: smbios_fw,
+                linux: match (&cfg.kernel, firmware) {
+                    (Some(k), true) => Some((k.as_slice(), cfg.initrd.as_deref(), cfg.append.as_str())),
+                    _ => None,
+                },
+            },
+            board.dma_memory().map(|d| Box::new(d) as Box<dyn kagami_devices::DmaMemory>),
+        )?;
+        board.attach_fw_cfg(fw);
+
         let mut w = RamWriter { mem: &mem, map: &map };
-        if low > 0x10_0000 {
+        if low > 0x10_0000 && !firmware {
             let tables = kagami_bios::acpi::build(&acpi_config(cfg.kind), low - ACPI_TABLES_SIZE);
             if tables.tables.len() as u64 > ACPI_TABLES_SIZE {
                 panic!(
@@ -186,8 +277,13 @@ impl Pc {
             }
             w.write(low - ACPI_TABLES_SIZE, &tables.tables).map_err(|e| e.to_string())?;
             w.write(RSDP_ADDR, &tables.rsdp).map_err(|e| e.to_string())?;
+            let smbios = kagami_bios::smbios::build(&smbios_cfg, SMBIOS_TABLE_ADDR as u32);
+            w.write(SMBIOS_ENTRY_ADDR, &smbios.entry).map_err(|e| e.to_string())?;
+            w.write(SMBIOS_TABLE_ADDR, &smbios.tables).map_err(|e| e.to_string())?;
         }
         let boot = match &cfg.kernel {
+            // The firmware boots it (fw_cfg items above); the CPU starts at the reset vector.
+            _ if firmware => None,
             Some(k) => {
                 let entry = load_kernel(&mut w, &e820, k, &cfg.kernel_path, cfg.initrd.as_deref(), &cfg.append)?;
                 set_entry_state(&mut cpu, &entry);
@@ -201,6 +297,7 @@ impl Pc {
             clock: MachineClock::new(cfg.clock),
             no_reboot: cfg.no_reboot,
             boot,
+            firmware,
             tsc_offset: 0,
             input: None,
             no_shutdown: false,
@@ -286,6 +383,10 @@ impl Pc {
             if let Some(stop) = self.drain_input() {
                 return stop;
             }
+            // PAM/SMRAM changes (the board stopped the CPU's slice for this).
+            if let Some(m) = self.board.take_phys_map() {
+                self.cpu.set_phys_map(m);
+            }
             let now = self.clock.now_ns(self.cpu.s.icount);
             self.board.advance_to(now);
             for r in self.board.take_requests() {
@@ -362,6 +463,11 @@ impl Pc {
         }
     }
 
+    /// `reset` for the KVM run loop (`kvm/run.rs`), which lives outside this module.
+    pub(crate) fn reset_cpu(&mut self) -> Option<Stop> {
+        self.reset()
+    }
+
     /// A reset: with `-no-reboot` the machine stops; otherwise the CPU
     /// restarts at the kernel entry (direct boot has no firmware to rerun).
     fn reset(&mut self) -> Option<Stop> {
@@ -388,6 +494,10 @@ impl Pc {
             return Some(Stop::Reset);
         }
         self.cpu.reset();
+        if self.firmware {
+            // The chipset reset line: PAM back to the ROM, routing off.
+            self.board.chipset_power_on();
+        }
         if let Some(e) = self.boot {
             set_entry_state(&mut self.cpu, &e);
         }
@@ -480,6 +590,10 @@ const MSR_TSC_DEADLINE: u32 = 0x6e0;
 /// usual addresses, ACPI PM at 0x600 with the PIIX4 soft-off encoding, SCI on
 /// IRQ 9, reset through 0xCF9, and on q35 the ECAM window (MCFG). The HPET
 /// is not in the tables yet.
+pub fn acpi_config_for(kind: MachineKind) -> kagami_bios::acpi::AcpiConfig {
+    acpi_config(kind)
+}
+
 fn acpi_config(kind: MachineKind) -> kagami_bios::acpi::AcpiConfig {
     kagami_bios::acpi::AcpiConfig {
         q35: kind == MachineKind::Q35,

@@ -49,17 +49,14 @@ pub fn propagate_nan(a: F80, b: F80) -> (F80, bool) {
 
 /// Pre-screen operands: unsupported encodings and NaNs decide the result
 /// alone. Returns Some(result) if the operation is done.
-fn screen(env: &mut Env, ops: &[F80]) -> Option<F80> {
+pub(super) fn screen(env: &mut Env, ops: &[F80]) -> Option<F80> {
     if ops.iter().any(|v| v.class() == Class::Unsupported) {
         env.flags |= IE;
         return Some(F80::INDEFINITE);
     }
     if ops.iter().any(|v| v.is_nan()) {
-        let (r, snan) = if ops.len() == 2 {
-            propagate_nan(ops[0], ops[1])
-        } else {
-            propagate_nan(ops[0], ops[0])
-        };
+        // One operand: it is both sides; two: the x87 rules pick.
+        let (r, snan) = propagate_nan(ops[0], *ops.last().unwrap());
         if snan {
             env.flags |= IE;
         }
@@ -71,7 +68,7 @@ fn screen(env: &mut Env, ops: &[F80]) -> Option<F80> {
 /// The denormal-operand check, which ranks below invalid operations and
 /// division by zero (SDM Vol. 1, 8.7 exception priority). Returns false
 /// when DE is unmasked (the operation stops).
-fn denormal_check(env: &mut Env, ops: &[F80]) -> bool {
+pub(super) fn denormal_check(env: &mut Env, ops: &[F80]) -> bool {
     if ops.iter().any(|v| v.class() == Class::Denormal) {
         env.flags |= DE;
         return env.masked(DE);

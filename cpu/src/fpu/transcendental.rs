@@ -13,7 +13,7 @@
 //! Arguments below 2^-63 (F2XM1) or 2^-40 (sine, cosine, tangent) take
 //! short extended-precision paths.
 
-use super::arith::{compute, propagate_nan, Op};
+use super::arith::{compute, denormal_check, screen, Op};
 use super::float80::*;
 use super::stack::C2;
 use crate::block::Handler;
@@ -35,31 +35,6 @@ fn from_f64_inexact(env: &mut Env, v: f64) -> F80 {
     env.flags |= PE;
     env.round_up = false;
     r
-}
-
-/// NaN/unsupported/denormal screening for one or two operands. Some(result)
-/// when the operation is decided; None to continue.
-fn screen(env: &mut Env, ops: &[F80]) -> Option<F80> {
-    if ops.iter().any(|v| v.class() == Class::Unsupported) {
-        env.flags |= IE;
-        return Some(F80::INDEFINITE);
-    }
-    if ops.iter().any(|v| v.is_nan()) {
-        let (r, snan) = propagate_nan(ops[0], *ops.last().unwrap());
-        if snan {
-            env.flags |= IE;
-        }
-        return Some(r);
-    }
-    None
-}
-
-fn denormal(env: &mut Env, ops: &[F80]) -> bool {
-    if ops.iter().any(|v| v.class() == Class::Denormal) {
-        env.flags |= DE;
-        return env.masked(DE);
-    }
-    true
 }
 
 /// The finite nonzero value one ulp nearer zero (extended format).
@@ -135,7 +110,7 @@ fn trig<const K: u8>(cpu: &mut Cpu, _: &mut dyn Bus, i: &Instruction) -> Result<
                 Trig::Tan => (a, F80::ONE),
             },
             _ => {
-                if !denormal(&mut env, &[a]) {
+                if !denormal_check(&mut env, &[a]) {
                     // Unmasked DE: no result, C1 cleared.
                     f.finish(&env);
                     return Ok(());
@@ -229,7 +204,7 @@ fn fpatan(cpu: &mut Cpu, _: &mut dyn Bus, i: &Instruction) -> Result<()> {
         if let Some(r) = screen(env, &[y, x]) {
             return r;
         }
-        if !denormal(env, &[x, y]) {
+        if !denormal_check(env, &[x, y]) {
             return F80::INDEFINITE;
         }
         super::fixed::atan2(y, x).round(env)
@@ -279,7 +254,7 @@ fn fyl2x(cpu: &mut Cpu, _: &mut dyn Bus, i: &Instruction) -> Result<()> {
                 }
             };
         }
-        if !denormal(env, &[x, y]) {
+        if !denormal_check(env, &[x, y]) {
             return F80::INDEFINITE;
         }
         let l = if cx == Class::Inf { F80::inf(false) } else { log2_ext(env, x) };
@@ -317,7 +292,7 @@ fn fyl2xp1(cpu: &mut Cpu, _: &mut dyn Bus, i: &Instruction) -> Result<()> {
             env.flags |= IE;
             return F80::INDEFINITE;
         }
-        if !denormal(env, &[x, y]) {
+        if !denormal_check(env, &[x, y]) {
             return F80::INDEFINITE;
         }
         if cx == Class::Zero || cy == Class::Zero {
@@ -385,7 +360,7 @@ fn f2xm1(cpu: &mut Cpu, _: &mut dyn Bus, i: &Instruction) -> Result<()> {
                     a
                 }
             }
-            _ if !denormal(&mut env, &[a]) => a,
+            _ if !denormal_check(&mut env, &[a]) => a,
             _ if a.exp() >= 0x3fff && (a.exp() > 0x3fff || a.sig != 1 << 63) => {
                 // |x| > 1 is outside the domain: hardware returns the
                 // operand unchanged and reports PE (checked on hardware).

@@ -6,7 +6,6 @@
 use crate::bus::Bus;
 use crate::cpu::{Cpu, Exit};
 use crate::exception::Exception;
-use crate::memory::{GuestMemory, PhysMap, Region, RegionKind};
 use crate::state::{attr, cr0, efer, flags, Mode, CS, DS, ES, RSP, SS};
 use iced_x86::code_asm::*;
 
@@ -48,17 +47,8 @@ struct Env {
 
 impl Env {
     fn new() -> Env {
-        let mem = GuestMemory::new(16 << 20).unwrap();
-        let mut map = PhysMap::new();
-        map.add(Region {
-            start: 0,
-            len: 16 << 20,
-            backing: 0,
-            kind: RegionKind::Ram,
-        })
-        .unwrap();
         Env {
-            cpu: Cpu::new(mem, map),
+            cpu: Cpu::with_ram(16 << 20).unwrap(),
             bus: PortLog::default(),
         }
     }

@@ -6,7 +6,7 @@
 use iced_x86::code_asm::CodeAssembler;
 use iced_x86::{Decoder, DecoderOptions};
 use kagami_cpu::state::{attr, cr0, cr4, efer, Segment, CS, DS, ES, FS, GS, SS};
-use kagami_cpu::{Cpu, Exception, Exit, GuestMemory, NullBus, PhysMap, Region, RegionKind};
+use kagami_cpu::{Cpu, Exception, Exit, NullBus};
 
 /// RAM size of the test machine.
 pub const RAM: u64 = 4 << 20;
@@ -24,16 +24,7 @@ const PD: u64 = 0x3000;
 /// A CPU with `RAM` bytes of RAM at physical address 0, in the mode of
 /// `bits` (16 = real mode, 32 = flat protected mode, 64 = long mode).
 pub fn machine(bits: u32) -> Cpu {
-    let mem = GuestMemory::new(RAM).unwrap();
-    let mut map = PhysMap::new();
-    map.add(Region {
-        start: 0,
-        len: RAM,
-        backing: 0,
-        kind: RegionKind::Ram,
-    })
-    .unwrap();
-    let mut cpu = Cpu::new(mem, map);
+    let mut cpu = Cpu::with_ram(RAM).unwrap();
     match bits {
         16 => set_real(&mut cpu),
         32 => set_flat32(&mut cpu),

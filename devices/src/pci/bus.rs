@@ -161,6 +161,40 @@ impl PciBus {
         }
     }
 
+    /// An access inside BAR `bar` of `bdf`, at `offset` from its base (the
+    /// machine's port and MMIO maps send decoded BAR accesses here).
+    pub fn bar_read(&mut self, bdf: Bdf, bar: u8, offset: u64, size: u8) -> u64 {
+        match self.functions.get_mut(&bdf) {
+            Some(d) => d.bar_read(bar, offset, size),
+            None => {
+                if size >= 8 {
+                    !0
+                } else {
+                    (1u64 << (8 * size)) - 1
+                }
+            }
+        }
+    }
+
+    pub fn bar_write(&mut self, bdf: Bdf, bar: u8, offset: u64, size: u8, value: u64) {
+        if let Some(d) = self.functions.get_mut(&bdf) {
+            d.bar_write(bar, offset, size, value);
+        }
+    }
+
+    /// Unplug the function at `bdf`, e.g. to replace a configuration-only
+    /// chipset function (PIIX3 IDE) with a full device model; the next
+    /// [`PciBus::take_changes`] reports a BAR change so its ranges go away.
+    pub fn remove(&mut self, bdf: Bdf) -> Option<Box<dyn PciDevice>> {
+        let d = self.functions.remove(&bdf)?;
+        let multi = self.functions.keys().filter(|b| b.device == bdf.device).count() > 1;
+        if let Some(f0) = self.functions.get_mut(&Bdf::new(bdf.device, 0)) {
+            f0.config_mut().set_multifunction(multi);
+        }
+        self.changes.bars = true;
+        Some(d)
+    }
+
     /// What changed since the last call (cheap; call after every access to
     /// the configuration ports or the ECAM).
     pub fn take_changes(&mut self) -> PciChanges {

@@ -166,6 +166,21 @@ pub trait PciDevice: Any + Send {
     fn take_chipset_change(&mut self) -> bool {
         false
     }
+    /// A read of `size` bytes (1, 2, 4 or 8) at `offset` inside BAR `bar`
+    /// (0–5, or [`bus::ROM_BAR`] for the expansion ROM), once the machine
+    /// has mapped it. Functions without BARs keep the default: open bus.
+    fn bar_read(&mut self, bar: u8, offset: u64, size: u8) -> u64 {
+        let _ = (bar, offset);
+        if size >= 8 {
+            !0
+        } else {
+            (1u64 << (8 * size)) - 1
+        }
+    }
+    /// A write inside BAR `bar` (see [`PciDevice::bar_read`]).
+    fn bar_write(&mut self, bar: u8, offset: u64, size: u8, value: u64) {
+        let _ = (bar, offset, size, value);
+    }
     /// INTx pin this function uses: 0 = INTA … 3 = INTD, `None` if none.
     fn interrupt_pin(&self) -> Option<u8> {
         match self.config().byte(INTERRUPT_PIN as usize) {

@@ -34,6 +34,8 @@ pub const PIIX4_PM_DEVICE_ID: u16 = 0x7113;
 pub const PIRQRC: usize = 0x60;
 pub const PMBA: usize = 0x40;
 pub const DEVACTB: usize = 0x58;
+/// DEVACTB bit 25 (APMC_EN, SMI on writes to port 0xB2) in byte 3.
+pub const APMC_EN_BYTE3: u8 = 1 << 1;
 pub const PMREGMISC: usize = 0x80;
 pub const SMBBA: usize = 0x90;
 
@@ -196,6 +198,11 @@ impl Piix4Pm {
         cfg.set_u32(PMBA, 0x0601);
         cfg.set_wmask_u32(PMBA, 0x0000_ffc0);
         cfg.set_writable(DEVACTB, 4);
+        // kagami has no SMM: DEVACTB's APMC_EN (bit 25) reads as set from
+        // power-on, which firmware takes as "SMM already set up" and so
+        // never raises an SMI it would wait for (QEMU does the same when
+        // SMM is off; SeaBIOS src/fw/smm.c piix4_apmc_smm_setup).
+        cfg.set_byte(DEVACTB + 3, APMC_EN_BYTE3);
         cfg.set_writable(0x5c, 4); // DEVRESD
         cfg.set_byte(PMREGMISC, 0x01);
         cfg.set_wmask(PMREGMISC, 0x01);
