@@ -168,9 +168,13 @@ fn vmlinux_boots_on_q35_to_a_shell_that_takes_typing() {
             break;
         }
         console.extend_from_slice(&buf[..n]);
-        // The shell is up once /init has said so and the prompt shows.
+        // The shell is up once /init has said so and a prompt ("~ # ")
+        // followed; kernel messages may come after the prompt.
         let text = String::from_utf8_lossy(&console);
-        if !typed && text.contains("leave the shell to power off") && text.trim_end().ends_with('#') {
+        let prompt = text
+            .find("leave the shell to power off")
+            .is_some_and(|at| text[at..].contains("# "));
+        if !typed && prompt {
             stdin.write_all(b"echo typed-$((6*7))\npoweroff -f\n").unwrap();
             stdin.flush().unwrap();
             typed = true;
