@@ -355,6 +355,7 @@ impl Pc {
     /// The CPU is idle: wait up to `dur` of host time, returning early when
     /// outside input arrives (it is applied at once, at this instruction count).
     fn idle_wait(&mut self, dur: std::time::Duration) -> Option<Stop> {
+        self.clock.idle_passed();
         let Some(rx) = self.input.as_ref() else {
             std::thread::sleep(dur);
             return None;
@@ -402,7 +403,7 @@ impl Pc {
             if let Some(m) = self.board.take_phys_map() {
                 self.cpu.set_phys_map(m);
             }
-            let now = self.clock.now_ns(self.cpu.s.icount);
+            let now = self.clock.paced_now_ns(self.cpu.s.icount);
             self.board.advance_to(now);
             for r in self.board.take_requests() {
                 match r {
@@ -451,6 +452,8 @@ impl Pc {
                     }
                 }
                 Exit::Halted => {
+                    // Host time that passes from here on is idle time the guest sees.
+                    self.clock.idle_passed();
                     // The slice may have programmed a timer: ask again.
                     let Some(d) = self.board.next_deadline() else {
                         if self.cpu.s.rflags & kagami_cpu::state::flags::IF == 0 {
@@ -585,17 +588,21 @@ impl kagami_cpu::Bus for TimedBus<'_> {
         self.board.stop_requested()
     }
     fn sync_clock(&mut self, icount: u64) {
-        let now = self.clock.now_ns(icount);
+        let now = self.clock.paced_now_ns(icount);
         if now > self.synced_ns {
             self.synced_ns = now;
             self.board.advance_to(now);
         }
     }
+    /// The TSC read also brings the devices to this moment, so a guest that
+    /// polls the TSC while waiting for a timer interrupt gets it in time.
     fn read_tsc(&mut self, icount: u64) -> Option<u64> {
-        Some(self.clock.now_ns(icount).max(self.synced_ns).wrapping_add(*self.tsc_offset))
+        self.sync_clock(icount);
+        Some(self.synced_ns.wrapping_add(*self.tsc_offset))
     }
     fn write_tsc(&mut self, icount: u64, value: u64) {
-        *self.tsc_offset = value.wrapping_sub(self.clock.now_ns(icount).max(self.synced_ns));
+        self.sync_clock(icount);
+        *self.tsc_offset = value.wrapping_sub(self.synced_ns);
     }
 }
 

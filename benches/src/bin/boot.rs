@@ -5,7 +5,7 @@
 //!
 //!     bash scripts/build-test-guest.sh
 //!     cargo build --release -p kagami-machine -p kagami-benches
-//!     target/release/boot [--kernel bzImage|vmlinux] [--machine pc|q35] [--runs N] [--skip-qemu]
+//!     target/release/boot [--kernel bzImage|vmlinux] [--machine pc|q35] [--runs N] [--skip-qemu] [--skip-kagami]
 //!
 //! kagami is the `kagami` binary next to this one (target/release/); the
 //! guest is target/guest/ (or $KAGAMI_GUEST_DIR). Each run is stopped as
@@ -23,7 +23,7 @@ const APPEND: &str = "console=ttyS0 kagami.poweroff=1";
 const TIMEOUT: Duration = Duration::from_secs(1800);
 
 fn usage() -> ! {
-    eprintln!("usage: boot [--kernel bzImage|vmlinux] [--machine pc|q35] [--runs N] [--skip-qemu]");
+    eprintln!("usage: boot [--kernel bzImage|vmlinux] [--machine pc|q35] [--runs N] [--skip-qemu] [--skip-kagami]");
     std::process::exit(1);
 }
 
@@ -72,6 +72,7 @@ fn main() {
     let mut machine = "pc".to_string();
     let mut runs = 1usize;
     let mut skip_qemu = false;
+    let mut skip_kagami = false;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
@@ -85,6 +86,7 @@ fn main() {
                     .unwrap_or_else(|| usage())
             }
             "--skip-qemu" => skip_qemu = true,
+            "--skip-kagami" => skip_kagami = true,
             _ => usage(),
         }
     }
@@ -104,58 +106,61 @@ fn main() {
         }
     }
     let initrd = guest.join("initramfs.cpio.gz");
+    let kagami_cmd = || {
+        let mut c = Command::new(&kagami);
+        c.args(["-machine", &machine, "-m", "256", "-accel", "tcg", "-nographic", "-no-reboot"])
+            .arg("-kernel")
+            .arg(guest.join(&kernel))
+            .arg("-initrd")
+            .arg(&initrd)
+            .args(["-append", APPEND]);
+        c
+    };
+    let qemu_cmd = || {
+        let mut c = Command::new("qemu-system-x86_64");
+        c.args(["-accel", "tcg", "-machine", &machine, "-m", "256", "-nographic", "-no-reboot"])
+            .arg("-kernel")
+            .arg(guest.join("bzImage"))
+            .arg("-initrd")
+            .arg(&initrd)
+            .args(["-append", APPEND]);
+        c
+    };
+    let measure = |what: &str, label: String, mut cmd: Command, times: &mut Vec<f64>| match time_to_marker(what, &mut cmd) {
+        Ok(s) => {
+            println!("{label}: {s:.2} s to the marker");
+            times.push(s);
+        }
+        Err(e) => {
+            eprintln!("boot: {e}");
+            std::process::exit(1);
+        }
+    };
     let mut k_times = Vec::new();
     let mut q_times = Vec::new();
     for run in 1..=runs {
-        let t = time_to_marker(
-            "kagami",
-            Command::new(&kagami)
-                .args(["-machine", &machine, "-m", "256", "-accel", "tcg", "-nographic", "-no-reboot"])
-                .arg("-kernel")
-                .arg(guest.join(&kernel))
-                .arg("-initrd")
-                .arg(&initrd)
-                .args(["-append", APPEND]),
-        );
-        match t {
-            Ok(s) => {
-                println!("run {run}: kagami {machine} {kernel}: {s:.2} s to the marker");
-                k_times.push(s);
-            }
-            Err(e) => {
-                eprintln!("boot: {e}");
-                std::process::exit(1);
-            }
+        if !skip_kagami {
+            measure(
+                "kagami",
+                format!("run {run}: kagami {machine} {kernel}"),
+                kagami_cmd(),
+                &mut k_times,
+            );
         }
-        if skip_qemu {
-            continue;
-        }
-        let t = time_to_marker(
-            "qemu",
-            Command::new("qemu-system-x86_64")
-                .args(["-accel", "tcg", "-machine", &machine, "-m", "256", "-nographic", "-no-reboot"])
-                .arg("-kernel")
-                .arg(guest.join("bzImage"))
-                .arg("-initrd")
-                .arg(&initrd)
-                .args(["-append", APPEND]),
-        );
-        match t {
-            Ok(s) => {
-                println!("run {run}: qemu-system-x86_64 -accel tcg {machine} bzImage: {s:.2} s to the marker");
-                q_times.push(s);
-            }
-            Err(e) => {
-                eprintln!("boot: {e} (is qemu-system-x86 installed?)");
-                std::process::exit(1);
-            }
+        if !skip_qemu {
+            let label = format!("run {run}: qemu-system-x86_64 -accel tcg {machine} bzImage");
+            measure("qemu (is qemu-system-x86 installed?)", label, qemu_cmd(), &mut q_times);
         }
     }
-    let k = median(k_times);
-    println!("kagami  median {k:.2} s");
-    if !q_times.is_empty() {
-        let q = median(q_times);
+    let k = (!k_times.is_empty()).then(|| median(k_times));
+    let q = (!q_times.is_empty()).then(|| median(q_times));
+    if let Some(k) = k {
+        println!("kagami  median {k:.2} s");
+    }
+    if let Some(q) = q {
         println!("qemu    median {q:.2} s");
+    }
+    if let (Some(k), Some(q)) = (k, q) {
         println!("ratio   kagami / qemu = {:.2}", k / q);
     }
 }
