@@ -168,6 +168,7 @@ pub fn run(cli: &Cli) -> Result<u8, String> {
                 .map_or(0, |d| d.as_secs() as i64),
         },
     };
+    let firmware = bios.is_some();
     let mut pc = Pc::new_ext(
         cfg,
         PcExtras {
@@ -176,6 +177,7 @@ pub fn run(cli: &Cli) -> Result<u8, String> {
             smbios: None,
         },
     )?;
+    crate::drives::attach(cli, kind, &mut pc, firmware)?;
     if cli.print_machine {
         print!("{}", pc.board.describe());
         return Ok(0);

@@ -12,6 +12,7 @@ use std::ffi::OsString;
 use std::process::ExitCode;
 
 mod boot;
+mod drives;
 
 /// kagami: a full-system x86-64 PC emulator.
 #[derive(Parser, Debug)]
