@@ -169,6 +169,7 @@ pub fn run(cli: &Cli) -> Result<u8, String> {
         },
     };
     let firmware = bios.is_some();
+    let drives = crate::drives::open(cli, kind)?;
     let mut pc = Pc::new_ext(
         cfg,
         PcExtras {
@@ -177,7 +178,7 @@ pub fn run(cli: &Cli) -> Result<u8, String> {
             smbios: None,
         },
     )?;
-    crate::drives::attach(cli, kind, &mut pc, firmware)?;
+    crate::drives::attach(drives, &mut pc, firmware)?;
     if cli.print_machine {
         print!("{}", pc.board.describe());
         return Ok(0);

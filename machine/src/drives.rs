@@ -1,12 +1,12 @@
 //! The command line's drive options onto the machine: open every image
-//! (errors here stop kagami before the guest runs), attach the disk
-//! controller with the drives, and give the firmware its boot order.
+//! first (errors stop kagami before the machine is built), then attach the
+//! disk controller with the drives and give the firmware its boot order.
 
 use crate::Cli;
-use kagami_machine::drive_options::{setup, DriveArgs};
+use kagami_machine::drive_options::{setup, DriveArgs, DriveSetup};
 use kagami_machine::pc::{MachineKind, Pc};
 
-pub fn attach(cli: &Cli, kind: MachineKind, pc: &mut Pc, firmware: bool) -> Result<(), String> {
+pub fn open(cli: &Cli, kind: MachineKind) -> Result<DriveSetup, String> {
     let mut legacy = Vec::new();
     for (name, v) in [
         ("hda", &cli.hda),
@@ -25,7 +25,10 @@ pub fn attach(cli: &Cli, kind: MachineKind, pc: &mut Pc, firmware: bool) -> Resu
         boot: cli.boot.clone(),
         snapshot: cli.snapshot,
     };
-    let s = setup(&args, kind)?;
+    setup(&args, kind)
+}
+
+pub fn attach(s: DriveSetup, pc: &mut Pc, firmware: bool) -> Result<(), String> {
     if !s.bootorder.is_empty() {
         if let Some(fw) = pc.board.fw_cfg.as_mut() {
             fw.set_file("bootorder", s.bootorder.into_bytes())

@@ -159,6 +159,9 @@ fn boot(dir: &Path, machine: &str, drive_args: &[String]) -> (i32, String) {
         .expect("run kagami");
     let text = std::fs::read_to_string(&log).unwrap_or_default();
     let status = out.status.code().unwrap_or(-1);
+    if std::env::var_os("KAGAMI_DISKFW_LOG").is_some() {
+        eprintln!("--- {machine} SeaBIOS log ---\n{text}");
+    }
     (status, format!("{text}\n--- stderr ---\n{}", String::from_utf8_lossy(&out.stderr)))
 }
 
@@ -329,5 +332,73 @@ fn a_failing_check_is_reported() {
     std::fs::write(&p, &disk).unwrap();
     let (status, log) = boot(&dir, "pc", &["-hda".into(), p.display().to_string()]);
     assert_eq!(status, FAIL, "{log}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `-snapshot`: the guest's write succeeds (into the overlay) and the image
+/// stays byte-identical; `readonly=on`: the write fails in the guest.
+#[test]
+fn snapshot_and_readonly_leave_the_image_alone() {
+    if !have_bios() {
+        return;
+    }
+    let dir = tmpdir("snap");
+    let mut disk = pattern(1 << 20, 7);
+    let sector = boot_sector(1, 8, 512, checksum(&disk[512..512 + 8 * 512]), Some(100));
+    disk[..512].copy_from_slice(&sector);
+    let p = dir.join("d.raw");
+    std::fs::write(&p, &disk).unwrap();
+    let (status, log) = boot(&dir, "q35", &["-hda".into(), p.display().to_string(), "-snapshot".into()]);
+    assert_eq!(status, PASS, "{log}");
+    assert!(std::fs::read(&p).unwrap() == disk, "-snapshot changed the image");
+    let (status, log) = boot(
+        &dir,
+        "pc",
+        &["-drive".into(), format!("file={},format=raw,readonly=on", p.display())],
+    );
+    assert_eq!(status, FAIL, "a write to a read-only disk must fail in the guest:\n{log}");
+    assert!(std::fs::read(&p).unwrap() == disk, "readonly=on changed the image");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Bad drive options and images stop kagami before the guest runs: a
+/// message naming the problem, exit code 1, the file untouched.
+#[test]
+fn drive_errors_exit_1_with_a_message() {
+    let dir = tmpdir("errors");
+    let trunc = dir.join("trunc.qcow2");
+    kagami_machine::img::create_image(&trunc, kagami_machine::drive::ImageFormat::Qcow2, 1 << 20, None).unwrap();
+    let full = std::fs::read(&trunc).unwrap();
+    std::fs::write(&trunc, &full[..512]).unwrap();
+    let raw = dir.join("ok.raw");
+    std::fs::write(&raw, vec![0u8; 4096]).unwrap();
+    let cases: Vec<(Vec<String>, &str)> = vec![
+        (vec!["-hda".into(), trunc.display().to_string()], "trunc.qcow2"),
+        (vec!["-hda".into(), dir.join("missing.raw").display().to_string()], "missing.raw"),
+        (vec!["-drive".into(), format!("file={},format=vmdk", raw.display())], "vmdk"),
+        (vec!["-drive".into(), format!("file={},index=9", raw.display())], "index=9"),
+        (
+            vec![
+                "-hda".into(),
+                raw.display().to_string(),
+                "-drive".into(),
+                format!("file={},index=0", raw.display()),
+            ],
+            "index 0",
+        ),
+        (vec!["-boot".into(), "order=q".into()], "-boot"),
+    ];
+    for (args, expect) in cases {
+        let out = Command::new(kagami())
+            .args(["-kernel", "/dev/null", "-accel", "tcg", "--max-instructions", "1000"])
+            .args(&args)
+            .output()
+            .expect("run kagami");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+        assert!(err.contains(expect), "{args:?}: the message should name '{expect}': {err}");
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+    }
+    assert_eq!(std::fs::read(&trunc).unwrap(), &full[..512]);
     let _ = std::fs::remove_dir_all(&dir);
 }
