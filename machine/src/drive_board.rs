@@ -7,7 +7,7 @@
 //! BAR5 ABAR) are mapped wherever the firmware or the kernel puts them.
 //! Without firmware (direct kernel boot) nobody would program those BARs,
 //! so [`Board::attach_disks`] does what SeaBIOS does: BAR at a fixed
-//! address, I/O or memory decode and bus mastering on.
+//! address, I/O or memory decode and bus mastering on, IDE decode enabled.
 
 use super::*;
 use kagami_devices::pci::{Bdf, CMD_BUS_MASTER, CMD_IO, CMD_MEMORY, COMMAND, PC_IDE};
@@ -79,6 +79,10 @@ impl Board {
             self.ports.sort_by_key(|r| r.start);
             if program_bars {
                 self.pci.config_write(0, PC_IDE, 0x20, 4, IDE_BM_BASE as u32 | 1);
+                // IDETIM bit 15 (IDE decode enable) for both channels, as SeaBIOS
+                // sets it: Linux's ata_piix leaves a channel alone without it.
+                self.pci.config_write(0, PC_IDE, 0x40, 2, 0x8000);
+                self.pci.config_write(0, PC_IDE, 0x42, 2, 0x8000);
                 self.pci.config_write(0, PC_IDE, COMMAND, 2, (CMD_IO | CMD_BUS_MASTER) as u32);
             }
         }
