@@ -402,3 +402,59 @@ fn drive_errors_exit_1_with_a_message() {
     assert_eq!(std::fs::read(&trunc).unwrap(), &full[..512]);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Direct kernel boot (no firmware): kagami programs what SeaBIOS would, so
+/// a kernel's driver finds the controllers ready. Checked through the
+/// CPU's view of the buses: PCI configuration, the IDE legacy ports and
+/// BAR4, the AHCI ABAR.
+#[test]
+fn direct_boot_leaves_the_controllers_as_firmware_would() {
+    use kagami_cpu::Bus;
+    use kagami_devices::storage::{Drive, MemBackend};
+    use kagami_machine::pc::{MachineKind, Pc, PcConfig};
+    for kind in [MachineKind::Pc, MachineKind::Q35] {
+        let mut pc = Pc::new(PcConfig {
+            kind,
+            ram_bytes: 32 << 20,
+            kernel: Some(kagami_tests::mbkernel::kernel()),
+            kernel_path: "mb".into(),
+            initrd: None,
+            append: String::new(),
+            serial: vec![None, None],
+            debug_exit: None,
+            debugcon: None,
+            clock: kagami_machine::clock::ClockMode::Instructions { shift: 3 },
+            no_reboot: true,
+            rtc_start: 0,
+        })
+        .unwrap();
+        let disk = MemBackend::new(vec![0x5a; 1 << 20]);
+        pc.board.attach_disks(vec![(0, Drive::disk(Box::new(disk), "QM1"))], true).unwrap();
+        let b = &mut pc.board;
+        let cfg = |b: &mut kagami_machine::board::Board, dev: u32, func: u32, reg: u32| {
+            b.io_write(0xcf8, 4, 0x8000_0000 | dev << 11 | func << 8 | reg);
+            b.io_read(0xcfc, 4)
+        };
+        match kind {
+            MachineKind::Pc => {
+                assert_eq!(cfg(b, 1, 1, 0), 0x7010_8086);
+                assert_eq!(cfg(b, 1, 1, 0x20), 0xc001, "BAR4");
+                assert_eq!(cfg(b, 1, 1, 0x04) & 5, 5, "I/O decode and bus master");
+                assert_eq!(cfg(b, 1, 1, 0x40), 0x8000_8000, "IDETIM decode enables");
+                // IDENTIFY through the legacy ports.
+                b.io_write(0x1f6, 1, 0xa0);
+                b.io_write(0x1f7, 1, 0xec);
+                assert_eq!(b.io_read(0x1f7, 1) & 0x08, 0x08, "DRQ");
+                let w0 = b.io_read(0x1f0, 2);
+                assert_eq!(w0, 0x0040);
+                assert_eq!(b.io_read(0xc002, 1) & 0x64, 0x24, "BM status: interrupt, drive 0 DMA capable");
+            }
+            MachineKind::Q35 => {
+                assert_eq!(cfg(b, 0x1f, 2, 0), 0x2922_8086);
+                assert_eq!(cfg(b, 0x1f, 2, 0x24), 0xfebf_0000, "ABAR");
+                assert_eq!(b.mmio_read(0xfebf_0000 + 0x0c, 4), 0x3f, "PI through the ABAR");
+                assert_eq!(b.mmio_read(0xfebf_0000 + 0x128, 4), 0x113, "port 0 SSTS: device present");
+            }
+        }
+    }
+}
