@@ -13,6 +13,11 @@ repo=$(cd "$(dirname "$0")/.." && pwd)
 guest=${KAGAMI_GUEST_DIR:-${CARGO_TARGET_DIR:-$repo/target}/guest}
 out=$guest/disk-modules
 log() { echo "build-disk-guest: $*" >&2; }
+as_root() {
+    if [ "$(id -u)" = 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else
+        log "need root for: $*"; exit 1
+    fi
+}
 
 # Dependencies first (from each module's depends= field).
 modules="drivers/scsi/scsi_common drivers/scsi/scsi_mod drivers/ata/libata drivers/ata/ata_piix
@@ -28,6 +33,7 @@ if [ $complete = 1 ]; then exit 0; fi
 [ -s "$guest/kernel.version" ] || bash "$repo/scripts/build-test-guest.sh"
 pkg=$(awk '/^Package:/ {print $2}' "$guest/kernel.version")
 ver=$(awk '/^Version:/ {print $2}' "$guest/kernel.version")
+apt-cache show "$pkg=$ver" >/dev/null 2>&1 || as_root apt-get update -qq
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 chmod 0777 "$tmp"

@@ -36,7 +36,9 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 bash scripts/build-test-guest.sh
-bash scripts/build-disk-guest.sh
+# The disk modules come from the kernel's exact package version; if the mirror
+# no longer has it, the Linux disk tests say why instead of stopping the run.
+bash scripts/build-disk-guest.sh || log "disk modules unavailable: the Linux disk tests will report them missing"
 
 # A missing guest image or tool fails the guest tests instead of skipping them.
 export KAGAMI_REQUIRE_GUEST=1
