@@ -15,8 +15,13 @@ use kagami_machine::kvm::KvmCpu;
 
 pub const SWITCH_PORT: u16 = 0xf5;
 pub const IRQ_PORT: u16 = 0xf6;
+pub const NMI_PORT: u16 = 0xf7;
 /// Guest-physical MMIO window the test bus answers (outside the 16 MiB of RAM).
 pub const MMIO_BASE: u64 = 0x2000_0000;
+/// MMIO writes there act like `SWITCH_PORT` and `DONE_PORT` (for ring-3
+/// code, which cannot use ports).
+pub const MMIO_SWITCH: u64 = MMIO_BASE + 0xff0;
+pub const MMIO_DONE: u64 = MMIO_BASE + 0xff8;
 
 /// The accelerator a run (or a segment of one) uses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -52,16 +57,21 @@ pub fn kvm_or_skip(test: &str) -> bool {
 #[derive(Default, Clone, Debug, PartialEq, Eq)]
 pub struct TestBus {
     pub writes: Vec<(u16, u32)>,
+    pub reads: u64,
     pub mmio_writes: Vec<(u64, u8, u64)>,
     /// Vectors acknowledged (interrupts taken), in order.
     pub acked: Vec<u8>,
     pub pending_irq: Option<u8>,
+    /// An NMI the guest raised by writing `NMI_PORT`.
+    pub pending_nmi: bool,
+    pub nmis_taken: u32,
     pub done: bool,
     pub switch: bool,
 }
 
 impl Bus for TestBus {
     fn io_read(&mut self, port: u16, size: u8) -> u32 {
+        self.reads += 1;
         (port as u32).wrapping_mul(0x0101_0101) ^ size as u32
     }
     fn io_write(&mut self, port: u16, _: u8, v: u32) {
@@ -69,6 +79,7 @@ impl Bus for TestBus {
             DONE_PORT => self.done = true,
             SWITCH_PORT => self.switch = true,
             IRQ_PORT => self.pending_irq = Some(v as u8),
+            NMI_PORT => self.pending_nmi = true,
             _ => {}
         }
         self.writes.push((port, v));
@@ -77,6 +88,11 @@ impl Bus for TestBus {
         (addr.wrapping_mul(0x9e37_79b9) ^ size as u64) & kagami_cpu::bus::ones(size)
     }
     fn mmio_write(&mut self, addr: u64, size: u8, v: u64) {
+        match addr {
+            MMIO_SWITCH => self.switch = true,
+            MMIO_DONE => self.done = true,
+            _ => {}
+        }
         self.mmio_writes.push((addr, size, v));
     }
     fn interrupt_pending(&mut self) -> bool {
@@ -86,6 +102,11 @@ impl Bus for TestBus {
         let v = self.pending_irq.take();
         self.acked.extend(v);
         v
+    }
+    fn take_nmi(&mut self) -> bool {
+        let n = std::mem::take(&mut self.pending_nmi);
+        self.nmis_taken += n as u32;
+        n
     }
     fn stop_requested(&mut self) -> bool {
         self.done || self.switch
@@ -111,6 +132,10 @@ pub fn normalise(s: &CpuState) -> CpuState {
     let f = s.flags();
     s.set_flags(f);
     (s.cc_dst, s.cc_src1, s.cc_src2) = (0, 0, 0);
+    // The x87 last-instruction pointers are host-dependent on KVM: AMD
+    // processors save FOP/FIP/FDP only while an x87 exception is pending
+    // (AMD APM Vol. 5, FXSAVE), and the 64-bit image has no FCS/FDS.
+    (s.fpu.fop, s.fpu.fip, s.fpu.fdp, s.fpu.fcs, s.fpu.fds) = (0, 0, 0, 0, 0);
     s.icount = 0;
     s.tsc = 0;
     s

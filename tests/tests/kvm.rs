@@ -10,7 +10,9 @@
 
 use iced_x86::code_asm::*;
 use kagami_tests::guest::{descriptor, flat_cpu, Guest, DONE_PORT, FLAT_CODE, REPORT_PORT};
-use kagami_tests::kvm_guest::{kvm_or_skip, run_board_guest, run_guest, Accel, BoardOutcome, Outcome, IRQ_PORT, MMIO_BASE, SWITCH_PORT};
+use kagami_tests::kvm_guest::{
+    kvm_or_skip, run_board_guest, run_guest, Accel, BoardOutcome, Outcome, IRQ_PORT, MMIO_BASE, NMI_PORT, SWITCH_PORT,
+};
 
 const R: u32 = REPORT_PORT as u32;
 const SW: u32 = SWITCH_PORT as u32;
@@ -302,6 +304,12 @@ fn flat32() -> (Guest, u64) {
 fn flat64() -> (Guest, u64) {
     let mut g = flat_cpu(64);
     g.load(IDT as u64 + 16 * 0x52, &gate64(0x18, 0xc000).to_le_bytes());
+    g.load(IDT as u64 + 16 * 2, &gate64(0x18, 0xd000).to_le_bytes());
+    g.asm(64, 0xd000, |a| {
+        a.mov(eax, 0x0d0du32)?;
+        a.out(R, eax)?;
+        a.iretq()
+    });
     g.cpu.s.idtr.base = IDT as u64;
     g.cpu.s.idtr.limit = 0xfff;
     g.asm(64, FLAT_CODE, |a| {
@@ -326,6 +334,24 @@ fn flat64() -> (Guest, u64) {
         a.hlt()?;
         a.cli()?;
         a.out(SW, al)?;
+        // NMI: raised by the port write, taken before the next instruction
+        // on the software CPU and at the exit on KVM (the same place).
+        a.out(NMI_PORT as u32, al)?;
+        a.mov(eax, 0x2222u32)?;
+        a.out(R, eax)?;
+        // String I/O: one KVM exit carries several elements.
+        a.mov(rsi, 0x7000u64)?;
+        a.mov(dword_ptr(rsi), 0x4433_2211u32)?;
+        a.mov(dx, 0xe0u32)?;
+        a.mov(ecx, 4u32)?;
+        a.cld()?;
+        a.rep().outsb()?;
+        a.mov(rdi, 0x7100u64)?;
+        a.mov(dx, 0xe2u32)?;
+        a.mov(ecx, 3u32)?;
+        a.rep().insw()?;
+        a.mov(eax, dword_ptr(0x7102))?;
+        a.out(R, eax)?;
         a.mov(rdi, MMIO_BASE + 0x800)?;
         a.mov(qword_ptr(rdi), rax)?;
         a.mov(rax, qword_ptr(rdi + 8))?;
@@ -433,7 +459,18 @@ fn kvm_flat64_program() {
     same_everywhere(
         "kvm_flat64_program",
         flat64,
-        &[0x2345_6780, 0xf, 63, 0x8_0008, 0x64d7, 0x18, 3448346048],
+        &[
+            0x2345_6780,
+            0xf,
+            63,
+            0x8_0008,
+            0x64d7,
+            0x18,
+            0x0d0d,
+            0x2222,
+            0xe2e0_e2e0,
+            3448346048,
+        ],
     );
 }
 
@@ -776,4 +813,219 @@ fn kvm_guest_cpuid_is_within_kagamis_model() {
     for k in 0..9 {
         assert!(within(k, mask[k]), "register {k}: KVM {:#x}, kagami {:#x}", got[k], kagami[k]);
     }
+}
+
+/// A guest that never exits (a tight loop) is still stopped at the host-time
+/// deadline, at an instruction boundary, and can continue on the software CPU.
+#[test]
+fn kvm_deadline_stops_a_spinning_guest() {
+    use kagami_cpu::Exit;
+    use kagami_tests::kvm_guest::TestBus;
+    if !kvm_or_skip("kvm_deadline_stops_a_spinning_guest") {
+        return;
+    }
+    let mut g = flat_cpu(64);
+    g.asm(64, FLAT_CODE, |a| {
+        let mut top = a.create_label();
+        a.set_label(&mut top)?;
+        a.inc(rbx)?;
+        a.cmp(rbx, 0x7fff_ffffu32 as i32)?;
+        a.jne(top)?;
+        a.out(DONE_PORT as u32, al)
+    });
+    g.cpu.s.rip = FLAT_CODE;
+    let mut bus = TestBus::default();
+    let mut vcpu = kagami_machine::kvm::KvmCpu::new(&g.cpu).expect("vCPU");
+    let t = std::time::Instant::now();
+    let exit = vcpu.run(&mut bus, Some(t + std::time::Duration::from_millis(50)));
+    let took = t.elapsed();
+    eprintln!("spinning guest stopped after {took:?}");
+    assert_eq!(exit, Ok(Exit::Budget));
+    assert!(took < std::time::Duration::from_secs(5), "{took:?}");
+    vcpu.save_to(&mut g.cpu, &mut bus).expect("state");
+    let count = g.cpu.s.gpr[3];
+    assert!(count > 0 && count < 0x7fff_ffff, "RBX {count}");
+    assert!((FLAT_CODE..FLAT_CODE + 12).contains(&g.cpu.s.rip), "rip {:#x}", g.cpu.s.rip);
+    // The software CPU continues from there for a while, the count going on.
+    assert_eq!(g.cpu.run(&mut bus, 3000), Exit::Budget);
+    assert_eq!(g.cpu.s.gpr[3], count + 1000);
+}
+
+/// x87 and SSE state carried across a live switch. PVM cannot run SSE or
+/// x87 math in ring 0 but runs ring 3 natively, so this guest is 64-bit
+/// ring-3 code (state set up by the harness) that reports and switches
+/// through MMIO: SSE and x87 values computed on one CPU are used on the other.
+fn ring3_fpu() -> (Guest, u64) {
+    use kagami_cpu::state::{attr, cr0, cr4, Segment, CS, SS};
+    use kagami_tests::guest::{FLAT_GDT, FLAT_PML4};
+    use kagami_tests::kvm_guest::{MMIO_DONE, MMIO_SWITCH};
+    let mut g = flat_cpu(64);
+    // User-accessible page tables, and ring-3 code/data descriptors.
+    g.load(FLAT_PML4, &((FLAT_PML4 + 0x1000) | 7).to_le_bytes());
+    g.load(FLAT_PML4 + 0x1000, &((FLAT_PML4 + 0x2000) | 7).to_le_bytes());
+    for k in 0..512u64 {
+        g.load(FLAT_PML4 + 0x2000 + 8 * k, &((k << 21) | 0x87).to_le_bytes());
+    }
+    g.load(FLAT_GDT + 0x28, &descriptor(0, 0xfffff, 0xfb, 0xa).to_le_bytes());
+    g.load(FLAT_GDT + 0x30, &descriptor(0, 0xfffff, 0xf3, 0xc).to_le_bytes());
+    let s = &mut g.cpu.s;
+    s.gdtr.limit = 0x37;
+    let user_data = Segment {
+        base: 0,
+        limit: 0xffff_ffff,
+        selector: 0x33,
+        attr: attr::P | attr::S | attr::RW | attr::ACCESSED | 3 << attr::DPL_SHIFT | attr::DB | attr::G,
+    };
+    s.segs[SS] = user_data;
+    s.segs[CS] = Segment {
+        selector: 0x2b,
+        attr: attr::P | attr::S | attr::CODE | attr::RW | attr::ACCESSED | 3 << attr::DPL_SHIFT | attr::L | attr::G,
+        ..user_data
+    };
+    s.cr0 = (s.cr0 | cr0::MP | cr0::NE) & !(cr0::EM | cr0::TS);
+    s.cr4 |= cr4::OSFXSR | cr4::OSXMMEXCPT;
+    g.cpu.update_mode();
+    g.cpu.flush_tlb_all();
+    // The software CPU looks at the bus's stop request only between decoded
+    // blocks and an MMIO write does not end one, so a jump follows each
+    // MMIO switch/done write to stop both CPUs at the same place.
+    let mmio = |a: &mut CodeAssembler, at: u64, r: AsmRegister64| -> Result<(), IcedError> {
+        a.mov(rdi, at)?;
+        a.mov(qword_ptr(rdi), r)?;
+        if at == MMIO_SWITCH || at == MMIO_DONE {
+            let mut next = a.create_label();
+            if at == MMIO_SWITCH {
+                a.jmp(next)?;
+            }
+            a.set_label(&mut next)?;
+            if at == MMIO_DONE {
+                a.jmp(next)?; // stay here
+            }
+        }
+        Ok(())
+    };
+    g.asm(64, FLAT_CODE, |a| {
+        a.fninit()?; // RESET leaves the x87 exceptions unmasked
+        a.mov(eax, 0x3fc0_0000u32)?; // 1.5f
+        a.movd(xmm0, eax)?;
+        a.addss(xmm0, xmm0)?;
+        a.mulss(xmm0, xmm0)?; // 9.0
+        a.mov(rax, 0x4000_0000_0000_0000u64)?; // 2.0
+        a.movq(xmm1, rax)?;
+        a.sqrtsd(xmm1, xmm1)?;
+        a.fld1()?;
+        a.fldpi()?;
+        a.faddp(st1, st0)?; // st0 = pi + 1
+        a.movd(eax, xmm0)?;
+        mmio(a, MMIO_BASE + 0x10, rax)?;
+        mmio(a, MMIO_SWITCH, rax)?;
+        a.addss(xmm0, xmm0)?; // 18.0
+        a.mulsd(xmm1, xmm1)?; // 2.0000000000000004
+        a.fmul_2(st0, st0)?;
+        a.fldl2e()?;
+        a.movd(eax, xmm0)?;
+        mmio(a, MMIO_BASE + 0x20, rax)?;
+        a.movq(rax, xmm1)?;
+        mmio(a, MMIO_BASE + 0x28, rax)?;
+        mmio(a, MMIO_SWITCH, rax)?;
+        a.faddp(st1, st0)?;
+        a.fstp(qword_ptr(0x7000))?;
+        a.mov(rax, qword_ptr(0x7000))?;
+        mmio(a, MMIO_BASE + 0x30, rax)?;
+        a.stmxcsr(dword_ptr(0x7008))?;
+        a.mov(eax, dword_ptr(0x7008))?;
+        mmio(a, MMIO_BASE + 0x38, rax)?;
+        mmio(a, MMIO_DONE, rax)
+    });
+    (g, FLAT_CODE)
+}
+
+#[test]
+fn kvm_ring3_fpu_state_moves_between_cpus() {
+    let test = "kvm_ring3_fpu_state_moves_between_cpus";
+    let reference = soft_run(ring3_fpu);
+    let values: Vec<u64> = reference.bus.mmio_writes.iter().map(|w| w.2).collect();
+    let pi1_sq_l2e = ((std::f64::consts::PI + 1.0) * (std::f64::consts::PI + 1.0) + std::f64::consts::LOG2_E).to_bits();
+    assert_eq!(values[0], 9.0f32.to_bits() as u64);
+    assert_eq!(values[2], 18.0f32.to_bits() as u64);
+    assert_eq!(values[3], (2f64.sqrt() * 2f64.sqrt()).to_bits());
+    assert!(values[5].abs_diff(pi1_sq_l2e) <= 1, "{:#x} vs {pi1_sq_l2e:#x}", values[5]);
+    if !kvm_or_skip(test) {
+        return;
+    }
+    for (start, switching) in [(Accel::Kvm, false), (Accel::Soft, true), (Accel::Kvm, true)] {
+        let (g, rip) = ring3_fpu();
+        let o = run_guest(g, rip, start, switching);
+        eprintln!(
+            "{test}: start {start:?}, switching {switching}: {} switches, end {}",
+            o.switches, o.end
+        );
+        assert_eq!(o.end, "done", "start {start:?} switching {switching}");
+        assert_eq!(o.bus, reference.bus, "start {start:?} switching {switching}");
+        assert_eq!(o.state, reference.state, "start {start:?} switching {switching}");
+        let diff = o.memory_differences(&reference);
+        assert!(diff.is_empty(), "{test}: memory {diff:x?}, start {start:?} switching {switching}");
+    }
+}
+
+fn soft_run(build: fn() -> (Guest, u64)) -> Outcome {
+    let (g, rip) = build();
+    let o = run_guest(g, rip, Accel::Soft, false);
+    assert_eq!(o.end, "done", "{o:?}");
+    o
+}
+
+/// Stopping at host-time deadlines in the middle of a port-write loop and
+/// moving to the software CPU for one instruction each time: every write
+/// happens exactly once (a stop never leaves KVM's half-done OUT behind).
+#[test]
+fn kvm_deadline_stops_are_instruction_boundaries() {
+    use kagami_cpu::Exit;
+    use kagami_tests::kvm_guest::TestBus;
+    if !kvm_or_skip("kvm_deadline_stops_are_instruction_boundaries") {
+        return;
+    }
+    const N: u32 = 3000;
+    let mut g = flat_cpu(64);
+    g.asm(64, FLAT_CODE, |a| {
+        let mut top = a.create_label();
+        a.xor(ecx, ecx)?;
+        a.xor(ebx, ebx)?;
+        a.set_label(&mut top)?;
+        a.xor(eax, eax)?;
+        a.in_(al, 0x80)?;
+        a.add(ebx, eax)?;
+        a.mov(eax, ecx)?;
+        a.out(0x81, eax)?;
+        a.inc(ecx)?;
+        a.cmp(ecx, N as i32)?;
+        a.jne(top)?;
+        a.mov(eax, ebx)?;
+        a.out(0x82, eax)?;
+        a.hlt()
+    });
+    g.cpu.s.rip = FLAT_CODE;
+    let mut bus = TestBus::default();
+    let mut vcpu = kagami_machine::kvm::KvmCpu::new(&g.cpu).expect("vCPU");
+    let mut stops = 0;
+    loop {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_micros(300);
+        match vcpu.run(&mut bus, Some(deadline)).expect("KVM run") {
+            Exit::Halted => break,
+            Exit::Budget => {
+                stops += 1;
+                vcpu.save_to(&mut g.cpu, &mut bus).expect("state");
+                g.cpu.step(&mut bus);
+                vcpu.set_state(&g.cpu.s).expect("state");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    let values: Vec<u32> = bus.writes.iter().filter(|w| w.0 == 0x81).map(|w| w.1).collect();
+    eprintln!("{stops} deadline stops");
+    assert!(stops > 0);
+    assert_eq!(values, (0..N).collect::<Vec<_>>());
+    assert_eq!(bus.reads, N as u64, "each IN read the port once");
+    // Each IN gave 0x80 * 0x01010101 ^ 1, low byte 0x81.
+    assert_eq!(bus.writes.last(), Some(&(0x82, 0x81 * N)));
 }

@@ -19,6 +19,11 @@ pub fn run_pc(pc: &mut Pc, kvm: &mut KvmCpu) -> Result<Stop, String> {
         return Err("-icount: KVM does not count instructions, so the deterministic clock needs the software CPU (-accel tcg)".into());
     }
     loop {
+        // PAM/SMRAM changes: both the software CPU's map and KVM's slots.
+        if let Some(m) = pc.board.take_phys_map() {
+            kvm.set_phys_map(&m)?;
+            pc.cpu.set_phys_map(m);
+        }
         let now = pc.clock.now_ns(0);
         pc.board.advance_to(now);
         for r in pc.board.take_requests() {
@@ -49,7 +54,7 @@ pub fn run_pc(pc: &mut Pc, kvm: &mut KvmCpu) -> Result<Stop, String> {
                 kvm.set_state(&pc.cpu.s)?;
             }
             Exit::Halted => {
-                let if_set = kvm.get_state()?.regs.rflags & kagami_cpu::state::flags::IF != 0;
+                let if_set = kvm.interrupts_enabled()?;
                 match pc.board.next_deadline() {
                     None if !if_set => return Ok(Stop::Hung),
                     None => std::thread::sleep(Duration::from_millis(1)),

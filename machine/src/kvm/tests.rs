@@ -99,3 +99,69 @@ fn cpuid_is_kvms_intersected_with_kagamis() {
     let e1 = get(0x8000_0001, 0).unwrap();
     assert_eq!([e1.ecx, e1.edx], [c.cpuid(0x8000_0001, 0)[2], c.cpuid(0x8000_0001, 0)[3]]);
 }
+
+#[derive(Default)]
+struct Record(Vec<u32>);
+
+impl kagami_cpu::Bus for Record {
+    fn io_read(&mut self, _: u16, _: u8) -> u32 {
+        0
+    }
+    fn io_write(&mut self, _: u16, _: u8, v: u32) {
+        self.0.push(v);
+    }
+    fn mmio_read(&mut self, _: u64, _: u8) -> u64 {
+        0xdead
+    }
+    fn mmio_write(&mut self, _: u64, _: u8, _: u64) {}
+}
+
+/// A changed physical map (what PAM writes do) re-registers KVM's memory
+/// slots: the same guest address then shows other backing, or none (MMIO).
+#[test]
+fn memory_slots_follow_the_phys_map() {
+    let mem = GuestMemory::new(4 << 20).unwrap();
+    let region = |start, len, backing| Region {
+        start,
+        len,
+        backing,
+        kind: RegionKind::Ram,
+    };
+    let mut low = PhysMap::new();
+    low.add(region(0, 2 << 20, 0)).unwrap();
+    // real mode at 0:7c00: OUT the word at 0:1000, HLT.
+    let code = [0xa1, 0x00, 0x10, 0xe7, 0x80, 0xf4]; // mov ax,[0x1000]; out 0x80,ax; hlt
+    mem.write(0x7c00, &code);
+    mem.write((2 << 20) + 0x7c00, &code);
+    mem.write(0x1000, &0x1111u16.to_le_bytes());
+    mem.write((2 << 20) + 0x1000, &0x2222u16.to_le_bytes());
+    let mut c = Cpu::new(mem, low.clone());
+    c.s.segs[kagami_cpu::state::CS] = kagami_cpu::state::Segment::real(0);
+    c.s.rip = 0x7c00;
+    let start = c.s.clone();
+    let mut k = match KvmCpu::new(&c) {
+        Ok(k) => k,
+        Err(why) => {
+            eprintln!("SKIPPED memory_slots_follow_the_phys_map: {why}");
+            return;
+        }
+    };
+    let mut bus = Record::default();
+    let run = |k: &mut KvmCpu, bus: &mut Record| {
+        k.set_state(&start).unwrap();
+        assert_eq!(k.run(bus, None), Ok(kagami_cpu::Exit::Halted));
+    };
+    run(&mut k, &mut bus);
+    let mut high = PhysMap::new();
+    high.add(region(0, 2 << 20, 2 << 20)).unwrap();
+    k.set_phys_map(&high).unwrap();
+    run(&mut k, &mut bus);
+    // Code stays RAM, the data page becomes a hole: MMIO reads 0xdead.
+    let mut holed = PhysMap::new();
+    holed.add(region(0, 0x1000, 0)).unwrap();
+    holed.add(region(0x2000, (2 << 20) - 0x2000, 0x2000)).unwrap();
+    k.set_phys_map(&holed).unwrap();
+    run(&mut k, &mut bus);
+    assert_eq!(bus.0, vec![0x1111, 0x2222, 0xdead]);
+    assert_eq!(k.vm().slots.len(), 2);
+}

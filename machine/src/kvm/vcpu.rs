@@ -44,6 +44,13 @@ pub struct KvmCpu {
     pub exits: ExitCounts,
 }
 
+/// A port access KVM handed to user space.
+enum Io {
+    Out(u16, Vec<u8>),
+    /// Port and the number of bytes to read.
+    In(u16, usize),
+}
+
 #[derive(Clone, Copy, Debug, Default)]
 pub struct ExitCounts {
     pub io: u64,
@@ -91,6 +98,12 @@ impl KvmCpu {
 
     pub fn vm(&self) -> &KvmVm {
         &self.vm
+    }
+
+    /// Follow a change of the machine's physical memory map (the software
+    /// CPU's `Cpu::set_phys_map`).
+    pub fn set_phys_map(&mut self, phys: &kagami_cpu::PhysMap) -> Result<(), String> {
+        self.vm.set_phys_map(phys)
     }
 
     /// Load a software CPU's state into the vCPU.
@@ -232,6 +245,12 @@ impl KvmCpu {
         Ok(self.read_tsc()?.abs_diff(value) < CLOSE)
     }
 
+    /// RFLAGS.IF of the vCPU (one KVM_GET_REGS).
+    pub fn interrupts_enabled(&self) -> Result<bool, String> {
+        let regs = self.vcpu.get_regs().map_err(|e| format!("KVM_GET_REGS failed: {e}"))?;
+        Ok(regs.rflags & kagami_cpu::state::flags::IF != 0)
+    }
+
     /// Whether the last `set_state` could set the guest's TSC (false on PVM,
     /// where the guest reads the host's TSC).
     pub fn tsc_settable(&self) -> bool {
@@ -308,8 +327,14 @@ impl KvmCpu {
     }
 
     fn run_loop(&mut self, bus: &mut dyn Bus, deadline: Option<Instant>) -> Result<Exit, String> {
+        // An I/O or MMIO instruction handled in user space and not yet
+        // completed by re-entering KVM.
+        let mut incomplete = false;
         loop {
             if deadline.is_some_and(|d| Instant::now() >= d) {
+                if incomplete {
+                    self.complete_pending_io()?;
+                }
                 return Ok(Exit::Budget);
             }
             if bus.take_nmi() {
@@ -323,37 +348,22 @@ impl KvmCpu {
             let tpr = (bus.read_tpr() >> 4) as u64;
             self.vcpu.get_kvm_run().cr8 = tpr;
             self.cr8 = tpr;
-            let exit = match self.vcpu.run() {
+            // KVM_RUN first completes a pending I/O, then checks for signals
+            // (Documentation/virt/kvm/api.rst, "KVM_EXIT_IO"), so after it
+            // returns, in any way, nothing is left incomplete.
+            let r = self.vcpu.run();
+            incomplete = false;
+            let exit = match r {
                 Ok(exit) => exit,
                 // The kicker's signal (deadline) or another signal: look again.
                 Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => continue,
                 Err(e) => return Err(format!("KVM_RUN failed: {e}")),
             };
             let mut complete = false;
+            let mut io = None;
             match exit {
-                VcpuExit::IoOut(port, data) => {
-                    self.exits.io += 1;
-                    complete = true;
-                    let size = data.len().min(4);
-                    let mut v = [0u8; 4];
-                    v[..size].copy_from_slice(&data[..size]);
-                    // String I/O (count > 1) arrives as consecutive elements.
-                    let n = data.len() / size.max(1);
-                    for k in 0..n {
-                        let mut e = [0u8; 4];
-                        e[..size].copy_from_slice(&data[k * size..(k + 1) * size]);
-                        bus.io_write(port, size as u8, u32::from_le_bytes(e));
-                    }
-                }
-                VcpuExit::IoIn(port, data) => {
-                    self.exits.io += 1;
-                    complete = true;
-                    let size = data.len().min(4).max(1);
-                    for chunk in data.chunks_mut(size) {
-                        let v = bus.io_read(port, size as u8);
-                        chunk.copy_from_slice(&v.to_le_bytes()[..chunk.len()]);
-                    }
-                }
+                VcpuExit::IoOut(port, data) => io = Some(Io::Out(port, data.to_vec())),
+                VcpuExit::IoIn(port, data) => io = Some(Io::In(port, data.len())),
                 VcpuExit::MmioRead(addr, data) => {
                     self.exits.mmio += 1;
                     complete = true;
@@ -388,6 +398,11 @@ impl KvmCpu {
                     return Err(format!("unexpected KVM exit: {other:?}"));
                 }
             }
+            if let Some(io) = io {
+                self.exits.io += 1;
+                complete = true;
+                self.port_io(bus, io);
+            }
             let cr8 = self.vcpu.get_kvm_run().cr8;
             if cr8 != self.cr8 {
                 bus.write_tpr((cr8 << 4) as u8);
@@ -398,6 +413,37 @@ impl KvmCpu {
                     self.complete_pending_io()?;
                 }
                 return Ok(if bus.stop_requested() { Exit::Stopped } else { Exit::Budget });
+            }
+            incomplete = complete;
+        }
+    }
+
+    /// Carry out a KVM_EXIT_IO on the bus. String instructions (REP INS/OUTS)
+    /// arrive as `count` elements of `size` bytes in one exit.
+    fn port_io(&mut self, bus: &mut dyn Bus, io: Io) {
+        // SAFETY: the exit reason was KVM_EXIT_IO, so `io` is the union
+        // member the kernel filled in; the field is plain data.
+        let info = unsafe { self.vcpu.get_kvm_run().__bindgen_anon_1.io };
+        let size = (info.size as usize).clamp(1, 4);
+        match io {
+            Io::Out(port, data) => {
+                for chunk in data.chunks(size) {
+                    let mut v = [0u8; 4];
+                    v[..chunk.len()].copy_from_slice(chunk);
+                    bus.io_write(port, size as u8, u32::from_le_bytes(v));
+                }
+            }
+            Io::In(port, len) => {
+                let base = self.vcpu.get_kvm_run() as *mut kvm_bindings::kvm_run as *mut u8;
+                // SAFETY: KVM put `len` (count x size) bytes of I/O data at
+                // `data_offset` inside the vCPU's kvm_run mapping for user
+                // space to fill before the next KVM_RUN; the mapping lives as
+                // long as `self.vcpu` and nothing else refers to it here.
+                let data = unsafe { std::slice::from_raw_parts_mut(base.add(info.data_offset as usize), len) };
+                for chunk in data.chunks_mut(size) {
+                    let v = bus.io_read(port, size as u8);
+                    chunk.copy_from_slice(&v.to_le_bytes()[..chunk.len()]);
+                }
             }
         }
     }
@@ -413,8 +459,7 @@ impl KvmCpu {
         // given a halted state without running has none yet. A halted vCPU
         // is past its HLT (no interrupt shadow), so RFLAGS.IF decides.
         let ready = if self.halted {
-            let regs = self.vcpu.get_regs().map_err(|e| format!("KVM_GET_REGS failed: {e}"))?;
-            regs.rflags & kagami_cpu::state::flags::IF != 0
+            self.interrupts_enabled()?
         } else {
             let run = self.vcpu.get_kvm_run();
             run.ready_for_interrupt_injection != 0 && run.if_flag != 0

@@ -42,6 +42,29 @@ impl KvmVm {
         let supported_cpuid = kvm
             .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
             .map_err(|e| format!("KVM_GET_SUPPORTED_CPUID failed: {e}"))?;
+        let mut v = KvmVm {
+            kvm,
+            vm,
+            mem: mem.clone(),
+            slots: Vec::new(),
+            readonly_rom,
+            supported_cpuid,
+        };
+        v.set_phys_map(phys)?;
+        Ok(v)
+    }
+
+    /// Replace the memory slots with `phys`'s regions (PAM/SMRAM changes):
+    /// every old slot is deleted (size 0) and the new ones are registered.
+    /// Call it only while no vCPU of this VM is in KVM_RUN.
+    pub fn set_phys_map(&mut self, phys: &PhysMap) -> Result<(), String> {
+        let (vm, mem, readonly_rom) = (&self.vm, &self.mem, self.readonly_rom);
+        for old in self.slots.drain(..) {
+            let gone = kvm_userspace_memory_region { memory_size: 0, ..old };
+            // SAFETY: deleting a slot makes KVM drop its reference to the mapping.
+            unsafe { vm.set_user_memory_region(gone) }
+                .map_err(|e| format!("KVM_SET_USER_MEMORY_REGION (delete slot {}) failed: {e}", old.slot))?;
+        }
         let mut slots = Vec::new();
         for (k, r) in phys.regions().iter().enumerate() {
             if r.start % 4096 != 0 || r.len % 4096 != 0 || r.backing % 4096 != 0 {
@@ -72,14 +95,8 @@ impl KvmVm {
             unsafe { vm.set_user_memory_region(region) }.map_err(|e| format!("KVM_SET_USER_MEMORY_REGION {k} failed: {e}"))?;
             slots.push(region);
         }
-        Ok(KvmVm {
-            kvm,
-            vm,
-            mem: mem.clone(),
-            slots,
-            readonly_rom,
-            supported_cpuid,
-        })
+        self.slots = slots;
+        Ok(())
     }
 
     pub fn memory(&self) -> &GuestMemory {
