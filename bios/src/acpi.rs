@@ -245,6 +245,14 @@ fn dsdt(cfg: &AcpiConfig) -> Vec<u8> {
         let m = aml::Memory32Fixed::new(false, h, 0x400);
         children.extend(isa_device("HPET", "PNP0103", 0, vec![&m]));
     }
+    // Motherboard resources: the ECAM window (PCI Firmware Spec 3.2, 4.1.2:
+    // Linux uses MMCONFIG only where a PNP0C02 device or E820 reserves it).
+    let ecam_res = cfg
+        .ecam
+        .map(|(base, last)| aml::Memory32Fixed::new(false, base as u32, (last as u32 + 1) << 20));
+    if let Some(m) = &ecam_res {
+        children.extend(isa_device("MRES", "PNP0C02", 0, vec![m]));
+    }
     let children = RawAml(children);
 
     let hid = aml::EISAName::new(if cfg.q35 { "PNP0A08" } else { "PNP0A03" });
@@ -570,6 +578,15 @@ mod tests {
         let t = build(&c, base);
         let m = find(&t, base, b"MCFG").expect("MCFG");
         assert_eq!(u64::from_le_bytes(m[44..52].try_into().unwrap()), 0xb000_0000);
+        // The ECAM window is a motherboard resource (PNP0C02 = EISA id 41 d0 0c 02),
+        // or Linux does not use MMCONFIG.
+        let fadt = find(&t, base, b"FACP").expect("FADT");
+        let o = (u64::from_le_bytes(fadt[140..148].try_into().unwrap()) - base) as usize;
+        let dsdt = &t.tables[o..];
+        assert!(dsdt.windows(4).any(|w| w == [0x41, 0xd0, 0x0c, 0x02]), "no PNP0C02 device");
+        // Memory32Fixed descriptor (0x86) with base 0xb0000000 and length 256 MiB.
+        let desc = [0x86, 9, 0, 0, 0, 0, 0, 0xb0, 0, 0, 0, 0x10];
+        assert!(dsdt.windows(desc.len()).any(|w| w == desc), "ECAM not reserved");
     }
 }
 

@@ -44,6 +44,20 @@ pub trait Bus {
     fn stop_requested(&mut self) -> bool {
         false
     }
+    /// Called with the number of instructions retired so far just before a
+    /// port or MMIO access, so the machine can bring time-keeping devices
+    /// (PM timer, PIT, HPET, LAPIC timer) to the exact moment of the access
+    /// instead of the start of the run slice. Default: time moves only
+    /// between slices.
+    fn sync_clock(&mut self, _icount: u64) {}
+    /// The time-stamp counter at this instruction, if the machine keeps it
+    /// (RDTSC, RDTSCP, RDMSR 0x10); `None`: the CPU's own `s.tsc`.
+    fn read_tsc(&mut self, _icount: u64) -> Option<u64> {
+        None
+    }
+    /// The guest wrote the TSC (WRMSR TSC or TSC_ADJUST): from this
+    /// instruction on it reads `value` plus the time elapsed.
+    fn write_tsc(&mut self, _icount: u64, _value: u64) {}
 }
 
 /// A bus with nothing on it: ports read 0xff…, MMIO reads open bus, writes vanish.

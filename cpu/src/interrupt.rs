@@ -65,6 +65,17 @@ impl Cpu {
     /// Deliver one event through the IVT or IDT.
     pub fn deliver(&mut self, bus: &mut dyn Bus, vector: u8, error: Option<u32>, src: Source) -> Result<()> {
         self.s.halted = 0;
+        // `-d int`: one line per event, like QEMU's "Servicing hardware INT" / exception log.
+        tracing::trace!(
+            target: "int",
+            "v={vector:#04x} {src:?} e={error:x?} cpl={} cs:rip={:04x}:{:016x} rsp={:016x} cr2={:x} icount={}",
+            self.s.cpl,
+            self.s.segs[CS].selector,
+            self.s.rip,
+            self.s.gpr[crate::state::RSP],
+            self.s.cr2,
+            self.s.icount
+        );
         match self.s.mode {
             Mode::Real => self.deliver_real(bus, vector),
             _ => self.deliver_protected(bus, vector, error, src),

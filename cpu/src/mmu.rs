@@ -185,7 +185,10 @@ impl Cpu {
                 }
                 v
             }
-            None => bus.mmio_read(addr, size as u8),
+            None => {
+                bus.sync_clock(self.s.icount);
+                bus.mmio_read(addr, size as u8)
+            }
         }
     }
 
@@ -205,7 +208,10 @@ impl Cpu {
                     self.write_phys(bus, addr + i as u64, 1, v >> (8 * i));
                 }
             }
-            _ => bus.mmio_write(addr, size as u8, v),
+            _ => {
+                bus.sync_clock(self.s.icount);
+                bus.mmio_write(addr, size as u8, v)
+            }
         }
     }
 
@@ -509,6 +515,7 @@ impl Cpu {
         }
         let e = self.tlb_entry(bus, lin, Access::Read, mmu)?;
         if e.read & TLB_MMIO != 0 {
+            bus.sync_clock(self.s.icount);
             return Ok(bus.mmio_read(e.phys | (lin & TAG_FLAGS), size as u8));
         }
         self.read_lin_mmu(bus, lin, size, mmu)
@@ -557,6 +564,7 @@ impl Cpu {
         let e = self.tlb_entry(bus, lin, Access::Write, mmu)?;
         let phys = e.phys | (lin & TAG_FLAGS);
         if e.write & TLB_MMIO != 0 {
+            bus.sync_clock(self.s.icount);
             bus.mmio_write(phys, size as u8, v);
             return Ok(());
         }

@@ -109,8 +109,11 @@ pub fn run(cli: &Cli) -> Result<u8, String> {
         chardevs.insert(id, t);
     }
     let mut serial = Vec::new();
-    for s in &cli.serial {
-        serial.push(sink(&options::parse_chardev("-serial", s)?, "-serial")?);
+    let mut com1_stdio = cli.serial.is_empty();
+    for (k, s) in cli.serial.iter().enumerate() {
+        let t = options::parse_chardev("-serial", s)?;
+        com1_stdio |= k == 0 && t == CharTarget::Stdio;
+        serial.push(sink(&t, "-serial")?);
     }
     if serial.is_empty() {
         serial.push(sink(&CharTarget::Stdio, "-serial")?);
@@ -184,9 +187,30 @@ pub fn run(cli: &Cli) -> Result<u8, String> {
         return Ok(0);
     }
     let accel = choose_accel(accel.as_deref())?;
+    pc.set_no_shutdown(cli.no_shutdown);
+    if cli.paused {
+        eprintln!("kagami: machine paused (-S): press Enter to start it");
+        let mut line = String::new();
+        std::io::stdin()
+            .read_line(&mut line)
+            .map_err(|e| format!("-S: reading stdin: {e}"))?;
+    }
+    // Keystrokes reach COM1 when it is on stdio; the terminal is raw while the machine runs.
+    let _raw = if com1_stdio {
+        let tx = pc.connect_input();
+        let raw = crate::console::enter_raw_mode();
+        crate::console::spawn_reader(tx);
+        raw
+    } else {
+        None
+    };
     let limit = (cli.max_instructions > 0).then_some(cli.max_instructions);
+    let t0 = std::time::Instant::now();
     let stop = match accel {
-        Accel::Tcg => pc.run(limit),
+        Accel::Tcg => match std::env::var_os("KAGAMI_PROFILE") {
+            Some(path) => run_sampled(&mut pc, limit, std::path::Path::new(&path))?,
+            None => pc.run(limit),
+        },
         Accel::Kvm => {
             if limit.is_some() {
                 return Err("--max-instructions: KVM does not count instructions; use -accel tcg".into());
@@ -195,9 +219,19 @@ pub fn run(cli: &Cli) -> Result<u8, String> {
             kagami_machine::kvm::run::run_pc(&mut pc, &mut vcpu).map_err(|e| format!("KVM: {e}"))?
         }
     };
+    if cli.stats {
+        let secs = t0.elapsed().as_secs_f64();
+        let n = pc.cpu.s.icount;
+        eprintln!(
+            "kagami: stats: {n} instructions retired in {secs:.2} s ({:.1} MIPS), stop {stop:?}, cs:rip {:04x}:{:016x}",
+            n as f64 / secs.max(1e-9) / 1e6,
+            pc.cpu.s.segs[kagami_cpu::state::CS].selector,
+            pc.cpu.s.rip
+        );
+    }
     Ok(match stop {
         Stop::Exit(code) => code as u8,
-        Stop::Reset => 0,
+        Stop::Reset | Stop::Quit => 0,
         Stop::Hung => {
             eprintln!("kagami: the guest halted with interrupts disabled; nothing can wake it");
             1
@@ -207,4 +241,29 @@ pub fn run(cli: &Cli) -> Result<u8, String> {
             0
         }
     })
+}
+
+/// Developer aid (env KAGAMI_PROFILE=FILE): run in slices of 100,000
+/// instructions and write how often each RIP (and CR3) was seen at a slice
+/// end, most frequent first: a sampling profile of the guest.
+fn run_sampled(pc: &mut Pc, limit: Option<u64>, path: &std::path::Path) -> Result<Stop, String> {
+    const STEP: u64 = 100_000;
+    let end = limit.map(|l| pc.cpu.s.icount + l);
+    let mut hist: HashMap<u64, u64> = HashMap::new();
+    let stop = loop {
+        let n = match end {
+            Some(e) if e <= pc.cpu.s.icount => break Stop::Limit,
+            Some(e) => STEP.min(e - pc.cpu.s.icount),
+            None => STEP,
+        };
+        match pc.run(Some(n)) {
+            Stop::Limit => *hist.entry(pc.cpu.s.rip).or_default() += 1,
+            other => break other,
+        }
+    };
+    let mut v: Vec<_> = hist.into_iter().collect();
+    v.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    let text: String = v.iter().map(|(rip, n)| format!("{rip:016x} {n}\n")).collect();
+    std::fs::write(path, text).map_err(|e| format!("KAGAMI_PROFILE: cannot write {}: {e}", path.display()))?;
+    Ok(stop)
 }

@@ -12,7 +12,9 @@ use std::ffi::OsString;
 use std::process::ExitCode;
 
 mod boot;
+mod console;
 mod drives;
+mod logging;
 
 /// kagami: a full-system x86-64 PC emulator.
 #[derive(Parser, Debug)]
@@ -134,9 +136,13 @@ pub(crate) struct Cli {
     #[arg(long)]
     pub(crate) no_reboot: bool,
 
-    /// Accepted for QEMU compatibility: kagami exits when the guest powers off.
+    /// When the guest powers off, stop the machine instead of exiting; Ctrl-A X then quits.
     #[arg(long)]
     pub(crate) no_shutdown: bool,
+
+    /// Start with the machine paused: kagami waits for Enter on stdin (there is no monitor yet).
+    #[arg(short = 'S')]
+    pub(crate) paused: bool,
 
     /// Deterministic mode: time is instructions retired << shift nanoseconds.
     #[arg(long, value_name = "shift=N")]
@@ -145,6 +151,18 @@ pub(crate) struct Cli {
     /// Print the machine's I/O map (and MMIO map) and exit.
     #[arg(long)]
     pub(crate) print_machine: bool,
+
+    /// Debug log items, comma separated: int, guest_errors, unimp, cpu_reset (-d help lists them).
+    #[arg(short = 'd', value_name = "ITEMS")]
+    pub(crate) log_items: Option<String>,
+
+    /// Write the -d log to FILE instead of stderr.
+    #[arg(short = 'D', value_name = "FILE")]
+    pub(crate) log_file: Option<std::path::PathBuf>,
+
+    /// At exit, print the retired instruction count (and time, MIPS, final CS:RIP) on stderr.
+    #[arg(long)]
+    pub(crate) stats: bool,
 }
 
 /// Rewrite QEMU-style single-dash long options (`-kernel x`, `-m=512`) to
@@ -224,8 +242,23 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if let Some(items) = &cli.log_items {
+        if items == "help" {
+            print!("{}", logging::help());
+            return ExitCode::SUCCESS;
+        }
+        if let Err(e) = logging::init(items, cli.log_file.as_deref()) {
+            eprintln!("kagami: {e}");
+            return ExitCode::FAILURE;
+        }
+    } else if cli.log_file.is_some() {
+        eprintln!("kagami: -D: a log file needs -d ITEMS to say what to log");
+        return ExitCode::FAILURE;
+    }
     if !cli.demo {
-        return match boot::run(&cli) {
+        let r = boot::run(&cli);
+        logging::flush();
+        return match r {
             Ok(code) => ExitCode::from(code),
             Err(e) => {
                 eprintln!("kagami: {e}");

@@ -68,6 +68,21 @@ pub enum Stop {
     Hung,
     /// The caller's instruction limit was reached.
     Limit,
+    /// The user asked to quit (Ctrl-A X, or the input side closed after a `-no-shutdown` stop).
+    Quit,
+}
+
+/// Input from outside the machine. It enters only through the channel of
+/// [`Pc::connect_input`], which the run loop drains at slice boundaries, so
+/// the instruction count at which each input takes effect is well defined
+/// (logged with `-d` target `input`), and a recorded stream can be replayed
+/// at the same points.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum HostInput {
+    /// Bytes typed on the host side of serial port `port` (0 = COM1).
+    Serial { port: usize, bytes: Vec<u8> },
+    /// Stop the machine (Ctrl-A X).
+    Quit,
 }
 
 const ACPI_TABLES_SIZE: u64 = 64 << 10;
@@ -91,6 +106,9 @@ pub struct Pc {
     /// TSC minus machine time in ns (the TSC runs at 1 GHz, as the LAPIC's
     /// TSC-deadline mode assumes); changes when the guest writes the TSC.
     tsc_offset: u64,
+    input: Option<std::sync::mpsc::Receiver<HostInput>>,
+    /// `-no-shutdown`: a guest poweroff stops the machine; kagami waits for Quit.
+    no_shutdown: bool,
 }
 
 struct RamWriter<'a> {
@@ -185,6 +203,11 @@ impl Pc {
             e820.add(0x10_0000, low - 0x10_0000 - ACPI_TABLES_SIZE.min(low - 0x10_0000), E820Type::Ram);
             e820.add(low - ACPI_TABLES_SIZE, ACPI_TABLES_SIZE, E820Type::Acpi);
         }
+        if cfg.kind == MachineKind::Q35 {
+            // The MCFG window must be reserved, or Linux does not use it
+            // ("PCI: not using MMCONFIG"; PCI Firmware Spec 3.2, 4.1.2).
+            e820.add(kagami_devices::pci::q35::ECAM_BASE, 256 << 20, E820Type::Reserved);
+        }
         if high > 0 {
             e820.add(1 << 32, high, E820Type::Ram);
         }
@@ -276,13 +299,90 @@ impl Pc {
             boot,
             firmware,
             tsc_offset: 0,
+            input: None,
+            no_shutdown: false,
         })
+    }
+
+    /// The one doorway for outside input: returns the sending side of a
+    /// channel the run loop drains between slices.
+    pub fn connect_input(&mut self) -> std::sync::mpsc::Sender<HostInput> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        self.input = Some(rx);
+        tx
+    }
+
+    /// `-no-shutdown`: on guest poweroff, stop the machine and wait for
+    /// [`HostInput::Quit`] instead of returning at once.
+    pub fn set_no_shutdown(&mut self, on: bool) {
+        self.no_shutdown = on;
+    }
+
+    /// Apply pending outside input; Some(stop) when the user quits.
+    fn drain_input(&mut self) -> Option<Stop> {
+        let rx = self.input.as_ref()?;
+        loop {
+            match rx.try_recv() {
+                Ok(HostInput::Serial { port, bytes }) => {
+                    tracing::debug!(target: "input", icount = self.cpu.s.icount, port, len = bytes.len(), "serial input");
+                    self.board.serial_input(port, &bytes);
+                }
+                Ok(HostInput::Quit) => return Some(Stop::Quit),
+                Err(std::sync::mpsc::TryRecvError::Empty) => return None,
+                Err(std::sync::mpsc::TryRecvError::Disconnected) => {
+                    self.input = None;
+                    return None;
+                }
+            }
+        }
+    }
+
+    /// The CPU is idle: wait up to `dur` of host time, returning early when
+    /// outside input arrives (it is applied at once, at this instruction count).
+    fn idle_wait(&mut self, dur: std::time::Duration) -> Option<Stop> {
+        let Some(rx) = self.input.as_ref() else {
+            std::thread::sleep(dur);
+            return None;
+        };
+        match rx.recv_timeout(dur) {
+            Ok(HostInput::Serial { port, bytes }) => {
+                tracing::debug!(target: "input", icount = self.cpu.s.icount, port, len = bytes.len(), "serial input");
+                self.board.serial_input(port, &bytes);
+                None
+            }
+            Ok(HostInput::Quit) => Some(Stop::Quit),
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => None,
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                self.input = None;
+                None
+            }
+        }
+    }
+
+    /// The guest powered off: exit code 0, or with `-no-shutdown` wait
+    /// (machine stopped) until the user quits.
+    fn power_off(&mut self) -> Stop {
+        if !self.no_shutdown {
+            return Stop::Exit(0);
+        }
+        eprintln!("kagami: the guest powered off; machine stopped (-no-shutdown). Ctrl-A X quits.");
+        if let Some(rx) = self.input.take() {
+            while let Ok(i) = rx.recv() {
+                if i == HostInput::Quit {
+                    break;
+                }
+            }
+        }
+        Stop::Exit(0)
     }
 
     /// Run until the guest stops the machine, or `limit` instructions retire.
     pub fn run(&mut self, limit: Option<u64>) -> Stop {
         let end = limit.map(|l| self.cpu.s.icount.saturating_add(l));
         loop {
+            if let Some(stop) = self.drain_input() {
+                return stop;
+            }
             // PAM/SMRAM changes (the board stopped the CPU's slice for this).
             if let Some(m) = self.board.take_phys_map() {
                 self.cpu.set_phys_map(m);
@@ -292,7 +392,7 @@ impl Pc {
             for r in self.board.take_requests() {
                 match r {
                     MachineRequest::Exit(code) => return Stop::Exit(code),
-                    MachineRequest::PowerOff => return Stop::Exit(0),
+                    MachineRequest::PowerOff => return self.power_off(),
                     MachineRequest::SetA20(on) => self.cpu.set_a20(on),
                     MachineRequest::Reset => {
                         if let Some(stop) = self.reset() {
@@ -311,16 +411,26 @@ impl Pc {
             if let Some(e) = end {
                 budget = budget.min(e - self.cpu.s.icount).max(1);
             }
-            // The TSC follows the machine clock, updated once per slice.
-            let tsc = now.wrapping_add(self.tsc_offset);
-            self.cpu.s.tsc = tsc;
-            let exit = self.cpu.run(&mut self.board, budget);
-            if self.cpu.s.tsc != tsc {
-                self.tsc_offset = self.cpu.s.tsc.wrapping_sub(now);
-            }
+            // The TSC follows the machine clock: `s.tsc` holds its value at
+            // the slice start, and TimedBus gives the exact value at each read.
+            self.cpu.s.tsc = now.wrapping_add(self.tsc_offset);
+            let mut bus = TimedBus {
+                board: &mut self.board,
+                clock: &self.clock,
+                tsc_offset: &mut self.tsc_offset,
+                synced_ns: now,
+            };
+            let exit = self.cpu.run(&mut bus, budget);
             match exit {
                 Exit::Budget | Exit::Stopped => {}
                 Exit::TripleFault => {
+                    tracing::warn!(
+                        target: "guest_errors",
+                        "triple fault (shutdown) at {:04x}:{:016x}, icount {}",
+                        self.cpu.s.segs[kagami_cpu::state::CS].selector,
+                        self.cpu.s.rip,
+                        self.cpu.s.icount
+                    );
                     if let Some(stop) = self.reset() {
                         return stop;
                     }
@@ -332,16 +442,21 @@ impl Pc {
                             return Stop::Hung;
                         }
                         // Interrupts enabled but no timer armed: only outside
-                        // input can wake it; host mode waits a little.
-                        if self.clock.is_deterministic() {
+                        // input can wake it. Without an input channel a
+                        // deterministic machine can never wake.
+                        if self.clock.is_deterministic() && self.input.is_none() {
                             return Stop::Hung;
                         }
-                        std::thread::sleep(std::time::Duration::from_millis(1));
+                        if let Some(stop) = self.idle_wait(std::time::Duration::from_millis(10)) {
+                            return stop;
+                        }
                         continue;
                     };
                     let wait = self.clock.idle_until(self.cpu.s.icount, d);
                     if !wait.is_zero() {
-                        std::thread::sleep(wait.min(std::time::Duration::from_millis(10)));
+                        if let Some(stop) = self.idle_wait(wait.min(std::time::Duration::from_millis(10))) {
+                            return stop;
+                        }
                     }
                 }
             }
@@ -356,6 +471,25 @@ impl Pc {
     /// A reset: with `-no-reboot` the machine stops; otherwise the CPU
     /// restarts at the kernel entry (direct boot has no firmware to rerun).
     fn reset(&mut self) -> Option<Stop> {
+        if tracing::enabled!(target: "cpu_reset", tracing::Level::TRACE) {
+            let st = &self.cpu.s;
+            tracing::trace!(
+                target: "cpu_reset",
+                "CPU reset{}: cs:rip={:04x}:{:016x} rsp={:016x} rflags={:08x} cr0={:08x} cr2={:016x} cr3={:016x} cr4={:08x} efer={:x} mode={:?} icount={}",
+                if self.no_reboot { " (-no-reboot: stopping)" } else { "" },
+                st.segs[kagami_cpu::state::CS].selector,
+                st.rip,
+                st.gpr[4],
+                st.flags(),
+                st.cr0,
+                st.cr2,
+                st.cr3,
+                st.cr4,
+                st.efer,
+                st.mode,
+                st.icount
+            );
+        }
         if self.no_reboot {
             return Some(Stop::Reset);
         }
@@ -371,10 +505,91 @@ impl Pc {
     }
 }
 
+/// The board as the CPU sees it during a slice: every call goes to the
+/// board, and the machine clock is read at each device access and TSC read,
+/// so time inside a slice moves with the instructions (deterministic mode:
+/// exactly `icount << shift`; host mode: the host clock at the access).
+/// Without this a PM-timer or PIT polling loop sees time frozen for a whole
+/// slice (Linux: "PM-Timer failed consistency check", failed TSC calibration).
+struct TimedBus<'a> {
+    board: &'a mut Board,
+    clock: &'a MachineClock,
+    /// TSC minus machine time (changes when the guest writes the TSC).
+    tsc_offset: &'a mut u64,
+    /// The time the board's devices were last advanced to.
+    synced_ns: u64,
+}
+
+impl kagami_cpu::Bus for TimedBus<'_> {
+    fn io_read(&mut self, port: u16, size: u8) -> u32 {
+        self.board.io_read(port, size)
+    }
+    fn io_write(&mut self, port: u16, size: u8, value: u32) {
+        self.board.io_write(port, size, value)
+    }
+    fn mmio_read(&mut self, addr: u64, size: u8) -> u64 {
+        self.board.mmio_read(addr, size)
+    }
+    fn mmio_write(&mut self, addr: u64, size: u8, value: u64) {
+        self.board.mmio_write(addr, size, value)
+    }
+    fn interrupt_pending(&mut self) -> bool {
+        self.board.interrupt_pending()
+    }
+    fn acknowledge_interrupt(&mut self) -> Option<u8> {
+        self.board.acknowledge_interrupt()
+    }
+    fn take_nmi(&mut self) -> bool {
+        self.board.take_nmi()
+    }
+    fn write_tpr(&mut self, tpr: u8) {
+        self.board.write_tpr(tpr)
+    }
+    fn read_tpr(&mut self) -> u8 {
+        self.board.read_tpr()
+    }
+    fn read_msr(&mut self, msr: u32) -> Option<u64> {
+        let v = self.board.read_msr(msr)?;
+        // The LAPIC keeps the TSC deadline in machine time; the guest sees TSC values.
+        Some(if msr == MSR_TSC_DEADLINE && v != 0 {
+            v.wrapping_add(*self.tsc_offset)
+        } else {
+            v
+        })
+    }
+    fn write_msr(&mut self, msr: u32, value: u64) -> bool {
+        if msr == MSR_TSC_DEADLINE && value != 0 {
+            // A deadline already passed fires at once (machine time 1 is always past).
+            let t = value.wrapping_sub(*self.tsc_offset);
+            let t = if (t as i64) < 1 { 1 } else { t };
+            return self.board.write_msr(msr, t);
+        }
+        self.board.write_msr(msr, value)
+    }
+    fn stop_requested(&mut self) -> bool {
+        self.board.stop_requested()
+    }
+    fn sync_clock(&mut self, icount: u64) {
+        let now = self.clock.now_ns(icount);
+        if now > self.synced_ns {
+            self.synced_ns = now;
+            self.board.advance_to(now);
+        }
+    }
+    fn read_tsc(&mut self, icount: u64) -> Option<u64> {
+        Some(self.clock.now_ns(icount).max(self.synced_ns).wrapping_add(*self.tsc_offset))
+    }
+    fn write_tsc(&mut self, icount: u64, value: u64) {
+        *self.tsc_offset = value.wrapping_sub(self.clock.now_ns(icount).max(self.synced_ns));
+    }
+}
+
+const MSR_TSC_DEADLINE: u32 = 0x6e0;
+
 /// The ACPI description of what `board.rs` builds: LAPIC and IOAPIC at their
 /// usual addresses, ACPI PM at 0x600 with the PIIX4 soft-off encoding, SCI on
-/// IRQ 9, reset through 0xCF9. PCI (and so MCFG, HPET in the tables) joins
-/// when those devices are wired.
+/// IRQ 9, reset through 0xCF9, and on q35 the ECAM window (MCFG). The HPET
+/// is not in the tables yet.
 pub fn acpi_config_for(kind: MachineKind) -> kagami_bios::acpi::AcpiConfig {
     acpi_config(kind)
 }

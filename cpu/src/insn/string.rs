@@ -128,12 +128,14 @@ fn string_op<const OP: u8>(cpu: &mut Cpu, bus: &mut dyn Bus, i: &Instruction) ->
                 // Check the destination before the port read has side effects.
                 let lin = cpu.seg_lin(ES, di, size, Access::Write)?;
                 cpu.probe_write(bus, lin, size)?;
+                bus.sync_clock(cpu.s.icount);
                 let v = bus.io_read(port, size as u8) as u64;
                 cpu.write_lin(bus, lin, size, v)?;
                 set_areg(cpu, RDI, di.wrapping_add(delta), asize);
             }
             _ => {
                 let v = cpu.read_mem(bus, src_seg, si, size)?;
+                bus.sync_clock(cpu.s.icount);
                 bus.io_write(port, size as u8, v as u32);
                 set_areg(cpu, RSI, si.wrapping_add(delta), asize);
             }

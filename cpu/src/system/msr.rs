@@ -68,7 +68,7 @@ impl Cpu {
     pub fn read_msr(&mut self, bus: &mut dyn Bus, msr: u32) -> Option<u64> {
         let m = &self.s.msr;
         Some(match msr {
-            TSC => self.s.tsc,
+            TSC => bus.read_tsc(self.s.icount).unwrap_or(self.s.tsc),
             APIC_BASE => m.apic_base,
             // Locked, VMX off: the firmware has configured it.
             FEATURE_CONTROL => 1,
@@ -102,12 +102,17 @@ impl Cpu {
     /// WRMSR, without the privilege check. `Err` is the fault to raise.
     pub fn write_msr(&mut self, bus: &mut dyn Bus, msr: u32, v: u64) -> Result<()> {
         let gp = Err(Exception::GP0);
+        if matches!(msr, TSC | TSC_ADJUST) {
+            // The TSC as of this instruction, when the machine keeps it.
+            self.s.tsc = bus.read_tsc(self.s.icount).unwrap_or(self.s.tsc);
+        }
         let m = &mut self.s.msr;
         match msr {
             TSC => {
                 // Writing the TSC moves TSC_ADJUST by the same amount (SDM 17.17.3).
                 m.tsc_adjust = m.tsc_adjust.wrapping_add(v.wrapping_sub(self.s.tsc));
                 self.s.tsc = v;
+                bus.write_tsc(self.s.icount, v);
             }
             APIC_BASE => {
                 // Bits 0-7, 9 and those above MAXPHYADDR are reserved.
@@ -121,6 +126,7 @@ impl Cpu {
             TSC_ADJUST => {
                 self.s.tsc = self.s.tsc.wrapping_add(v.wrapping_sub(m.tsc_adjust));
                 m.tsc_adjust = v;
+                bus.write_tsc(self.s.icount, self.s.tsc);
             }
             SPEC_CTRL => m.spec_ctrl = v & 7,
             BIOS_SIGN_ID => {}
@@ -247,9 +253,9 @@ fn tsd_check(cpu: &Cpu) -> Result<()> {
     }
 }
 
-fn rdtsc(cpu: &mut Cpu, _: &mut dyn Bus, _: &Instruction) -> Result<()> {
+fn rdtsc(cpu: &mut Cpu, bus: &mut dyn Bus, _: &Instruction) -> Result<()> {
     tsd_check(cpu)?;
-    let t = cpu.s.tsc;
+    let t = bus.read_tsc(cpu.s.icount).unwrap_or(cpu.s.tsc);
     cpu.s.gpr[RAX] = t & 0xffff_ffff;
     cpu.s.gpr[RDX] = t >> 32;
     Ok(())
