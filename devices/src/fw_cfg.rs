@@ -278,6 +278,22 @@ impl FwCfg {
         Ok(())
     }
 
+    /// Set file `name` to `data`, adding it if it is not there (the
+    /// machine fills some files after building the device, e.g. `bootorder`).
+    pub fn set_file(&mut self, name: &str, data: Vec<u8>) -> Result<(), FwCfgError> {
+        match self.files.binary_search_by(|f| f.name.as_str().cmp(name)) {
+            Ok(i) => {
+                if u32::try_from(data.len()).is_err() {
+                    return Err(FwCfgError::TooLarge(name.into()));
+                }
+                self.files[i].item.data = data;
+                self.rebuild_dir();
+                Ok(())
+            }
+            Err(_) => self.add_file(name, data),
+        }
+    }
+
     /// The selector of file `name` (what FILE_DIR tells the guest).
     pub fn file_selector(&self, name: &str) -> Option<u16> {
         self.files

@@ -89,6 +89,8 @@ pub enum PortDev {
     Pci,
     /// A decoded PCI I/O BAR (index into the board's BAR table).
     PciBar(u16),
+    /// PIIX3 IDE legacy command/control blocks (0x1F0, 0x3F6, 0x170, 0x376).
+    IdeLegacy,
     /// QEMU's fw_cfg (0x510 selector/data, 0x514 DMA).
     FwCfg,
     /// QEMU's pc-testdev (0xE0-0xEB, IRQ lines at 0x2000).
@@ -129,7 +131,10 @@ pub struct BoardConfig {
 
 #[path = "board_pci.rs"]
 mod board_pci;
+#[path = "drive_board.rs"]
+mod drive_board;
 pub use board_pci::{MemLayout, BIOS_AREA_LEN, BIOS_AREA_START, PIRQ_PIN_BASE};
+pub use drive_board::{AHCI_ABAR, IDE_BM_BASE, Q35_AHCI};
 
 pub struct Board {
     pub pci: kagami_devices::pci::PciBus,
@@ -492,6 +497,10 @@ impl Board {
             PortDev::Testdev => self.testdev.as_mut().expect("mapped pc-testdev exists"),
             PortDev::SmiEn => &mut self.pciw.smi_en,
             PortDev::PciBar(_) => unreachable!("BAR accesses are dispatched in io_read/io_write"),
+            PortDev::IdeLegacy => self
+                .pci
+                .device_mut::<kagami_devices::storage::Piix3IdePci>(kagami_devices::pci::PC_IDE)
+                .expect("the IDE ports are mapped with the IDE function"),
         }
     }
 

@@ -173,6 +173,8 @@ pub fn run(cli: &Cli) -> Result<u8, String> {
                 .map_or(0, |d| d.as_secs() as i64),
         },
     };
+    let firmware = bios.is_some();
+    let drives = crate::drives::open(cli, kind)?;
     let mut pc = Pc::new_ext(
         cfg,
         PcExtras {
@@ -182,6 +184,7 @@ pub fn run(cli: &Cli) -> Result<u8, String> {
             pc_testdev,
         },
     )?;
+    crate::drives::attach(drives, &mut pc, firmware)?;
     if cli.print_machine {
         print!("{}", pc.board.describe());
         return Ok(0);

@@ -53,7 +53,7 @@ enum Cmd {
         /// Output format.
         #[arg(short = 'O', default_value = "raw")]
         output_format: String,
-        /// Show a progress bar even when stderr is not a terminal.
+        /// Progress bar (qemu-img's flag; kagami shows one whenever stderr is a terminal).
         #[arg(short = 'p')]
         progress: bool,
         src: PathBuf,
@@ -251,7 +251,8 @@ fn convert(format: Option<&str>, output: &str, progress: bool, src: &Path, dst: 
             snapshot: false,
         },
     )?;
-    let bar = (progress || std::io::stderr().is_terminal()).then(|| {
+    let _ = progress;
+    let bar = std::io::stderr().is_terminal().then(|| {
         let b = indicatif::ProgressBar::new(size);
         b.set_style(
             indicatif::ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} ({eta})")

@@ -13,6 +13,7 @@ use std::process::ExitCode;
 
 mod boot;
 mod console;
+mod drives;
 mod logging;
 
 /// kagami: a full-system x86-64 PC emulator.

@@ -132,6 +132,8 @@ impl Ich9Ahci {
         cfg.set_u16(crate::pci::STATUS as usize, 0x0290);
         cfg.set_interrupt_pin(1);
         cfg.declare_bar(5, BarKind::Mem32 { prefetchable: false }, ABAR_SIZE);
+        // PCS (port control and status): Linux's ahci sets the port enables here.
+        cfg.set_writable(0x92, 2);
         cfg.seal_power_on();
         let mut a = Ich9Ahci {
             cfg,
@@ -495,6 +497,17 @@ impl PciDevice for Ich9Ahci {
     fn reset(&mut self) {
         self.cfg.reset();
         self.reset_hba();
+    }
+    fn bar_read(&mut self, bar: u8, offset: u64, size: u8) -> u64 {
+        match bar {
+            5 => MmioDevice::read(self, offset, size),
+            _ => u64::MAX >> (64 - 8 * size.clamp(1, 8) as u32),
+        }
+    }
+    fn bar_write(&mut self, bar: u8, offset: u64, size: u8, value: u64) {
+        if bar == 5 {
+            MmioDevice::write(self, offset, size, value)
+        }
     }
 }
 

@@ -213,7 +213,7 @@ impl Drive {
                     Err(ABRT)
                 }
             }
-            // RECALIBRATE, SEEK, IDLE (IMMEDIATE), STANDBY (IMMEDIATE), SLEEP-less power commands, NOP-free.
+            // RECALIBRATE, SEEK, STANDBY IMMEDIATE, IDLE IMMEDIATE, STANDBY, IDLE: nothing to do here.
             0x10..=0x1f | 0x70 | 0xe0..=0xe3 => Ok(Accepted::pio(Phase::None)),
             // CHECK POWER MODE: active or idle.
             0xe5 => {

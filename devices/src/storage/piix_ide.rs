@@ -67,4 +67,15 @@ impl PciDevice for Piix3IdePci {
         self.cfg.reset();
         self.ide.reset();
     }
+    fn bar_read(&mut self, bar: u8, offset: u64, size: u8) -> u64 {
+        match bar {
+            4 => self.bus_master_read(offset as u16, size.min(4)) as u64,
+            _ => u64::MAX >> (64 - 8 * size.clamp(1, 8) as u32),
+        }
+    }
+    fn bar_write(&mut self, bar: u8, offset: u64, size: u8, value: u64) {
+        if bar == 4 {
+            self.bus_master_write(offset as u16, size.min(4), value as u32)
+        }
+    }
 }
