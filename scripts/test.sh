@@ -25,7 +25,7 @@ as_root() {
 command -v cargo >/dev/null || { log "cargo not found: install Rust 1.95 or later (rustup.rs)"; exit 1; }
 
 missing=()
-for p in cpio qemu-system-x86 qemu-utils acpica-tools seabios; do
+for p in cpio qemu-system-x86 qemu-utils acpica-tools seabios fdisk dosfstools mtools syslinux syslinux-common isolinux xorriso; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
 if [ ${#missing[@]} -gt 0 ]; then
