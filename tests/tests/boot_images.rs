@@ -7,11 +7,12 @@
 //! scripts/build-boot-images.sh builds the images (see it for what the
 //! guest's workload does with a second disk) into target/boot-images/.
 //!
-//! Persistence: a blank data disk is formatted by the guest (busybox
-//! mkdosfs), which writes KAGAMI.DAT and syncs; the host reads that file
-//! back out of the image with mtools and a second boot reads the same bytes.
-//! With a qcow2 overlay on a raw base, the base is unchanged. `-snapshot`
-//! leaves every image byte-identical although the guest wrote to them.
+//! Persistence: a blank data disk (a qcow2 overlay on a raw base) is
+//! formatted by the guest (busybox mkdosfs), which writes KAGAMI.DAT and
+//! syncs; the host reads that file back out of the image with mtools and a
+//! second boot, on the other machine, reads the same bytes; the base is
+//! unchanged. `-snapshot` leaves every image byte-identical although the
+//! guest wrote to them. Four boots in all, each a whole Linux boot.
 //!
 //! Without the images or the tools the tests say SKIPPED (a failure under
 //! KAGAMI_REQUIRE_GUEST=1). KAGAMI_BOOT_TEST_QEMU=1 runs the same checks on
@@ -206,53 +207,6 @@ fn host_md5_of_file(image: &Path) -> String {
         .to_string()
 }
 
-/// Disk boot with a blank raw data disk; then the host and a second boot
-/// read the guest's file back.
-fn disk_boot_persists(machine: &str) {
-    let Some((disk, _)) = images() else { return };
-    let dir = temp_dir(machine);
-    let boot_disk = dir.join("boot.raw");
-    std::fs::copy(&disk, &boot_disk).unwrap();
-    let data = dir.join("data.raw");
-    blank(&data);
-    let first = boot(machine, "disk boot (write)", &disk_args(&boot_disk, Some((&data, "raw"))));
-    assert_eq!(
-        first.medium.as_deref(),
-        Some("disk"),
-        "{machine}: not started from the disk:\n{}",
-        first.log
-    );
-    let wrote = first
-        .wrote
-        .unwrap_or_else(|| panic!("{machine}: the guest wrote no file:\n{}", first.log));
-    assert_eq!(
-        host_md5_of_file(&data),
-        wrote,
-        "{machine}: KAGAMI.DAT in the image differs from what the guest wrote"
-    );
-    let second = boot(machine, "disk boot (read back)", &disk_args(&boot_disk, Some((&data, "raw"))));
-    assert_eq!(second.wrote, None, "{machine}: the second boot found a blank disk:\n{}", second.log);
-    assert_eq!(
-        second.read.as_deref(),
-        Some(wrote.as_str()),
-        "{machine}: read back:\n{}",
-        second.log
-    );
-    let _ = std::fs::remove_dir_all(&dir);
-}
-
-#[test]
-#[ignore = "needs the disk controllers wired into the board (branch disk, not yet in main)"]
-fn disk_image_boots_through_seabios_on_pc_ide_and_data_persists() {
-    disk_boot_persists("pc");
-}
-
-#[test]
-#[ignore = "needs the disk controllers wired into the board (branch disk, not yet in main)"]
-fn disk_image_boots_through_seabios_on_q35_ahci_and_data_persists() {
-    disk_boot_persists("q35");
-}
-
 /// CD boot (`-cdrom`, `-boot d`) with a data disk at index 0: blank and
 /// under `-snapshot` (the guest writes to it, every image stays byte-identical).
 fn cd_boot_snapshot(machine: &str) {
@@ -283,27 +237,31 @@ fn cd_boot_snapshot(machine: &str) {
 }
 
 #[test]
-#[ignore = "needs the disk controllers wired into the board (branch disk, not yet in main)"]
+#[ignore = "needs the disk controllers wired into the board (branch disk, not yet in main); about 3 min per boot in the dev profile"]
 fn iso_boots_from_cdrom_through_seabios_on_pc_ide_under_snapshot() {
     cd_boot_snapshot("pc");
 }
 
 #[test]
-#[ignore = "needs the disk controllers wired into the board (branch disk, not yet in main)"]
+#[ignore = "needs the disk controllers wired into the board (branch disk, not yet in main); about 3 min per boot in the dev profile"]
 fn iso_boots_from_cdrom_through_seabios_on_q35_ahci_under_snapshot() {
     cd_boot_snapshot("q35");
 }
 
-/// A qcow2 overlay (`kagami img create -f qcow2 -b base.raw -F raw`) on a
-/// blank raw base: the guest formats and writes through the overlay, a
-/// second boot reads the file back, and the base's checksum never changes.
+/// Disk boot on both machines, with a data disk that is a qcow2 overlay
+/// (`kagami img create -f qcow2 -b base.raw -F raw`) on a blank raw base: on
+/// `-machine pc` (IDE) the guest formats it and writes its file, which the
+/// host then finds in the overlay (qemu-img convert + mtools); on
+/// `-machine q35` (AHCI) a second boot reads the same bytes back. The base's
+/// checksum never changes. Two boots only: each is a whole Linux boot.
 #[test]
-#[ignore = "needs the disk controllers wired into the board (branch disk, not yet in main)"]
-fn qcow2_overlay_keeps_the_raw_base_unchanged() {
+#[ignore = "needs the disk controllers wired into the board (branch disk, not yet in main); about 3 min per boot in the dev profile"]
+fn disk_image_boots_on_pc_and_q35_and_data_persists_in_a_qcow2_overlay() {
     let Some((disk, _)) = images() else { return };
-    let dir = temp_dir("qcow2");
+    let dir = temp_dir("disk");
     let boot_disk = dir.join("boot.raw");
     std::fs::copy(&disk, &boot_disk).unwrap();
+    let boot_sum = sha256(&boot_disk);
     let base = dir.join("base.raw");
     blank(&base);
     let base_sum = sha256(&base);
@@ -326,16 +284,40 @@ fn qcow2_overlay_keeps_the_raw_base_unchanged() {
         .expect("img create");
     assert!(o.status.success(), "img create: {}", String::from_utf8_lossy(&o.stderr));
     let args = disk_args(&boot_disk, Some((&overlay, "qcow2")));
-    let first = boot("q35", "qcow2 overlay (write)", &args);
-    let wrote = first.wrote.unwrap_or_else(|| panic!("the guest wrote no file:\n{}", first.log));
-    assert_eq!(sha256(&base), base_sum, "the raw base changed under the qcow2 overlay");
-    let second = boot("q35", "qcow2 overlay (read back)", &args);
+
+    let first = boot("pc", "disk boot (write)", &args);
     assert_eq!(
-        second.read.as_deref(),
-        Some(wrote.as_str()),
-        "read back through the overlay:\n{}",
+        first.medium.as_deref(),
+        Some("disk"),
+        "pc: not started from the disk:\n{}",
+        first.log
+    );
+    let wrote = first.wrote.unwrap_or_else(|| panic!("pc: the guest wrote no file:\n{}", first.log));
+    assert_eq!(sha256(&base), base_sum, "the raw base changed under the qcow2 overlay");
+    let flat = dir.join("flat.raw");
+    let o = Command::new("qemu-img")
+        .args(["convert", "-f", "qcow2", "-O", "raw"])
+        .arg(&overlay)
+        .arg(&flat)
+        .output()
+        .expect("run qemu-img (Debian package qemu-utils)");
+    assert!(o.status.success(), "qemu-img convert: {}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        host_md5_of_file(&flat),
+        wrote,
+        "KAGAMI.DAT in the overlay differs from what the guest wrote"
+    );
+
+    let second = boot("q35", "disk boot (read back)", &args);
+    assert_eq!(
+        second.medium.as_deref(),
+        Some("disk"),
+        "q35: not started from the disk:\n{}",
         second.log
     );
+    assert_eq!(second.wrote, None, "q35: the second boot found a blank disk:\n{}", second.log);
+    assert_eq!(second.read.as_deref(), Some(wrote.as_str()), "q35: read back:\n{}", second.log);
     assert_eq!(sha256(&base), base_sum, "the raw base changed under the qcow2 overlay");
+    assert_eq!(sha256(&boot_disk), boot_sum, "the boot disk changed");
     let _ = std::fs::remove_dir_all(&dir);
 }
