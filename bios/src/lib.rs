@@ -6,6 +6,7 @@
 
 pub mod acpi;
 pub mod boot;
+pub mod builtin;
 pub mod e820;
 pub mod linux;
 pub mod multiboot;

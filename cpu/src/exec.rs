@@ -2,7 +2,7 @@
 //! lookup/decode, and executing one decoded instruction at a time with
 //! precise faults.
 
-use crate::block::{Block, BlockKey, Handler};
+use crate::block::{Block, BlockKey, Handler, Op};
 use crate::bus::Bus;
 use crate::cpu::{Cpu, CpuModel, Exit};
 use crate::dispatch::handler_for;
@@ -35,50 +35,92 @@ impl Cpu {
     /// machine asks to stop. Interrupts are taken between instructions.
     pub fn run(&mut self, bus: &mut dyn Bus, budget: u64) -> Exit {
         let end = self.s.icount.saturating_add(budget);
+        // Whether the last block ended cleanly: it ran to its end or left
+        // by a taken branch, without an instruction that set `break_block`
+        // or faulted. Everything the boundary checks below look at (pending
+        // interrupts and NMIs, IF/TF, the interrupt shadow, HLT, shutdown,
+        // stop requests, written code pages) can only change through such
+        // an instruction (I/O, MMIO, STI/POPF/IRET, MOV CR8, WRMSR, writes
+        // to code, ...) or between calls of `run`, so after a clean block
+        // they would all answer as they did at the previous full check and
+        // are skipped. Interrupts are therefore taken at the first boundary
+        // after whatever made them deliverable, whatever the block shapes.
+        let mut clean = false;
+        // The linear and backing page of the last block run. After a clean
+        // exit the mapping cannot have changed (CR3, INVLPG, CR0/CR4/EFER,
+        // A20 and memory-map changes all end blocks), so code on the same
+        // linear page needs no code-TLB lookup.
+        let mut hint: Option<(u64, u64)> = None;
+        let mut cur: Option<std::rc::Rc<Block>> = None;
         loop {
-            if self.shutdown {
-                return Exit::TripleFault;
-            }
-            if self.s.icount >= end {
-                return Exit::Budget;
-            }
-            if let Some(pages) = self.mem.take_dirty_code() {
-                for p in pages {
-                    self.blocks.invalidate_page(p);
+            if clean {
+                if self.s.icount >= end {
+                    return Exit::Budget;
+                }
+            } else {
+                if self.shutdown {
+                    return Exit::TripleFault;
+                }
+                if self.s.icount >= end {
+                    return Exit::Budget;
+                }
+                if self.mem.has_dirty_code() {
+                    self.drop_dirty_blocks();
+                }
+                if self.s.irq_shadow != 0 {
+                    // The instruction after STI / MOV SS runs before any interrupt.
+                    self.s.irq_shadow = 0;
+                    self.step_uncached(bus);
+                    continue;
+                }
+                if self.check_interrupts(bus) {
+                    continue;
+                }
+                if self.s.halted != 0 {
+                    return Exit::Halted;
+                }
+                if bus.stop_requested() {
+                    return Exit::Stopped;
+                }
+                if self.s.rflags & flags::TF != 0 {
+                    self.step_uncached(bus);
+                    if !self.shutdown && self.s.halted == 0 {
+                        self.s.dr[6] |= 1 << 14;
+                        self.raise(bus, Exception::Debug);
+                    }
+                    continue;
+                }
+                if !self.use_block_cache {
+                    self.step_uncached(bus);
+                    continue;
                 }
             }
-            if self.s.irq_shadow != 0 {
-                // The instruction after STI / MOV SS runs before any interrupt.
-                self.s.irq_shadow = 0;
-                self.step_uncached(bus);
-                continue;
-            }
-            if self.check_interrupts(bus) {
-                continue;
-            }
-            if self.s.halted != 0 {
-                return Exit::Halted;
-            }
-            if bus.stop_requested() {
-                return Exit::Stopped;
-            }
-            if self.s.rflags & flags::TF != 0 {
-                self.step_uncached(bus);
-                if !self.shutdown && self.s.halted == 0 {
-                    self.s.dr[6] |= 1 << 14;
-                    self.raise(bus, Exception::Debug);
+            // A loop back to the start of the block just run (same RIP, and
+            // after a clean exit the same CS base, mode and mapping) reuses it.
+            let again = clean && cur.as_ref().is_some_and(|b| b.rip == self.s.rip && b.valid.get());
+            if !again {
+                let same_page = if clean { hint } else { None };
+                match self.lookup_block(bus, same_page) {
+                    Ok(Some(block)) => {
+                        hint = Some((block.lin_page, block.page));
+                        cur = Some(block);
+                    }
+                    Ok(None) => {
+                        self.step_uncached(bus);
+                        clean = false;
+                        continue;
+                    }
+                    Err(e) => {
+                        self.raise(bus, e);
+                        clean = false;
+                        continue;
+                    }
                 }
-                continue;
             }
-            if !self.use_block_cache {
-                self.step_uncached(bus);
-                continue;
-            }
-            match self.lookup_block(bus) {
-                Ok(Some(block)) => self.exec_block(bus, &block, end),
-                Ok(None) => self.step_uncached(bus),
-                Err(e) => self.raise(bus, e),
-            }
+            let Some(block) = cur.as_deref() else {
+                unreachable!("a block was just found");
+            };
+            clean = self.exec_block(bus, block, end);
         }
     }
 
@@ -113,11 +155,46 @@ impl Cpu {
         self.s.mode as u8
     }
 
+    /// Drop the decoded blocks of code pages written since the last look.
+    #[cold]
+    fn drop_dirty_blocks(&mut self) {
+        if let Some(pages) = self.mem.take_dirty_code() {
+            for p in pages {
+                self.blocks.invalidate_page(p);
+            }
+        }
+    }
+
     /// Find or decode the block at CS:RIP. `Ok(None)` when the code cannot be
     /// cached (it is in MMIO space, or its first instruction crosses a page).
-    fn lookup_block(&mut self, bus: &mut dyn Bus) -> Result<Option<std::rc::Rc<Block>>> {
+    /// `same_page`: (linear page, backing page) known to map each other.
+    #[inline(always)]
+    fn lookup_block(&mut self, bus: &mut dyn Bus, same_page: Option<(u64, u64)>) -> Result<Option<std::rc::Rc<Block>>> {
         let cs_base = if self.s.mode == Mode::Long64 { 0 } else { self.s.segs[CS].base };
         let lin = cs_base.wrapping_add(self.s.rip) & self.lin_mask();
+        // The common case: the page is known (same as the last block's, or
+        // in the code TLB) and the block is in the direct-mapped part of
+        // the cache.
+        let page = match same_page {
+            Some((lp, bp)) if lp == lin >> PAGE_SHIFT => Some(bp),
+            _ => self.code_page_fast(lin),
+        };
+        if let Some(page) = page {
+            let key = BlockKey {
+                rip: self.s.rip,
+                cs_base,
+                backing: (page << PAGE_SHIFT) | (lin & (PAGE_SIZE - 1)),
+                mode: self.mode_key(),
+            };
+            if let Some(b) = self.blocks.get_fast(&key) {
+                return Ok(Some(b));
+            }
+        }
+        self.lookup_block_slow(bus, cs_base, lin)
+    }
+
+    #[inline(never)]
+    fn lookup_block_slow(&mut self, bus: &mut dyn Bus, cs_base: u64, lin: u64) -> Result<Option<std::rc::Rc<Block>>> {
         let Some((page, _phys)) = self.code_page(bus, lin)? else {
             return Ok(None);
         };
@@ -137,43 +214,101 @@ impl Cpu {
         let avail = PAGE_SIZE as usize - off;
         self.mem.read(backing, &mut bytes[..avail]);
         let mut dec = Decoder::with_ip(self.s.mode.bitness(), &bytes[..avail], self.s.rip, self.decoder_options());
-        let mut insns: Vec<(Instruction, Handler)> = Vec::with_capacity(16);
+        let mut ops: Vec<Op> = Vec::with_capacity(16);
         let mut insn = Instruction::default();
-        while dec.can_decode() && insns.len() < MAX_BLOCK {
+        while dec.can_decode() && ops.len() < MAX_BLOCK {
             dec.decode_out(&mut insn);
             if dec.last_error() == iced_x86::DecoderError::NoMoreBytes {
                 // Crosses into the next page: end the block before it.
                 break;
             }
-            let ends = insn.flow_control() != FlowControl::Next || insn.is_invalid() || insn.len() > self.max_insn_len();
-            insns.push((insn, handler_for(&insn, self.model)));
+            let mut op = Op::new(insn, handler_for(&insn, self.model), self.model, self.s.mode);
+            let mut ends = insn.flow_control() != FlowControl::Next || insn.is_invalid() || insn.len() > self.max_insn_len();
+            if insn.flow_control() == FlowControl::ConditionalBranch {
+                // A block runs on past a conditional branch that falls
+                // through; the branch leaves the block when taken.
+                if let Some(cont) = op.cont {
+                    op.exec = cont;
+                    op.branch_exit = true;
+                    ends = false;
+                }
+            }
+            ops.push(op);
             if ends {
                 break;
             }
         }
-        if insns.is_empty() {
+        if ops.is_empty() {
             return Ok(None);
         }
+        let last_byte = ops.iter().map(|o| o.next_ip.wrapping_sub(1)).max().unwrap_or(0);
         self.mem.set_code_page(page);
         self.protect_code_page(page);
         let block = Block {
-            insns: insns.into_boxed_slice(),
+            ops: ops.into_boxed_slice(),
             valid: Cell::new(true),
             page,
+            lin_page: lin >> PAGE_SHIFT,
+            rip: self.s.rip,
+            last_byte,
         };
         Ok(Some(self.blocks.insert(key, block)))
     }
 
-    fn exec_block(&mut self, bus: &mut dyn Bus, block: &Block, end: u64) {
+    /// Run a decoded block from its first instruction. Leaves after a
+    /// fault, after an instruction that set `break_block`, or when the
+    /// budget `end` is reached. Returns whether it ended cleanly (see `run`).
+    fn exec_block(&mut self, bus: &mut dyn Bus, block: &Block, end: u64) -> bool {
         self.break_block = false;
-        for (insn, handler) in block.insns.iter() {
-            if !self.exec_insn(bus, insn, *handler) {
-                return;
+        let ops = &block.ops[..];
+        // Two per-instruction checks are hoisted out of the loop when the
+        // whole block passes them: the CS limit (outside 64-bit mode, an
+        // instruction whose last byte is past the limit raises #GP) and the
+        // budget. Otherwise every instruction checks both.
+        let limit_ok = self.s.mode == Mode::Long64 || block.last_byte <= self.s.segs[CS].limit as u64;
+        if limit_ok && self.s.icount + ops.len() as u64 <= end {
+            for op in ops {
+                self.s.icount += 1;
+                self.s.rip = op.next_ip;
+                if let Err(e) = (op.exec)(self, bus, op) {
+                    self.op_fault(bus, op, *e);
+                    return false;
+                }
+                if self.break_block {
+                    return op.branch_exit;
+                }
             }
-            if self.break_block || self.s.icount >= end || !block.valid.get() {
-                return;
+            return true;
+        }
+        for op in ops {
+            self.s.icount += 1;
+            if self.s.mode != Mode::Long64 && op.next_ip.wrapping_sub(1) > self.s.segs[CS].limit as u64 {
+                self.raise(bus, Exception::GP0);
+                return false;
+            }
+            self.s.rip = op.next_ip;
+            if let Err(e) = (op.exec)(self, bus, op) {
+                self.op_fault(bus, op, *e);
+                return false;
+            }
+            if self.break_block {
+                return op.branch_exit;
+            }
+            if self.s.icount >= end {
+                return true;
             }
         }
+        true
+    }
+
+    /// A pre-decoded instruction faulted: point RIP back at it (unless the
+    /// exception is a trap such as INT n) and deliver the exception.
+    #[cold]
+    fn op_fault(&mut self, bus: &mut dyn Bus, op: &Op, e: Exception) {
+        if !e.is_trap() {
+            self.s.rip = op.insn.ip();
+        }
+        self.raise(bus, e);
     }
 
     /// Execute one decoded instruction. Returns false if it faulted.

@@ -154,6 +154,12 @@ pub fn compute(s: &CpuState) -> u64 {
     f
 }
 
+#[cold]
+#[inline(never)]
+fn cf_slow(s: &CpuState) -> bool {
+    compute(s) & CF != 0
+}
+
 impl CpuState {
     /// Record a flag-setting operation. `op` is a `CC_*` base; `size` is log2 bytes.
     #[inline(always)]
@@ -184,16 +190,28 @@ impl CpuState {
         self.set_flags((cur & !mask) | (v & mask));
     }
 
+    /// CF, without computing the other flags for the common operations
+    /// (tests in the order they usually come up: INC/DEC keep CF, CMP/SUB,
+    /// logic, ADD, MUL).
     #[inline(always)]
     pub fn cf(&self) -> bool {
-        match self.cc_op {
-            CC_EFLAGS => self.rflags & CF != 0,
-            op if op & !3 == CC_SUB => {
-                let m = size_mask(op & 3);
-                (self.cc_src1 & m) < (self.cc_src2 & m)
-            }
-            op if op & !3 == CC_LOGIC => false,
-            _ => compute(self) & CF != 0,
+        let op = self.cc_op;
+        let base = op & !3;
+        let m = size_mask(op & 3);
+        if base == CC_INC || base == CC_DEC {
+            self.cc_src2 & CF != 0
+        } else if base == CC_SUB {
+            (self.cc_src1 & m) < (self.cc_src2 & m)
+        } else if base == CC_LOGIC {
+            false
+        } else if base == CC_ADD {
+            (self.cc_dst & m) < (self.cc_src1 & m)
+        } else if base == CC_MUL {
+            self.cc_src1 & m != 0
+        } else if op == CC_EFLAGS {
+            self.rflags & CF != 0
+        } else {
+            cf_slow(self)
         }
     }
 
@@ -226,9 +244,57 @@ impl CpuState {
     }
 
     /// Evaluate a condition code (the `cc` of Jcc/SETcc/CMOVcc, 0..15).
+    /// After a CMP/SUB or a logic operation, the usual case before a
+    /// branch, it is answered from the operands without computing flags.
     #[inline]
     pub fn cond(&self, cc: u8) -> bool {
-        let r = match cc >> 1 {
+        self.cond_inline(cc)
+    }
+
+    /// `cond`, always inlined: with a constant `cc` the tests fold away.
+    #[inline(always)]
+    pub fn cond_inline(&self, cc: u8) -> bool {
+        let op = self.cc_op;
+        if cc >> 1 == 2 {
+            return self.zf() ^ (cc & 1 != 0);
+        }
+        let r = match op & !3 {
+            CC_SUB => {
+                let size = op & 3;
+                let m = size_mask(size);
+                let (a, b) = (self.cc_src1 & m, self.cc_src2 & m);
+                // Signed view of the operands: SF != OF exactly when a < b signed.
+                let sh = 64 - (8u32 << size);
+                let (sa, sb) = (((a << sh) as i64) >> sh, ((b << sh) as i64) >> sh);
+                match cc >> 1 {
+                    1 => a < b,
+                    2 => a == b,
+                    3 => a <= b,
+                    6 => sa < sb,
+                    7 => sa <= sb,
+                    _ => self.cond_slow(cc >> 1),
+                }
+            }
+            CC_LOGIC => {
+                let size = op & 3;
+                let d = self.cc_dst & size_mask(size);
+                let sf = d & sign_bit(size) != 0;
+                match cc >> 1 {
+                    0 | 1 => false,
+                    2 | 3 => d == 0,
+                    4 | 6 => sf,
+                    7 => d == 0 || sf,
+                    _ => parity(d) != 0,
+                }
+            }
+            _ => self.cond_slow(cc >> 1),
+        };
+        r ^ (cc & 1 != 0)
+    }
+
+    /// The positive condition `c` (0..7: O, B, Z, BE, S, P, L, LE).
+    fn cond_slow(&self, c: u8) -> bool {
+        match c {
             0 => self.of(),
             1 => self.cf(),
             2 => self.zf(),
@@ -243,8 +309,7 @@ impl CpuState {
                 let f = compute(self);
                 f & ZF != 0 || (((f & SF) != 0) != ((f & OF) != 0))
             }
-        };
-        r ^ (cc & 1 != 0)
+        }
     }
 
     #[inline(always)]
@@ -339,7 +404,29 @@ mod tests {
             assert_eq!(compute(&s), (reference(0, size, a, 1, 0) & !CF) | cin, "inc {size} {a:x}");
             s.set_cc(CC_DEC, size, a.wrapping_sub(1) & m, a, cin);
             assert_eq!(compute(&s), (reference(1, size, a, 1, 0) & !CF) | cin, "dec {size} {a:x}");
-            // Every condition code agrees with its definition on the flags.
+            // Every condition code agrees with its definition on the flags,
+            // after every kind of operation (cond has fast paths for some).
+            for (op, d, x, y) in [
+                (CC_SUB, a.wrapping_sub(b), a, b),
+                (CC_LOGIC, a & b, 0, 0),
+                (CC_ADD, a.wrapping_add(b), a, b),
+                (CC_MUL, a, b & 1, 0),
+                (CC_INC, a.wrapping_add(1), a, cin),
+            ] {
+                s.set_cc(op, size, d & m, x, y);
+                let f = compute(&s);
+                assert_eq!(s.cf(), f & CF != 0, "cf after op {op} size {size} {a:x} {b:x}");
+                let (cf, zf, sf, of, pf) = (f & CF != 0, f & ZF != 0, f & SF != 0, f & OF != 0, f & PF != 0);
+                let want = [of, cf, zf, cf || zf, sf, pf, sf != of, zf || sf != of];
+                for cc in 0..16u8 {
+                    assert_eq!(
+                        s.cond(cc),
+                        want[cc as usize >> 1] ^ (cc & 1 != 0),
+                        "cc {cc} op {op} size {size} {a:x} {b:x}"
+                    );
+                }
+            }
+            s.set_cc(CC_DEC, size, a.wrapping_sub(1) & m, a, cin);
             let f = compute(&s);
             let (cf, zf, sf, of, pf) = (f & CF != 0, f & ZF != 0, f & SF != 0, f & OF != 0, f & PF != 0);
             let want = [of, cf, zf, cf || zf, sf, pf, sf != of, zf || sf != of];

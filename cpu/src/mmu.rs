@@ -186,6 +186,7 @@ impl Cpu {
                 v
             }
             None => {
+                self.break_block = true;
                 bus.sync_clock(self.s.icount);
                 bus.mmio_read(addr, size as u8)
             }
@@ -209,6 +210,7 @@ impl Cpu {
                 }
             }
             _ => {
+                self.break_block = true;
                 bus.sync_clock(self.s.icount);
                 bus.mmio_write(addr, size as u8, v)
             }
@@ -469,6 +471,15 @@ impl Cpu {
         Ok(Some((e.backing, e.phys)))
     }
 
+    /// The backing page for fetching code at `lin` when the code TLB
+    /// already maps it to RAM/ROM (no fill, no fault); `code_page` otherwise.
+    #[inline(always)]
+    pub(crate) fn code_page_fast(&self, lin: u64) -> Option<u64> {
+        let mmu = if self.s.cpl == 3 { MMU_USER } else { MMU_SUPER_NOSMAP };
+        let e = &self.tlb.e[mmu][tlb_index(lin)];
+        (e.code == lin & !TAG_FLAGS).then_some(e.backing)
+    }
+
     // ----- linear accessors -----
 
     /// Read `size` bytes (1, 2, 4, 8) at a linear address with the current
@@ -515,6 +526,8 @@ impl Cpu {
         }
         let e = self.tlb_entry(bus, lin, Access::Read, mmu)?;
         if e.read & TLB_MMIO != 0 {
+            // A device access can change interrupt state: leave the block.
+            self.break_block = true;
             bus.sync_clock(self.s.icount);
             return Ok(bus.mmio_read(e.phys | (lin & TAG_FLAGS), size as u8));
         }
@@ -564,6 +577,8 @@ impl Cpu {
         let e = self.tlb_entry(bus, lin, Access::Write, mmu)?;
         let phys = e.phys | (lin & TAG_FLAGS);
         if e.write & TLB_MMIO != 0 {
+            // A device access can change interrupt state: leave the block.
+            self.break_block = true;
             bus.sync_clock(self.s.icount);
             bus.mmio_write(phys, size as u8, v);
             return Ok(());
@@ -578,6 +593,81 @@ impl Cpu {
             self.tlb.e[mmu][i].write &= !TLB_CODE;
         }
         Ok(())
+    }
+
+    /// Host address of `lin..lin+len` when that range lies in one page and
+    /// the TLB holds a fast-path entry for the access (RAM; for writes, a
+    /// page without decoded code). No fill, no fault: `None` means "use
+    /// the ordinary path".
+    #[inline]
+    fn fast_host(&self, lin: u64, len: u64, access: Access, mmu: usize) -> Option<u64> {
+        if len == 0 || (lin & TAG_FLAGS) + len > PAGE_SIZE {
+            return None;
+        }
+        let e = &self.tlb.e[mmu][tlb_index(lin)];
+        let tag = match access {
+            Access::Read => e.read,
+            Access::Write => e.write,
+            Access::Exec => e.code,
+        };
+        (tag == lin & !TAG_FLAGS).then(|| lin.wrapping_add(e.addend))
+    }
+
+    /// The memory part of `n` iterations of REP MOVS with `size`-byte
+    /// elements: `src` and `dst` are the lowest linear addresses of the two
+    /// runs, each inside one page. Iterations go up (or down with `down`)
+    /// as the instruction would do them one by one, so overlapping runs give
+    /// the same bytes. Returns false, having done nothing, unless both runs
+    /// are reachable through TLB fast paths (the caller then iterates).
+    pub(crate) fn copy_run(&mut self, src: u64, dst: u64, n: u64, size: usize, down: bool) -> bool {
+        let mmu = self.mmu_mode();
+        let len = n * size as u64;
+        let (Some(hs), Some(hd)) = (
+            self.fast_host(src, len, Access::Read, mmu),
+            self.fast_host(dst, len, Access::Write, mmu),
+        ) else {
+            return false;
+        };
+        let (ps, pd) = (hs as *const u8, hd as *mut u8);
+        if hs.abs_diff(hd) >= len {
+            // SAFETY: fast-path tags map whole 4 KiB pages of the guest
+            // memory mapping (see `read_lin_mmu`), both ranges are inside
+            // one such page (checked by `fast_host`) and do not overlap.
+            unsafe { std::ptr::copy_nonoverlapping(ps, pd, len as usize) };
+            return true;
+        }
+        let order: &mut dyn Iterator<Item = u64> = if down { &mut (0..n).rev() } else { &mut (0..n) };
+        for k in order {
+            let off = (k * size as u64) as usize;
+            // SAFETY: as above; each element is inside both ranges, and
+            // `copy` allows the overlap.
+            unsafe { std::ptr::copy(ps.add(off), pd.add(off), size) };
+        }
+        true
+    }
+
+    /// The memory part of `n` iterations of REP STOS: the low `size` bytes
+    /// of `v` stored `n` times from the lowest linear address `dst` (one
+    /// page). Returns false, having done nothing, unless the run is
+    /// reachable through a TLB fast path.
+    pub(crate) fn fill_run(&mut self, dst: u64, n: u64, size: usize, v: u64) -> bool {
+        let mmu = self.mmu_mode();
+        let Some(hd) = self.fast_host(dst, n * size as u64, Access::Write, mmu) else {
+            return false;
+        };
+        let pd = hd as *mut u8;
+        // SAFETY: as in `copy_run`: the range is inside one fast-path RAM page.
+        unsafe {
+            if size == 1 {
+                std::ptr::write_bytes(pd, v as u8, n as usize);
+            } else {
+                let bytes = v.to_le_bytes();
+                for k in 0..n as usize {
+                    std::ptr::copy_nonoverlapping(bytes.as_ptr(), pd.add(k * size), size);
+                }
+            }
+        }
+        true
     }
 
     /// Mask for linear addresses: 32 bits outside 64-bit mode.

@@ -103,6 +103,7 @@ pub mod rtc;
 pub mod sink;
 pub mod snapshot;
 pub mod storage;
+pub mod testdev;
 pub mod time;
 pub mod uart;
 
@@ -126,6 +127,7 @@ pub use reset_control::ResetControl;
 pub use rtc::Rtc;
 pub use sink::{ByteSink, SharedBuffer};
 pub use snapshot::{Snapshot, StateError};
+pub use testdev::PcTestdev;
 pub use time::{Clock, TestClock, Timed};
 pub use uart::Uart16550;
 

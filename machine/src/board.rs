@@ -57,6 +57,8 @@ pub enum MmioDev {
     Ecam,
     /// A decoded PCI memory BAR (index into the board's BAR table).
     PciBar(u16),
+    /// pc-testdev's 64 KiB scratch window.
+    Testdev,
 }
 
 /// One window of physical address space: `start..start+len` are offsets
@@ -89,6 +91,10 @@ pub enum PortDev {
     PciBar(u16),
     /// QEMU's fw_cfg (0x510 selector/data, 0x514 DMA).
     FwCfg,
+    /// QEMU's pc-testdev (0xE0-0xEB, IRQ lines at 0x2000).
+    Testdev,
+    /// ICH9 SMI_EN/SMI_STS (PM base + 0x30, q35).
+    SmiEn,
 }
 
 /// One window of I/O space: ports `start..start+len` are offsets
@@ -141,6 +147,8 @@ pub struct Board {
     pub debugcon: Option<IsaDebugcon>,
     /// fw_cfg, when the machine attaches one ([`Board::attach_fw_cfg`]).
     pub fw_cfg: Option<kagami_devices::FwCfg>,
+    /// `-device pc-testdev` ([`Board::attach_pc_testdev`]).
+    pub testdev: Option<kagami_devices::PcTestdev>,
     pub lapic: Lapic,
     pub ioapic: Ioapic,
     pub acpi_pm: AcpiPm,
@@ -395,6 +403,7 @@ impl Board {
             debug_exit,
             debugcon,
             fw_cfg: None,
+            testdev: None,
             lapic: Lapic::new(0, true),
             ioapic: Ioapic::new(0),
             acpi_pm: AcpiPm::new(kagami_bios::acpi::S5_SLP_TYP_PIIX4, true, pins.line(SCI_IRQ), requests.sink()),
@@ -451,6 +460,7 @@ impl Board {
             MmioDev::Lapic => &mut self.lapic,
             MmioDev::Ioapic => &mut self.ioapic,
             MmioDev::Hpet => &mut self.hpet,
+            MmioDev::Testdev => self.testdev.as_mut().expect("mapped pc-testdev exists"),
             MmioDev::Ecam | MmioDev::PciBar(_) => unreachable!("PCI accesses are dispatched to the PCI bus in mmio_read/mmio_write"),
         }
     }
@@ -479,6 +489,8 @@ impl Board {
             PortDev::AcpiPm => &mut self.acpi_pm,
             PortDev::Pci => &mut self.pci,
             PortDev::FwCfg => self.fw_cfg.as_mut().expect("mapped fw_cfg exists"),
+            PortDev::Testdev => self.testdev.as_mut().expect("mapped pc-testdev exists"),
+            PortDev::SmiEn => &mut self.pciw.smi_en,
             PortDev::PciBar(_) => unreachable!("BAR accesses are dispatched in io_read/io_write"),
         }
     }
@@ -624,6 +636,7 @@ impl Board {
         }
         s += "Interrupt routing: ISA IRQ n -> 8259 IRQ n and IOAPIC input n (IRQ0 -> input 2); \
               IOAPIC -> local APIC; 8259 INTR -> local APIC LINT0 (ExtINT)\n";
+        s += &self.describe_pci_irqs();
         s += "I/O ports:\n";
         for r in &self.ports {
             let irq = r.irq.map(|i| format!("IRQ {i}")).unwrap_or_default();

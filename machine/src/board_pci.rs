@@ -60,6 +60,8 @@ pub struct PciWiring {
     q35: bool,
     /// The ACPI PM block's port range, moved to the south bridge's PM base.
     pm_range: Option<PortRange>,
+    /// q35: SMI_EN/SMI_STS at PM base + 0x30.
+    pub(super) smi_en: kagami_devices::pci::ich9::Ich9SmiEn,
     /// Decoded BARs; `PortDev::PciBar(i)` / `MmioDev::PciBar(i)` index this.
     pub(super) bars: Vec<BarMapping>,
     /// ISA IRQs PCI interrupts currently hold high (bit n = IRQ n).
@@ -132,6 +134,7 @@ impl PciWiring {
             intx,
             q35,
             pm_range: ports.iter().find(|r| r.dev == PortDev::AcpiPm).copied(),
+            smi_en: Default::default(),
             bars: Vec::new(),
             pirq_isa: 0,
             pirq_gsi: 0,
@@ -205,6 +208,35 @@ impl Board {
         self.rebuild_phys_map();
     }
 
+    /// PCI interrupt routing as it stands, for the printed map.
+    pub(super) fn describe_pci_irqs(&self) -> String {
+        let route = |p: u8| {
+            let irq = if self.pciw.q35 {
+                self.pci.device::<Ich9Lpc>(Q35_LPC).and_then(|l| l.pirq_isa_irq(p))
+            } else {
+                self.pci.device::<Piix3Isa>(PC_ISA).and_then(|i| i.pirq_isa_irq(p))
+            };
+            let name = (b'A' + p) as char;
+            match irq {
+                Some(i) => format!("{name}->IRQ {i}"),
+                None => format!("{name}->off"),
+            }
+        };
+        let n = if self.pciw.q35 { 8 } else { 4 };
+        let routes: Vec<String> = (0..n).map(route).collect();
+        if self.pciw.q35 {
+            format!(
+                "PCI INTx: slot s pin p -> PIRQ (s+p) mod 4; PIRQA-H -> IOAPIC inputs 16-23; 8259 through ICH9 PIRQx_ROUT: {}\n",
+                routes.join(", ")
+            )
+        } else {
+            format!(
+                "PCI INTx: slot s pin p -> PIRQ (s+p) mod 4 -> PIIX3 PIRQRC, same ISA IRQ on 8259 and IOAPIC: {}\n",
+                routes.join(", ")
+            )
+        }
+    }
+
     /// Attach QEMU's fw_cfg at ports 0x510–0x511 (selector, data) and
     /// 0x514–0x51B (DMA address, big-endian), as on QEMU's PC machines.
     pub fn attach_fw_cfg(&mut self, fw: kagami_devices::FwCfg) {
@@ -225,6 +257,37 @@ impl Board {
             });
         }
         self.ports.sort_by_key(|r| r.start);
+    }
+
+    /// Attach QEMU's pc-testdev: its registers at ports 0xE0-0xEB, its
+    /// IRQ line window at 0x2000-0x2017 (driving ISA IRQs 0-15) and its
+    /// 64 KiB scratch MMIO window at 0xFF000000. A clash with another
+    /// device (isa-debugcon on 0xE9) is reported by [`Board::check_map`].
+    pub fn attach_pc_testdev(&mut self) {
+        use kagami_devices::testdev::*;
+        let irqs = (0..IRQ_LINES as u8).map(|n| self.pins.line(n)).collect();
+        self.testdev = Some(kagami_devices::PcTestdev::new(irqs));
+        for (start, len, offset, name) in [
+            (PORT_BASE, PORT_SPAN, 0, "pc-testdev registers"),
+            (IRQ_PORT, IRQ_SPAN, IRQ_OFFSET, "pc-testdev IRQ lines"),
+        ] {
+            self.ports.push(PortRange {
+                start,
+                len,
+                dev: PortDev::Testdev,
+                offset,
+                name,
+                irq: None,
+            });
+        }
+        self.ports.sort_by_key(|r| r.start);
+        self.mmio.push(MmioRange {
+            start: MMIO_BASE,
+            len: MMIO_SIZE,
+            dev: MmioDev::Testdev,
+            name: "pc-testdev scratch memory",
+        });
+        self.mmio.sort_by_key(|r| r.start);
     }
 
     /// Guest memory for a bus-master device (after [`Board::set_memory_layout`]).
@@ -339,7 +402,7 @@ impl Board {
         let mut ports: Vec<PortRange> = self
             .ports
             .iter()
-            .filter(|r| !matches!(r.dev, PortDev::PciBar(_) | PortDev::AcpiPm))
+            .filter(|r| !matches!(r.dev, PortDev::PciBar(_) | PortDev::AcpiPm | PortDev::SmiEn))
             .copied()
             .collect();
         if let (Some(mut r), Some(b)) = (self.pciw.pm_range, pm_base) {
@@ -350,6 +413,21 @@ impl Board {
                     .any(|o| ranges_overlap(o.start as u64, o.len as u64, r.start as u64, r.len as u64))
             {
                 ports.push(r);
+            }
+        }
+        // ICH9's PM block also holds SMI_EN (see `Ich9SmiEn`), unless the
+        // PM device itself covers that offset.
+        if let (true, Some(b)) = (self.pciw.q35, pm_base) {
+            let start = b as u32 + kagami_devices::pci::ich9::SMI_EN_OFFSET as u32;
+            if start + 8 <= 0x1_0000 && !ports.iter().any(|o| ranges_overlap(o.start as u64, o.len as u64, start as u64, 8)) {
+                ports.push(PortRange {
+                    start: start as u16,
+                    len: 8,
+                    dev: PortDev::SmiEn,
+                    offset: 0,
+                    name: "ICH9 SMI_EN/SMI_STS",
+                    irq: None,
+                });
             }
         }
         let mut mmio: Vec<MmioRange> = self
@@ -567,6 +645,12 @@ mod tests {
                 ]
             );
             assert!(b.describe().contains("0xc000-0xc00f"), "{}", b.describe());
+            let routing = if q35 {
+                "8259 through ICH9 PIRQx_ROUT: A->off"
+            } else {
+                "A->IRQ 10, B->IRQ 10, C->IRQ 11, D->IRQ 11"
+            };
+            assert!(b.describe().contains(routing), "{}", b.describe());
             // Move both: the old ranges are unclaimed, the new ones answer.
             cfg_write(&mut b, 3, 0x10, 4, 0xd000);
             cfg_write(&mut b, 3, 0x14, 4, 0xfe10_0000);
@@ -595,7 +679,47 @@ mod tests {
             assert_eq!(b.io_read(ACPI_PM_BASE + 8, 4), 0xffff_ffff, "moved away");
             assert_ne!(b.io_read(0xb008, 4), 0xffff_ffff, "PM timer at 0xb008");
             b.check_map().unwrap();
+            if q35 {
+                // SMI_EN follows: APMC_EN stays set (no SMM), other bits store.
+                assert_eq!(b.io_read(0xb030, 4), 0x20);
+                b.io_write(0xb030, 1, 0x01);
+                assert_eq!(b.io_read(0xb030, 4), 0x21);
+                assert_eq!(b.io_read(0xb034, 4), 0, "SMI_STS");
+            } else {
+                assert_eq!(b.io_read(0xb030, 4), 0xffff_ffff, "no SMI_EN on the PIIX4");
+            }
         }
+    }
+
+    /// pc-testdev: scratch register, IRQ line window into the 8259, MMIO
+    /// scratch memory; its ports clash with isa-debugcon's default 0xE9.
+    #[test]
+    fn pc_testdev_is_wired() {
+        let mut b = board(false);
+        b.attach_pc_testdev();
+        b.check_map().unwrap();
+        b.io_write(0xe0, 4, 0xdead_beef);
+        assert_eq!(b.io_read(0xe8, 2), 0xbeef);
+        init_pics(&mut b);
+        b.io_write(0x2000 + 5, 1, 1);
+        assert_eq!(b.acknowledge_interrupt(), Some(0x25));
+        b.io_write(0x2000 + 5, 1, 0);
+        b.mmio_write(0xff00_0100, 4, 0x1234_5678);
+        assert_eq!(b.mmio_read(0xff00_0102, 2), 0x1234);
+        assert!(b.describe().contains("pc-testdev IRQ lines"));
+        let out = kagami_devices::SharedBuffer::new();
+        let mut c = Board::new(BoardConfig {
+            ram_below_4g: 2 << 20,
+            ram_above_4g: 0,
+            serial: vec![None, None],
+            debug_exit: None,
+            debugcon: Some((0xe9, out.sink())),
+            rtc_start: 0,
+            q35: false,
+        });
+        c.attach_pc_testdev();
+        let e = c.check_map().unwrap_err();
+        assert!(e.contains("isa-debugcon") && e.contains("pc-testdev"), "{e}");
     }
 
     fn apic_mode(b: &mut Board) {

@@ -121,6 +121,7 @@ pub fn run(cli: &Cli) -> Result<u8, String> {
     serial.resize_with(2, || None);
     let mut debug_exit = None;
     let mut debugcon = None;
+    let mut pc_testdev = false;
     for d in &cli.device {
         match options::parse_device(d)? {
             Device::DebugExit { iobase, iosize } => debug_exit = Some((iobase, iosize)),
@@ -134,6 +135,7 @@ pub fn run(cli: &Cli) -> Result<u8, String> {
                 };
                 debugcon = Some((iobase, sink(&target, "isa-debugcon")?.expect("sink")));
             }
+            Device::PcTestdev => pc_testdev = true,
         }
     }
     if let Some(dc) = &cli.debugcon {
@@ -177,6 +179,7 @@ pub fn run(cli: &Cli) -> Result<u8, String> {
             bios,
             nographic: cli.nographic,
             smbios: None,
+            pc_testdev,
         },
     )?;
     if cli.print_machine {

@@ -43,6 +43,29 @@ pub struct FwCfgSetup<'a> {
     pub smbios: Option<(Vec<u8>, Vec<u8>)>,
     /// `-kernel` (a Linux bzImage), `-initrd`, `-append`.
     pub linux: Option<(&'a [u8], Option<&'a [u8]>, &'a str)>,
+    /// The option ROM that boots `linux` (QEMU's linuxboot_dma.bin), offered
+    /// as `genroms/linuxboot_dma.bin` and named first in `bootorder`.
+    pub linuxboot_rom: Option<Vec<u8>>,
+}
+
+/// Where QEMU's option ROMs live on Debian (package qemu-system-data).
+pub const QEMU_DATA_DIRS: [&str; 2] = ["/usr/share/qemu", "/usr/share/seabios"];
+pub const LINUXBOOT_ROM: &str = "linuxboot_dma.bin";
+
+/// QEMU's linuxboot_dma.bin, which firmware runs to start a `-kernel`
+/// through fw_cfg (as QEMU does for `-bios` with `-kernel`).
+pub fn find_linuxboot_rom() -> Result<Vec<u8>, String> {
+    for d in QEMU_DATA_DIRS {
+        let p = std::path::Path::new(d).join(LINUXBOOT_ROM);
+        if let Ok(b) = std::fs::read(&p) {
+            return Ok(b);
+        }
+    }
+    Err(format!(
+        "-kernel with -bios: the firmware starts the kernel through QEMU's {LINUXBOOT_ROM} option ROM, \
+         which is not in {} (install the Debian package qemu-system-data)",
+        QEMU_DATA_DIRS.join(" or ")
+    ))
 }
 
 /// The E820 map QEMU hands firmware in `etc/e820`: the RAM only (firmware
@@ -63,8 +86,16 @@ pub fn build_fw_cfg(s: &FwCfgSetup, dma: Option<Box<dyn DmaMemory>>) -> Result<F
     f.set_nographic(s.nographic);
     f.add_file("etc/e820", firmware_e820(s.ram_below_4g, s.ram_above_4g).to_bytes())
         .map_err(err)?;
-    // No boot devices named: firmware uses its default order.
-    f.add_file("bootorder", Vec::new()).map_err(err)?;
+    // Boot devices in order, one OpenFirmware path a line; none named:
+    // firmware uses its default order.
+    let bootorder = match &s.linuxboot_rom {
+        Some(rom) => {
+            f.add_file(&format!("genroms/{LINUXBOOT_ROM}"), rom.clone()).map_err(err)?;
+            format!("/rom@genroms/{LINUXBOOT_ROM}\n").into_bytes()
+        }
+        None => Vec::new(),
+    };
+    f.add_file("bootorder", bootorder).map_err(err)?;
     // -1: after "No bootable device" wait forever instead of rebooting.
     f.add_file("etc/boot-fail-wait", (-1i32).to_le_bytes().to_vec()).map_err(err)?;
     let t = acpi::build_for_loader(s.acpi);
@@ -195,6 +226,7 @@ mod tests {
                 acpi: &cfg,
                 smbios: Some((b"_SM_".to_vec(), vec![127, 4, 0, 0, 0, 0])),
                 linux: None,
+                linuxboot_rom: None,
             },
             None,
         )

@@ -77,8 +77,16 @@ pub fn parse_chardev(opt: &str, s: &str) -> Result<CharTarget, String> {
 /// `-device` values kagami knows.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Device {
-    DebugExit { iobase: u16, iosize: u16 },
-    Debugcon { iobase: u16, chardev: Option<String> },
+    DebugExit {
+        iobase: u16,
+        iosize: u16,
+    },
+    Debugcon {
+        iobase: u16,
+        chardev: Option<String>,
+    },
+    /// QEMU's pc-testdev (fixed ports and MMIO window; no properties).
+    PcTestdev,
 }
 
 pub fn parse_device(s: &str) -> Result<Device, String> {
@@ -127,9 +135,13 @@ pub fn parse_device(s: &str) -> Result<Device, String> {
             let chardev = props.iter().find(|(k, _)| *k == "chardev").map(|(_, v)| v.to_string());
             Ok(Device::Debugcon { iobase, chardev })
         }
+        "pc-testdev" => {
+            known(&[])?;
+            Ok(Device::PcTestdev)
+        }
         "" => Err("-device: missing device name".into()),
         _ => Err(format!(
-            "-device: '{driver}' is not a device kagami has (isa-debug-exit, isa-debugcon)"
+            "-device: '{driver}' is not a device kagami has (isa-debug-exit, isa-debugcon, pc-testdev)"
         )),
     }
 }
@@ -207,6 +219,8 @@ mod tests {
         );
         assert!(parse_device("isa-debug-exit,iobase=zz").is_err());
         assert!(parse_device("virtio-net").is_err());
+        assert_eq!(parse_device("pc-testdev").unwrap(), Device::PcTestdev);
+        assert!(parse_device("pc-testdev,iobase=1").is_err());
         assert!(parse_device("isa-debug-exit,colour=red").is_err());
         assert_eq!(parse_chardev("-serial", "file:/tmp/x").unwrap(), CharTarget::File("/tmp/x".into()));
         assert!(parse_chardev("-serial", "tcp:1234").is_err());

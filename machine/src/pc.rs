@@ -6,10 +6,10 @@
 //! | range | what |
 //! |---|---|
 //! | 0 – 0x9ffff | RAM (conventional memory; EBDA at the top) |
-//! | 0xa0000 – 0xbffff | VGA window (MMIO, unclaimed yet) |
-//! | 0xc0000 – 0xfffff | RAM for option ROMs, ACPI RSDP and BIOS (direct boot) |
+//! | 0xa0000 – 0xbffff | VGA window (MMIO, unclaimed yet); SMRAM when the host bridge opens it |
+//! | 0xc0000 – 0xfffff | BIOS area behind PAM (board_pci.rs): RAM for a direct boot (RSDP, SMBIOS, built-in BIOS); with `-bios`, the image's last 128 KiB until firmware shadows it |
 //! | 1 MiB – low RAM end | RAM (low RAM ends at 3 GiB on pc, 2 GiB on q35) |
-//! | low RAM end – 4 GiB | PCI hole: ACPI tables at its start; MMIO above |
+//! | low RAM end – 4 GiB | PCI hole: ACPI tables at its start; MMIO above; the `-bios` image ends at 4 GiB |
 //! | 4 GiB – | the rest of RAM |
 
 use crate::board::{Board, BoardConfig};
@@ -55,6 +55,8 @@ pub struct PcExtras {
     pub nographic: bool,
     /// SMBIOS anchor and tables for fw_cfg (direct boot writes its own).
     pub smbios: Option<(Vec<u8>, Vec<u8>)>,
+    /// `-device pc-testdev`.
+    pub pc_testdev: bool,
 }
 
 /// Why the machine stopped.
@@ -222,6 +224,9 @@ impl Pc {
             rtc_start: cfg.rtc_start,
             q35: cfg.kind == MachineKind::Q35,
         });
+        if extras.pc_testdev {
+            board.attach_pc_testdev();
+        }
         board.check_map()?;
         if firmware {
             board.chipset_power_on();
@@ -261,10 +266,15 @@ impl Pc {
                     (Some(k), true) => Some((k.as_slice(), cfg.initrd.as_deref(), cfg.append.as_str())),
                     _ => None,
                 },
+                linuxboot_rom: match (&cfg.kernel, firmware) {
+                    (Some(_), true) => Some(crate::firmware::find_linuxboot_rom()?),
+                    _ => None,
+                },
             },
             board.dma_memory().map(|d| Box::new(d) as Box<dyn kagami_devices::DmaMemory>),
         )?;
         board.attach_fw_cfg(fw);
+        board.check_map()?;
 
         let mut w = RamWriter { mem: &mem, map: &map };
         if low > 0x10_0000 && !firmware {
@@ -277,6 +287,11 @@ impl Pc {
             }
             w.write(low - ACPI_TABLES_SIZE, &tables.tables).map_err(|e| e.to_string())?;
             w.write(RSDP_ADDR, &tables.rsdp).map_err(|e| e.to_string())?;
+            // The built-in BIOS: IVT, BDA and real-mode services.
+            let bios = kagami_bios::builtin::build(&e820)?;
+            w.write(kagami_bios::builtin::IVT_ADDR, &bios.ivt).map_err(|e| e.to_string())?;
+            w.write(kagami_bios::builtin::BDA_ADDR, &bios.bda).map_err(|e| e.to_string())?;
+            w.write(kagami_bios::builtin::ROM_BASE, &bios.rom).map_err(|e| e.to_string())?;
             let smbios = kagami_bios::smbios::build(&smbios_cfg, SMBIOS_TABLE_ADDR as u32);
             w.write(SMBIOS_ENTRY_ADDR, &smbios.entry).map_err(|e| e.to_string())?;
             w.write(SMBIOS_TABLE_ADDR, &smbios.tables).map_err(|e| e.to_string())?;

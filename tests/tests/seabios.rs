@@ -233,3 +233,84 @@ fn direct_boot_has_smbios_in_the_f_segment() {
         assert_eq!(smbios_system(&mut pc), ("kagami".to_string(), "Standard PC".to_string()));
     }
 }
+
+/// `-bios` with `-kernel`: as on QEMU, SeaBIOS runs QEMU's linuxboot_dma.bin
+/// option ROM (fw_cfg `genroms/`, first in `bootorder`), which loads the
+/// setup code, kernel, initrd and command line from fw_cfg and enters the
+/// kernel's real-mode setup; the setup code's "Probing EDD" on the serial
+/// console shows it runs.
+#[test]
+fn seabios_starts_a_linux_kernel_through_fw_cfg() {
+    if bios().is_none() {
+        return;
+    }
+    let dir = std::env::var_os("KAGAMI_GUEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/guest"));
+    let (kernel, initrd) = (dir.join("bzImage"), dir.join("initramfs.cpio.gz"));
+    let required = std::env::var("KAGAMI_REQUIRE_GUEST").is_ok_and(|v| v == "1");
+    if !kernel.is_file() || !initrd.is_file() {
+        assert!(!required, "{} missing: run scripts/build-test-guest.sh", kernel.display());
+        eprintln!("SKIPPED: {} missing: run scripts/build-test-guest.sh", kernel.display());
+        return;
+    }
+    if !std::path::Path::new("/usr/share/qemu/linuxboot_dma.bin").is_file() {
+        assert!(!required, "linuxboot_dma.bin missing (Debian package qemu-system-data)");
+        eprintln!("SKIPPED: linuxboot_dma.bin missing (Debian package qemu-system-data)");
+        return;
+    }
+    let tmp = std::env::temp_dir().join(format!("kagami-seabios-linux-{}", std::process::id()));
+    std::fs::create_dir_all(&tmp).unwrap();
+    let serial = tmp.join("serial.txt");
+    let out = Command::new(kagami())
+        .args(["-bios", BIOS, "-nographic", "-icount", "shift=3", "-accel", "tcg"])
+        .arg("-kernel")
+        .arg(&kernel)
+        .arg("-initrd")
+        .arg(&initrd)
+        .args(["-append", "console=ttyS0", "-serial", &format!("file:{}", serial.display())])
+        .args(["--max-instructions", "20000000"])
+        .output()
+        .expect("run kagami");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&std::fs::read(&serial).unwrap()).into_owned();
+    assert!(text.contains("Booting from ROM"), "{text}");
+    assert!(text.contains("Probing EDD"), "the kernel's setup code did not run:\n{text}");
+    let _ = std::fs::remove_dir_all(&tmp);
+}
+
+/// A `-bios` file that cannot be a firmware image, or is missing: a message
+/// naming it and exit code 1, never a panic; likewise `-kernel` with `-bios`
+/// when the kernel is not a bzImage.
+#[test]
+fn bad_bios_files_are_a_message_and_exit_code_1() {
+    let dir = std::env::temp_dir().join(format!("kagami-badbios-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let small = dir.join("small.bin");
+    std::fs::write(&small, [0u8; 1000]).unwrap();
+    let image = dir.join("image.bin");
+    std::fs::write(&image, vec![0xf4u8; 64 << 10]).unwrap();
+    let notlinux = dir.join("notlinux");
+    std::fs::write(&notlinux, vec![0u8; 4096]).unwrap();
+    let missing = dir.join("missing.bin");
+    let cases: Vec<(Vec<&std::ffi::OsStr>, &str)> = vec![
+        (vec!["-bios".as_ref(), small.as_os_str()], "not a firmware image size"),
+        (vec!["-bios".as_ref(), missing.as_os_str()], "cannot read"),
+        (
+            vec!["-bios".as_ref(), image.as_os_str(), "-kernel".as_ref(), notlinux.as_os_str()],
+            "bzImage",
+        ),
+    ];
+    for (args, want) in cases {
+        let out = Command::new(kagami())
+            .args(&args)
+            .args(["-accel", "tcg"])
+            .output()
+            .expect("run kagami");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+        assert!(err.contains(want), "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{err}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -7,6 +7,7 @@ pub mod alu;
 pub mod bcd;
 pub mod bits;
 pub mod branch;
+pub mod fast;
 pub mod flagops;
 pub mod io;
 pub mod misc;

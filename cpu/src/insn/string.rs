@@ -84,6 +84,21 @@ fn string_op<const OP: u8>(cpu: &mut Cpu, bus: &mut dyn Bus, i: &Instruction) ->
         if rep && cpu.s.gpr[RCX] & am == 0 {
             return Ok(());
         }
+        if rep && (OP == MOVS || OP == STOS) && cpu.model == CpuModel::X86_64 {
+            let n = bulk_run::<OP>(cpu, src_seg, size, asize, REP_CHUNK - done);
+            if n > 0 {
+                done += n;
+                if cpu.s.gpr[RCX] & am == 0 {
+                    return Ok(());
+                }
+                if done >= REP_CHUNK {
+                    cpu.s.rip = i.ip();
+                    cpu.break_block = true;
+                    return Ok(());
+                }
+                continue;
+            }
+        }
         let si = cpu.s.gpr[RSI] & am;
         let di = cpu.s.gpr[RDI] & am;
         let mut stop = false;
@@ -159,6 +174,88 @@ fn string_op<const OP: u8>(cpu: &mut Cpu, bus: &mut dyn Bus, i: &Instruction) ->
             return Ok(());
         }
     }
+}
+
+/// Up to `max` iterations of REP MOVS/STOS done at once by `Cpu::copy_run`
+/// / `fill_run`, when each run of elements is contiguous inside one page,
+/// passes the segment checks at both ends (which covers every element in
+/// between) and is plain RAM in the TLB. Registers end as after that many
+/// single iterations. Returns the iterations done; 0 means nothing was
+/// done and the caller iterates one by one (which also raises any fault at
+/// the exact iteration).
+fn bulk_run<const OP: u8>(cpu: &mut Cpu, src_seg: usize, size: usize, asize: usize, max: u64) -> u64 {
+    let am = size_mask(size_log2(asize));
+    let count = cpu.s.gpr[RCX] & am;
+    let down = cpu.s.df();
+    let sz = size as u64;
+    let di = cpu.s.gpr[RDI] & am;
+    let si = cpu.s.gpr[RSI] & am;
+    // Elements from the first one to the edge of its page, in the direction of travel.
+    let fit = |lin: u64| -> u64 {
+        let p = lin & 0xfff;
+        if p + sz > 0x1000 {
+            0
+        } else if down {
+            p / sz + 1
+        } else {
+            (0x1000 - p) / sz
+        }
+    };
+    let Ok(d0) = cpu.seg_lin(ES, di, size, Access::Write) else {
+        return 0;
+    };
+    let mut n = count.min(max).min(fit(d0));
+    let mut s0 = 0;
+    if OP == MOVS {
+        let Ok(l) = cpu.seg_lin(src_seg, si, size, Access::Read) else {
+            return 0;
+        };
+        s0 = l;
+        n = n.min(fit(s0));
+    }
+    if n == 0 {
+        return 0;
+    }
+    let span = (n - 1) * sz;
+    // The lowest linear address of a run starting at offset `off` (linear
+    // `lin0`), if its last element neither wraps the address size nor fails
+    // the segment checks, and the run is contiguous in linear memory.
+    let low = |cpu: &Cpu, off: u64, seg: usize, access: Access, lin0: u64| -> Option<u64> {
+        let off_last = if down {
+            off.checked_sub(span)?
+        } else {
+            let o = off.checked_add(span)?;
+            if o.checked_add(sz - 1)? > am {
+                return None;
+            }
+            o
+        };
+        let l = cpu.seg_lin(seg, off_last, size, access).ok()?;
+        let want = if down { lin0.wrapping_sub(span) } else { lin0.wrapping_add(span) };
+        (l == want).then_some(if down { l } else { lin0 })
+    };
+    let Some(d_low) = low(cpu, di, ES, Access::Write, d0) else {
+        return 0;
+    };
+    let done = if OP == MOVS {
+        let Some(s_low) = low(cpu, si, src_seg, Access::Read, s0) else {
+            return 0;
+        };
+        cpu.copy_run(s_low, d_low, n, size, down)
+    } else {
+        let v = cpu.s.gpr[RAX] & size_mask(size_log2(size));
+        cpu.fill_run(d_low, n, size, v)
+    };
+    if !done {
+        return 0;
+    }
+    let moved = if down { (n * sz).wrapping_neg() } else { n * sz };
+    set_areg(cpu, RDI, di.wrapping_add(moved), asize);
+    if OP == MOVS {
+        set_areg(cpu, RSI, si.wrapping_add(moved), asize);
+    }
+    set_areg(cpu, RCX, count - n, asize);
+    n
 }
 
 /// The 286 steps an index register even when its access faults at the end

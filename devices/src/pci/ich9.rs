@@ -134,6 +134,49 @@ impl Ich9Lpc {
     }
 }
 
+/// Offset of SMI_EN in the ICH9 PM I/O block (ICH9 datasheet §13.8.3.7);
+/// SMI_STS follows at +4.
+pub const SMI_EN_OFFSET: u16 = 0x30;
+/// SMI_EN bit 5: SMI on writes to the APM control port 0xB2.
+pub const APMC_EN: u32 = 1 << 5;
+
+/// SMI_EN and SMI_STS of the ICH9 PM block (offsets 0 and 4 here).
+/// kagami has no SMM, so APMC_EN reads as set: firmware takes that as "SMM
+/// already set up" and never raises an SMI it would wait for (QEMU does the
+/// same with SMM off; SeaBIOS src/fw/smm.c ich9_lpc_apmc_smm_setup). Other
+/// bits are plain storage; SMI_STS reads 0 (no SMI ever happens).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ich9SmiEn {
+    pub smi_en: u32,
+}
+
+impl Default for Ich9SmiEn {
+    fn default() -> Self {
+        Ich9SmiEn { smi_en: APMC_EN }
+    }
+}
+
+impl crate::bus::PortIoDevice for Ich9SmiEn {
+    fn read(&mut self, offset: u16, size: u8) -> u32 {
+        let v = if offset < 4 { self.smi_en >> (8 * offset) } else { 0 };
+        if size >= 4 {
+            v
+        } else {
+            v & ((1 << (8 * size)) - 1)
+        }
+    }
+    fn write(&mut self, offset: u16, size: u8, value: u32) {
+        if offset >= 4 {
+            return;
+        }
+        let shift = 8 * offset as u32;
+        let mask = (if size >= 4 { u32::MAX } else { (1u32 << (8 * size)) - 1 })
+            .checked_shl(shift)
+            .unwrap_or(0);
+        self.smi_en = ((self.smi_en & !mask) | ((value << shift) & mask)) | APMC_EN;
+    }
+}
+
 impl PciDevice for Ich9Lpc {
     fn name(&self) -> &'static str {
         "ICH9 LPC bridge"

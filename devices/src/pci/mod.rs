@@ -44,6 +44,16 @@
 //! [`q35::Q35Mch::enable_ecam`] with [`q35::ECAM_BASE`] when booting without
 //! firmware) as MMIO onto [`PciBus::ecam_read`]/[`PciBus::ecam_write`] with
 //! the offset inside the window.
+//!
+//! BARs: the machine maps every [`BarMapping`] into its port or MMIO map
+//! and sends accesses inside it to [`PciBus::bar_read`]/[`PciBus::bar_write`]
+//! (offset from the BAR's base), which call the function's
+//! [`PciDevice::bar_read`]/[`PciDevice::bar_write`]. A device model with
+//! BARs is therefore one type: declare the BARs in its [`ConfigSpace`],
+//! implement the two methods, and plug it in (kagami's board:
+//! `Board::add_pci_function`, with `Board::pci_intx_line` for its INTx pin
+//! and `Board::dma_memory` for bus-master DMA); machine/src/board_pci.rs
+//! does the rest.
 
 pub mod bus;
 pub mod config;
