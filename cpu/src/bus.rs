@@ -26,6 +26,14 @@ pub trait Bus {
     fn take_nmi(&mut self) -> bool {
         false
     }
+    /// An INIT signal (INIT IPI or INIT# pin) for this CPU.
+    fn take_init(&mut self) -> bool {
+        false
+    }
+    /// A start-up IPI's vector; only a CPU waiting for SIPI after INIT takes it.
+    fn take_sipi(&mut self) -> Option<u8> {
+        None
+    }
     /// CR8 writes (the local APIC's TPR); CR8 reads come from `read_tpr`.
     fn write_tpr(&mut self, _tpr: u8) {}
     fn read_tpr(&mut self) -> u8 {

@@ -110,6 +110,39 @@ impl Cpu {
         self.delivering = None;
     }
 
+    /// The INIT signal (SDM Vol. 3A 9.1, Table 9-1): registers as after
+    /// RESET, except that the x87/MMX/SSE state, the MSRs and the A20 gate
+    /// are kept. The bootstrap processor (IA32_APIC_BASE.BSP) restarts at the
+    /// reset vector; an application processor waits for a start-up IPI.
+    pub fn init(&mut self) {
+        let fpu = self.s.fpu.clone();
+        let msr = self.s.msr.clone();
+        let a20 = self.s.a20_mask;
+        self.reset();
+        self.s.fpu = fpu;
+        self.s.msr = msr;
+        self.s.a20_mask = a20;
+        if self.s.msr.apic_base & (1 << 8) == 0 {
+            self.s.wait_for_sipi = 1;
+            self.s.halted = 1;
+        }
+    }
+
+    /// A start-up IPI: a CPU waiting after INIT starts in real mode at
+    /// `vector` << 12 (CS = vector << 8, IP = 0). Returns whether it started.
+    pub fn sipi(&mut self, vector: u8) -> bool {
+        if self.s.wait_for_sipi == 0 {
+            return false;
+        }
+        self.s.wait_for_sipi = 0;
+        self.s.halted = 0;
+        self.load_real_seg(CS, (vector as u16) << 8);
+        self.s.rip = 0;
+        self.update_mode();
+        self.break_block = true;
+        true
+    }
+
     /// Open or close the A20 gate (port 0x92, the i8042 output port).
     pub fn set_a20(&mut self, enabled: bool) {
         let mask = if enabled { !0 } else { !(1u64 << 20) };

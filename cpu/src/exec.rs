@@ -140,6 +140,18 @@ impl Cpu {
 
     /// Take a pending NMI or maskable interrupt. Returns true if one was delivered.
     fn check_interrupts(&mut self, bus: &mut dyn Bus) -> bool {
+        // INIT is not maskable; after it an application processor ignores
+        // NMI and INTR until a SIPI starts it (SDM Vol. 3A 9.4, 10.6.1).
+        if bus.take_init() {
+            self.init();
+            return true;
+        }
+        if self.s.wait_for_sipi != 0 {
+            return match bus.take_sipi() {
+                Some(v) => self.sipi(v),
+                None => false,
+            };
+        }
         if self.s.nmi_blocked == 0 && bus.take_nmi() {
             self.s.halted = 0;
             self.s.nmi_blocked = 1;

@@ -610,8 +610,8 @@ const MSR_TSC_DEADLINE: u32 = 0x6e0;
 
 /// The ACPI description of what `board.rs` builds: LAPIC and IOAPIC at their
 /// usual addresses, ACPI PM at 0x600 with the PIIX4 soft-off encoding, SCI on
-/// IRQ 9, reset through 0xCF9, and on q35 the ECAM window (MCFG). The HPET
-/// is not in the tables yet.
+/// IRQ 9, reset through 0xCF9, the HPET at 0xFED00000, and on q35 the ECAM
+/// window (MCFG).
 pub fn acpi_config_for(kind: MachineKind) -> kagami_bios::acpi::AcpiConfig {
     acpi_config(kind)
 }
@@ -623,7 +623,7 @@ fn acpi_config(kind: MachineKind) -> kagami_bios::acpi::AcpiConfig {
         lapic_addr: 0xfee0_0000,
         ioapic_addr: 0xfec0_0000,
         ioapic_id: 0,
-        hpet_addr: None,
+        hpet_addr: Some(0xfed0_0000),
         pm_base: 0x600,
         sci_irq: 9,
         s5_slp_typ: kagami_bios::acpi::S5_SLP_TYP_PIIX4,
