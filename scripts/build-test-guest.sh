@@ -116,8 +116,12 @@ spec="$tmp/initramfs.spec"
 stamp=$(cat "$spec" "$repo/scripts/guest/init" "$out/busybox" | sha256sum | cut -d' ' -f1)
 if [ $force = 1 ] || [ ! -s "$out/initramfs.cpio.gz" ] || [ "$(cat "$out/initramfs.stamp" 2>/dev/null)" != "$stamp" ]; then
     log "packing initramfs with kagami-mkinitramfs"
-    (cd "$repo" && cargo build -q -p kagami-machine --bin kagami-mkinitramfs)
-    bin=${CARGO_TARGET_DIR:-$repo/target}/debug/kagami-mkinitramfs
+    # Built in the profile the caller already builds (run.sh: release), so a
+    # clean clone does not compile the workspace twice.
+    profile=${KAGAMI_BUILD_PROFILE:-debug}
+    pflag=(); [ "$profile" = release ] && pflag=(--release)
+    (cd "$repo" && cargo build -q "${pflag[@]}" -p kagami-machine --bin kagami-mkinitramfs)
+    bin=${CARGO_TARGET_DIR:-$repo/target}/$profile/kagami-mkinitramfs
     "$bin" "$spec" -o "$out/initramfs.cpio.gz"
     cp "$spec" "$out/initramfs.spec"
     echo "$stamp" >"$out/initramfs.stamp"

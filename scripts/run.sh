@@ -14,7 +14,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v cargo >/dev/null || { echo "run.sh: cargo not found: install Rust 1.95 or later (rustup.rs)" >&2; exit 1; }
 cargo build --release -p kagami-machine --bin kagami
-bash scripts/build-test-guest.sh
+KAGAMI_BUILD_PROFILE=release bash scripts/build-test-guest.sh
 guest=${CARGO_TARGET_DIR:-target}/guest
 append="console=ttyS0"
 [ -t 0 ] || append="$append kagami.poweroff=1"
