@@ -92,6 +92,7 @@ impl Cpu {
             GS_BASE => self.s.segs[GS].base,
             KERNEL_GS_BASE => m.kernel_gs_base,
             TSC_AUX => m.tsc_aux,
+            _ if crate::system::mca::owns(msr) => return crate::system::mca::read(m, msr),
             _ => match mtrr_fixed_slot(msr) {
                 Some(k) => m.mtrr_fixed[k],
                 None => return bus.read_msr(msr),
@@ -161,6 +162,11 @@ impl Cpu {
                     return gp;
                 }
                 m.tsc_aux = v;
+            }
+            _ if crate::system::mca::owns(msr) => {
+                if !crate::system::mca::write(m, msr, v) {
+                    return gp;
+                }
             }
             _ => match mtrr_fixed_slot(msr) {
                 Some(k) => m.mtrr_fixed[k] = v,
