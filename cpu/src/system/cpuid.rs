@@ -102,6 +102,8 @@ pub fn features() -> &'static [Feature] {
             // Leaf 0xd subleaf 1.
             ((0xd, 1, a, 0, "xsaveopt"), all(&[Xsave_mem, Xsaveopt_mem])),
             ((0xd, 1, a, 1, "xsavec"), all(&[Xsave_mem, Xsavec_mem])),
+            // XSAVES/XRSTORS and IA32_XSS (which can hold no component).
+            ((0xd, 1, a, 3, "xsaves"), all(&[Xsaves_mem, Xrstors_mem])),
             // Extended leaves.
             ((0x8000_0001, 0, c, 0, "lahf_lm"), all(&[Lahf, Sahf])),
             ((0x8000_0001, 0, c, 5, "abm"), all(&[Lzcnt_r32_rm32])),
@@ -169,7 +171,9 @@ impl Cpu {
                 // x87 and SSE state only; the image is the 512-byte legacy
                 // area plus the 64-byte header.
                 0 => r = [3, 576, 576, 0],
-                1 => {}
+                // EBX: the compacted area for XCR0 | IA32_XSS; ECX/EDX:
+                // the IA32_XSS components supported (none).
+                1 => r[1] = if has("xsaves") { 576 } else { 0 },
                 _ => r = [0; 4],
             },
             // Extended topology (SDM Vol. 2 CPUID leaves 0BH and 1FH; Vol. 3A
