@@ -13,7 +13,12 @@
 //! Commands execute when their CI bit is written (the port running, PxCMD.ST):
 //! the data moves at once and the port posts its FISes and interrupt. The
 //! interrupt is INTx (level), gated by GHC.IE and the command register's
-//! INTx disable. Left out: NCQ (CAP.SNCQ is 0), MSI, port multipliers,
+//! INTx disable, or, once software enables the MSI capability at 0x80 (ICH9
+//! datasheet §14.1, one message), a message each time the HBA's interrupt
+//! condition (GHC.IE and IS not zero) arises, and again after software
+//! writes IS while a port still has an enabled PxIS bit (AHCI 1.3.1 §10.7.2:
+//! the message stands for the edge INTx would have made).
+//! Left out: NCQ (CAP.SNCQ is 0), multiple MSI messages, port multipliers,
 //! staggered spin-up, power states (partial/slumber), enclosure management,
 //! command completion coalescing, the BAR4 index/data pair.
 
@@ -21,7 +26,7 @@ use super::ata::{Drive, DriveState, Phase, Taskfile, ABRT, DRDY, DSC, ERR};
 use crate::bus::MmioDevice;
 use crate::dma::DmaMemory;
 use crate::irq::IrqLine;
-use crate::pci::{BarKind, ConfigSpace, PciDevice, CONFIG_SIZE, VENDOR_INTEL};
+use crate::pci::{BarKind, ConfigSpace, MsiCapability, MsiSender, PciDevice, CMD_BUS_MASTER, COMMAND, CONFIG_SIZE, VENDOR_INTEL};
 use crate::snapshot::{check, Snapshot, StateError};
 use serde::{Deserialize, Serialize};
 
@@ -117,8 +122,15 @@ pub struct Ich9Ahci {
     is: u32,
     ports: [Port; PORTS],
     irq: Box<dyn IrqLine>,
+    msi_cap: MsiCapability,
+    msi: Box<dyn MsiSender>,
+    /// The interrupt condition held while MSI was on, and a message went out for it.
+    msi_sent: bool,
     dma: Box<dyn DmaMemory>,
 }
+
+/// Where the MSI capability sits (ICH9 datasheet §14.1: MSI at 0x80).
+pub const MSI_CAP_OFFSET: u8 = 0x80;
 
 fn u32_at(b: &[u8], o: usize) -> u32 {
     u32::from_le_bytes(b[o..o + 4].try_into().unwrap())
@@ -126,14 +138,15 @@ fn u32_at(b: &[u8], o: usize) -> u32 {
 
 impl Ich9Ahci {
     /// `irq`: the function's INTA line (the machine routes it through PIRQ);
-    /// `dma`: guest memory.
-    pub fn new(irq: Box<dyn IrqLine>, dma: Box<dyn DmaMemory>) -> Self {
+    /// `msi`: where its MSI messages go; `dma`: guest memory.
+    pub fn new(irq: Box<dyn IrqLine>, msi: Box<dyn MsiSender>, dma: Box<dyn DmaMemory>) -> Self {
         let mut cfg = ConfigSpace::new(CONFIG_SIZE, VENDOR_INTEL, ICH9_AHCI_DEVICE_ID, 0x02, 0x01_06_01);
         cfg.set_u16(crate::pci::STATUS as usize, 0x0290);
         cfg.set_interrupt_pin(1);
         cfg.declare_bar(5, BarKind::Mem32 { prefetchable: false }, ABAR_SIZE);
         // PCS (port control and status): Linux's ahci sets the port enables here.
         cfg.set_writable(0x92, 2);
+        let msi_cap = MsiCapability::add(&mut cfg, MSI_CAP_OFFSET, true);
         cfg.seal_power_on();
         let mut a = Ich9Ahci {
             cfg,
@@ -141,6 +154,9 @@ impl Ich9Ahci {
             is: 0,
             ports: Default::default(),
             irq,
+            msi_cap,
+            msi,
+            msi_sent: false,
             dma,
         };
         a.reset_hba();
@@ -173,8 +189,21 @@ impl Ich9Ahci {
                 self.is |= 1 << i;
             }
         }
-        let level = self.ghc & GHC_IE != 0 && self.is != 0 && !self.cfg.intx_disabled();
-        self.irq.set_level(level);
+        let pending = self.ghc & GHC_IE != 0 && self.is != 0;
+        if self.msi_cap.enabled(&self.cfg) {
+            // PCI 3.0 §6.8.1.3: with MSI enabled the function does not use INTx.
+            self.irq.set_level(false);
+            // A message is a memory write: bus mastering must be on.
+            let master = self.cfg.u16(COMMAND as usize) & CMD_BUS_MASTER != 0;
+            if pending && master && !self.msi_sent {
+                let m = self.msi_cap.message(&self.cfg);
+                self.msi.send(m);
+            }
+            self.msi_sent = pending && (master || self.msi_sent);
+        } else {
+            self.msi_sent = false;
+            self.irq.set_level(pending && !self.cfg.intx_disabled());
+        }
     }
 
     fn cap(&self) -> u32 {
@@ -225,6 +254,9 @@ impl Ich9Ahci {
             }
             IS => {
                 self.is &= !v;
+                // A condition still pending after the acknowledgement is a new
+                // interrupt: with MSI it needs a new message.
+                self.msi_sent = false;
                 self.update_irq();
             }
             o if (PORT_BASE..PORT_BASE + PORTS as u64 * PORT_SIZE).contains(&o) => {
@@ -598,6 +630,8 @@ impl Snapshot for Ich9Ahci {
         }
         self.ghc = s.ghc;
         self.is = s.is;
+        // A pending condition was signalled before the snapshot: do not send it twice.
+        self.msi_sent = self.msi_cap.enabled(&self.cfg) && self.ghc & GHC_IE != 0 && self.is != 0;
         self.update_irq();
         Ok(())
     }

@@ -8,6 +8,7 @@ use super::*;
 use crate::bus::{MmioDevice, PortIoDevice};
 use crate::dma::{DmaMemory, VecDma};
 use crate::irq::RecordingIrq;
+use crate::pci::{MsiMessage, MsiQueue, PciDevice, CMD_BUS_MASTER, CMD_INTX_DISABLE, CMD_MEMORY, COMMAND};
 
 fn pattern(bytes: usize, unit: usize) -> Vec<u8> {
     (0..bytes).map(|i| ((i / unit) as u8).wrapping_mul(7) ^ (i as u8)).collect()
@@ -316,6 +317,7 @@ struct Hba {
     a: Ich9Ahci,
     mem: VecDma,
     irq: RecordingIrq,
+    msi: MsiQueue,
     disk: MemBackend,
 }
 
@@ -331,7 +333,8 @@ fn port_reg(port: usize, reg: u64) -> u64 {
 fn hba() -> Hba {
     let mem = VecDma::new(1 << 20);
     let irq = RecordingIrq::new();
-    let mut a = Ich9Ahci::new(irq.line(), mem.boxed());
+    let msi = MsiQueue::new();
+    let mut a = Ich9Ahci::new(irq.line(), msi.sender(), mem.boxed());
     let disk = MemBackend::new(pattern(4096 * SECTOR, SECTOR));
     a.attach(0, Drive::disk(Box::new(disk.clone()), "QM0001"));
     let cd = MemBackend::new(pattern(64 * CD_SECTOR, CD_SECTOR));
@@ -346,7 +349,7 @@ fn hba() -> Hba {
         a.write(port_reg(p, P_IE), 4, 0xffff_ffff);
         a.write(port_reg(p, P_CMD), 4, 0x11);
     }
-    Hba { a, mem, irq, disk }
+    Hba { a, mem, irq, msi, disk }
 }
 
 impl Hba {
@@ -471,6 +474,61 @@ fn ahci_identify_and_dma_read_write() {
     h.issue(0, tf(0xea, 0, 0), &[], false, None);
     assert_eq!(h.disk.flushes(), 1);
     assert_eq!(h.reg(0, P_TFD), (DRDY | DSC) as u32);
+}
+
+/// MSI: the capability at 0x80 in the list, INTx silent while it is
+/// enabled, one message per interrupt condition, another after an IS write
+/// that leaves a port's condition pending, none without bus mastering.
+#[test]
+fn ahci_msi_replaces_intx() {
+    let mut h = hba();
+    let cfg = |h: &mut Hba, off: u16, size: u8| h.a.config_read(off, size);
+    assert_eq!(cfg(&mut h, 0x34, 1), MSI_CAP_OFFSET as u32);
+    assert_eq!(cfg(&mut h, MSI_CAP_OFFSET as u16, 1), 0x05);
+    h.a.config_write(COMMAND, 2, (CMD_MEMORY | CMD_BUS_MASTER) as u32);
+    // INTx first: the level follows the condition.
+    h.issue(0, tf(0xe7, 0, 0), &[], false, None);
+    assert!(h.irq.level());
+    assert!(h.msi.take().is_empty());
+    // Enabling MSI with the condition pending drops INTx and sends one message.
+    let o = MSI_CAP_OFFSET as u16;
+    h.a.config_write(o + 4, 4, 0xfee0_0000);
+    h.a.config_write(o + 8, 4, 0);
+    h.a.config_write(o + 12, 2, 0x0041);
+    h.a.config_write(o + 2, 2, 1);
+    assert!(!h.irq.level(), "no INTx while MSI is enabled");
+    let m = MsiMessage {
+        address: 0xfee0_0000,
+        data: 0x41,
+    };
+    assert_eq!(h.msi.take(), [m]);
+    h.ack(0);
+    assert!(h.msi.take().is_empty(), "acknowledged: nothing more");
+    // Two completions before the handler runs: one message.
+    h.issue(0, tf(0xe7, 0, 0), &[], false, None);
+    h.issue(0, tf(0xe7, 0, 0), &[], false, None);
+    assert_eq!(h.msi.take(), [m]);
+    // The handler clears the HBA's IS while the port's PxIS is still set
+    // (a completion between its reads): the condition stays, a new message.
+    h.a.write(IS, 4, 1);
+    assert_eq!(h.msi.take(), [m]);
+    h.ack(0);
+    assert!(h.msi.take().is_empty());
+    assert!(!h.irq.level());
+    // Without bus mastering no message goes out, even with INTx disable clear.
+    h.a.config_write(COMMAND, 2, CMD_MEMORY as u32);
+    h.issue(0, tf(0xe7, 0, 0), &[], false, None);
+    assert!(h.msi.take().is_empty() && !h.irq.level());
+    h.a.config_write(COMMAND, 2, (CMD_MEMORY | CMD_BUS_MASTER) as u32);
+    assert_eq!(h.msi.take(), [m], "sent once mastering is on");
+    h.ack(0);
+    // MSI off again: back to INTx, gated by INTx disable.
+    h.a.config_write(o + 2, 2, 0);
+    h.a.config_write(COMMAND, 2, (CMD_MEMORY | CMD_BUS_MASTER | CMD_INTX_DISABLE) as u32);
+    h.issue(0, tf(0xe7, 0, 0), &[], false, None);
+    assert!(!h.irq.level() && h.msi.take().is_empty());
+    h.a.config_write(COMMAND, 2, (CMD_MEMORY | CMD_BUS_MASTER) as u32);
+    assert!(h.irq.level());
 }
 
 #[test]
