@@ -90,6 +90,43 @@ impl Board {
         self.check_map()
     }
 
+    /// A further ICH9 AHCI controller (QEMU's `-device ahci`) at PCI slot
+    /// `slot` (function 0), or at the first free slot from 2 up when `None`.
+    /// `abar` is the ABAR programmed for a direct kernel boot (`program_bars`).
+    /// Returns the slot used.
+    pub fn attach_ahci(&mut self, slot: Option<u8>, drives: Vec<(u32, Drive)>, program_bars: bool, abar: u32) -> Result<u8, String> {
+        let taken = |b: &Board, s: u8| b.pci.functions().find(|(bdf, _)| bdf.device == s).map(|(_, d)| d.name());
+        let slot = match slot {
+            Some(s) if s >= 32 => return Err(format!("-device ahci: PCI slot {s:#x} does not exist (0 to 0x1f)")),
+            Some(s) => match taken(self, s) {
+                Some(name) => return Err(format!("-device ahci: PCI slot {s:#x} is taken by the {name}")),
+                None => s,
+            },
+            None => (2..32)
+                .find(|&s| taken(self, s).is_none())
+                .ok_or("-device ahci: no free PCI slot left")?,
+        };
+        let dma = self
+            .dma_memory()
+            .ok_or("the disk controllers need the memory layout first (a wiring bug)")?;
+        let mut ahci = Ich9Ahci::new(self.pci_intx_line(slot, 0), self.msi.sender(), Box::new(dma));
+        for (index, d) in drives {
+            if index as usize >= kagami_devices::storage::ahci::PORTS {
+                return Err(format!("-device ahci: port {index} does not exist (0 to 5)"));
+            }
+            ahci.attach(index as usize, d);
+        }
+        let bdf = Bdf::new(slot, 0);
+        self.add_pci_function(bdf, Box::new(ahci));
+        if program_bars {
+            self.pci.config_write(0, bdf, 0x24, 4, abar);
+            self.pci.config_write(0, bdf, COMMAND, 2, (CMD_MEMORY | CMD_BUS_MASTER) as u32);
+        }
+        self.after_pci_access();
+        self.check_map()?;
+        Ok(slot)
+    }
+
     fn pciw_is_q35(&self) -> bool {
         self.pci
             .device::<kagami_devices::pci::q35::Q35Mch>(kagami_devices::pci::Q35_HOST)
