@@ -18,7 +18,14 @@
 //! condition (GHC.IE and IS not zero) arises, and again after software
 //! writes IS while a port still has an enabled PxIS bit (AHCI 1.3.1 §10.7.2:
 //! the message stands for the edge INTx would have made).
-//! Left out: NCQ (CAP.SNCQ is 0), multiple MSI messages, port multipliers,
+//! NCQ (CAP.SNCQ): READ/WRITE FPDMA QUEUED in any slot with its PxSACT
+//! bit; the device accepts it (D2H Register FIS without I, the CI bit
+//! clears), the data moves through the slot's PRDT, and a Set Device Bits
+//! FIS (SATA 3.x §10.3.7, at FB + 0x58) with the tag's SActive bit and I
+//! completes it: PxSACT clears, PxIS.SDBS sets. A failed queued command
+//! leaves its PxSACT bit, sets TFES and is in the drive's NCQ error log for
+//! the host's error handling (AHCI 1.3.1 §6.2.2).
+//! Left out: multiple MSI messages, port multipliers,
 //! staggered spin-up, power states (partial/slumber), enclosure management,
 //! command completion coalescing, the BAR4 index/data pair.
 
@@ -73,6 +80,7 @@ const CMD_CR: u32 = 1 << 15;
 /// PxIS bits.
 pub const IS_DHRS: u32 = 1 << 0;
 pub const IS_PSS: u32 = 1 << 1;
+pub const IS_SDBS: u32 = 1 << 3;
 pub const IS_TFES: u32 = 1 << 30;
 
 #[derive(Default)]
@@ -163,8 +171,9 @@ impl Ich9Ahci {
         a
     }
 
-    /// Attach a drive to `port` (0–5).
-    pub fn attach(&mut self, port: usize, drive: Drive) {
+    /// Attach a drive to `port` (0–5). Disks are offered NCQ.
+    pub fn attach(&mut self, port: usize, mut drive: Drive) {
+        drive.set_ncq(true);
         self.ports[port].drive = Some(drive);
         self.ports[port].reset_device();
     }
@@ -207,8 +216,8 @@ impl Ich9Ahci {
     }
 
     fn cap(&self) -> u32 {
-        // S64A, SAM (AHCI only), ISS Gen1, SCLO, 32 command slots, 6 ports.
-        (1 << 31) | (1 << 18) | (1 << 20) | (1 << 24) | (31 << 8) | (PORTS as u32 - 1)
+        // S64A, SNCQ, SAM (AHCI only), ISS Gen1, SCLO, 32 command slots, 6 ports.
+        (1 << 31) | (1 << 30) | (1 << 18) | (1 << 20) | (1 << 24) | (31 << 8) | (PORTS as u32 - 1)
     }
 
     fn read32(&mut self, offset: u64) -> u32 {
@@ -394,6 +403,10 @@ impl Ich9Ahci {
             count: cfis[12] as u16 | (cfis[13] as u16) << 8,
         };
         let drive = self.ports[n].drive.as_mut().expect("checked");
+        if matches!(tf.command, 0x60 | 0x61) && drive.ncq() {
+            self.run_fpdma(n, hdr_addr, ctba, prdtl, &tf);
+            return;
+        }
         let result = drive.execute(&mut tf).and_then(|acc| match acc.phase {
             Phase::None => Ok((0, false)),
             Phase::In { data, .. } => {
@@ -418,6 +431,62 @@ impl Ich9Ahci {
         match result {
             Ok((moved, pio_in)) => self.finish(n, slot, hdr_addr, moved, Ok(count), pio_in),
             Err(e) => self.finish(n, slot, hdr_addr, 0, Err(e), false),
+        }
+    }
+
+    /// A queued command (FPDMA): accept, move the data, complete it with a
+    /// Set Device Bits FIS.
+    fn run_fpdma(&mut self, n: usize, hdr_addr: u64, ctba: u64, prdtl: usize, tf: &Taskfile) {
+        let tag = super::ata::fpdma_tag(tf);
+        // Accepted: BSY clear, no interrupt; the slot's CI bit is already clear.
+        self.post_d2h(n, DRDY | DSC, 0, [0; 4], false);
+        let dma = self.dma.as_ref();
+        let drive = self.ports[n].drive.as_mut().expect("checked by run_slot");
+        let result = drive.fpdma(tf).and_then(|f| {
+            if f.write {
+                let mut buf = vec![0u8; f.sectors * super::ata::SECTOR];
+                let moved = scatter_gather(dma, ctba, prdtl, Sg::FromMemory(&mut buf))?;
+                if moved < buf.len() {
+                    return Err(ABRT);
+                }
+                drive.fpdma_write(&f, &buf).map(|()| moved)
+            } else {
+                let data = drive.fpdma_read(&f)?;
+                scatter_gather(dma, ctba, prdtl, Sg::ToMemory(&data))
+            }
+        });
+        let (status, error, done) = match result {
+            Ok(moved) => {
+                let _ = self.dma.write(hdr_addr + 4, &(moved as u32).to_le_bytes());
+                (DRDY | DSC, 0, 1u32 << tag)
+            }
+            Err(e) => {
+                let status = DRDY | ERR;
+                drive.set_ncq_error(super::ata::NcqError {
+                    tag,
+                    status,
+                    error: e,
+                    lba: tf.lba,
+                    count: tf.feature,
+                });
+                (status, e, 0)
+            }
+        };
+        let p = &mut self.ports[n];
+        p.sact &= !done;
+        p.tfd = (error as u32) << 8 | status as u32;
+        p.is |= IS_SDBS;
+        if status & ERR != 0 {
+            p.is |= IS_TFES;
+        }
+        if p.cmd & CMD_FR != 0 {
+            let mut fis = [0u8; 8];
+            fis[0] = 0xa1;
+            fis[1] = 0x40; // I
+            fis[2] = status & 0x77; // Status-Hi 6:4, Status-Lo 2:0
+            fis[3] = error;
+            fis[4..8].copy_from_slice(&done.to_le_bytes());
+            let _ = self.dma.write(p.fb + 0x58, &fis);
         }
     }
 
