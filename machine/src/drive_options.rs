@@ -1,5 +1,6 @@
 //! The drive options, in QEMU's spelling: `-drive file=...,format=raw|qcow2,
-//! if=ide|none,media=disk|cdrom,readonly=on,index=N,snapshot=on`, the
+//! if=ide|none,media=disk|cdrom,readonly=on,index=N|bus=B,unit=U,id=ID,
+//! snapshot=on`, the
 //! shorthands `-hda`..`-hdd` and `-cdrom`, `-boot order=c|d|...` and the
 //! global `-snapshot`; then where each drive goes (IDE channel/unit on
 //! `-machine pc`, AHCI port on `-machine q35`, as QEMU places `if=ide`
@@ -46,6 +47,9 @@ pub struct DriveSpec {
     pub index: Option<u32>,
     /// `id=`: the name `-device ...,drive=ID` refers to.
     pub id: Option<String>,
+    /// `bus=`/`unit=` of an `if=ide` drive (instead of `index=`).
+    pub bus: Option<u32>,
+    pub unit: Option<u32>,
 }
 
 impl DriveSpec {
@@ -59,6 +63,8 @@ impl DriveSpec {
             snapshot: false,
             index,
             id: None,
+            bus: None,
+            unit: None,
         }
     }
 }
@@ -123,10 +129,15 @@ pub fn parse_drive(s: &str) -> Result<DriveSpec, String> {
             "snapshot" => d.snapshot = on_off(k, v)?,
             "index" => d.index = Some(v.parse().map_err(|_| format!("-drive: index={v} is not a number"))?),
             "id" => d.id = Some(v.to_string()),
+            "bus" => d.bus = Some(v.parse().map_err(|_| format!("-drive: bus={v} is not a number"))?),
+            "unit" => d.unit = Some(v.parse().map_err(|_| format!("-drive: unit={v} is not a number"))?),
             // Accepted and without effect here.
             "cache" | "aio" | "discard" | "detect-zeroes" => {}
             _ => return Err(format!("-drive: unknown property '{k}'")),
         }
+    }
+    if d.index.is_some() && (d.bus.is_some() || d.unit.is_some()) {
+        return Err("-drive: index= cannot be used with bus= and unit=".into());
     }
     // if=none: an empty drive is allowed; -device ide-hd then refuses it.
     if d.file.is_none() && d.media == Media::Disk && d.interface != Interface::None {
@@ -209,10 +220,13 @@ pub fn ide_slots(kind: MachineKind) -> u32 {
     }
 }
 
-/// Give every `if=ide` drive an index (explicit ones first, then the
-/// lowest free, as QEMU does) and check they fit and do not collide.
+/// Give every `if=ide` drive an index (explicit ones, from `index=` or
+/// `bus=` and `unit=` (index = bus * units per bus + unit), first, then a
+/// free unit on a `bus=` given alone, then the lowest free, as QEMU does)
+/// and check they fit and do not collide.
 pub fn place(specs: &[DriveSpec], kind: MachineKind) -> Result<Vec<Placed>, String> {
     let slots = ide_slots(kind);
+    let units = if kind == MachineKind::Pc { 2 } else { 1 };
     let mut used = vec![false; slots as usize];
     let mut out = Vec::new();
     let placed = |index: u32, s: &DriveSpec| Placed {
@@ -221,18 +235,48 @@ pub fn place(specs: &[DriveSpec], kind: MachineKind) -> Result<Vec<Placed>, Stri
         spec: s.clone(),
         bootindex: None,
     };
+    let mut on_bus = Vec::new();
+    let mut anywhere = Vec::new();
     for s in specs.iter().filter(|s| s.interface == Interface::Ide) {
-        if let Some(i) = s.index {
-            if i >= slots {
-                return Err(format!("-drive: index={i} does not exist on this machine (0 to {})", slots - 1));
+        if let Some(b) = s.bus {
+            if b >= slots / units {
+                return Err(format!(
+                    "-drive: bus={b} does not exist on this machine (0 to {})",
+                    slots / units - 1
+                ));
             }
-            if std::mem::replace(&mut used[i as usize], true) {
-                return Err(format!("-drive: two drives at index {i}"));
+        }
+        if let Some(u) = s.unit {
+            if u >= units {
+                return Err(format!(
+                    "-drive: unit={u} does not exist on this machine's buses (0 to {})",
+                    units - 1
+                ));
             }
-            out.push(placed(i, s));
+        }
+        let explicit = s.index.or(s.unit.map(|u| s.bus.unwrap_or(0) * units + u));
+        match (explicit, s.bus) {
+            (Some(i), _) => {
+                if i >= slots {
+                    return Err(format!("-drive: index={i} does not exist on this machine (0 to {})", slots - 1));
+                }
+                if std::mem::replace(&mut used[i as usize], true) {
+                    return Err(format!("-drive: two drives at index {i} (bus {}, unit {})", i / units, i % units));
+                }
+                out.push(placed(i, s));
+            }
+            (None, Some(b)) => on_bus.push((b, s)),
+            (None, None) => anywhere.push(s),
         }
     }
-    for s in specs.iter().filter(|s| s.interface == Interface::Ide && s.index.is_none()) {
+    for (b, s) in on_bus {
+        let i = (b * units..(b + 1) * units)
+            .find(|&i| !used[i as usize])
+            .ok_or_else(|| format!("-drive: bus={b} has no free unit"))?;
+        used[i as usize] = true;
+        out.push(placed(i, s));
+    }
+    for s in anywhere {
         let i = used
             .iter()
             .position(|u| !u)
@@ -727,6 +771,25 @@ mod tests {
         assert_eq!(parse_boot("order=dc,menu=on").unwrap(), [BootDevice::Cdrom, BootDevice::Disk]);
         assert_eq!(parse_boot("c").unwrap(), [BootDevice::Disk]);
         assert!(parse_boot("order=z").is_err());
+        // -drive if=ide,bus=B,unit=U: index B * units + U; bus alone takes a free unit.
+        let bu = |v: &str| parse_drive(&format!("file=x,{v}")).unwrap();
+        let p = place(&[bu("bus=1"), bu("bus=1,unit=0"), bu("unit=1"), bu("")], MachineKind::Pc).unwrap();
+        let idx: Vec<(u32, Option<u32>, Option<u32>)> = p.iter().map(|p| (p.index, p.spec.bus, p.spec.unit)).collect();
+        assert_eq!(
+            idx,
+            [(0, None, None), (1, None, Some(1)), (2, Some(1), Some(0)), (3, Some(1), None)]
+        );
+        assert_eq!(place(&[bu("bus=4")], MachineKind::Q35).unwrap()[0].index, 4);
+        assert!(place(&[bu("bus=2")], MachineKind::Pc).unwrap_err().contains("bus=2 does not exist"));
+        assert!(place(&[bu("bus=0,unit=1")], MachineKind::Q35).unwrap_err().contains("unit=1"));
+        assert!(place(&[bu("bus=0,unit=1"), bu("index=1")], MachineKind::Pc)
+            .unwrap_err()
+            .contains("two drives at index 1"));
+        assert!(place(&[bu("bus=0"), bu("bus=0"), bu("bus=0")], MachineKind::Pc)
+            .unwrap_err()
+            .contains("no free unit"));
+        assert!(parse_drive("file=x,index=1,bus=0").is_err());
+        assert!(parse_drive("file=x,unit=z").is_err());
         let n = parse_drive("if=none,id=d0").unwrap();
         assert!(n.file.is_none() && n.id.as_deref() == Some("d0"), "if=none may be empty");
     }
