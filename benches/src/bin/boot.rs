@@ -120,6 +120,13 @@ fn parse_options() -> Options {
     o
 }
 
+/// The host's load averages (1, 5, 15 min), to say how noisy a run was.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "unknown".into())
+}
+
 fn best(v: &[f64]) -> Option<f64> {
     v.iter().copied().min_by(|a, b| a.total_cmp(b))
 }
@@ -136,7 +143,7 @@ fn secs(v: Option<f64>) -> String {
 }
 
 fn all_runs(v: &[f64]) -> String {
-    v.iter().map(|s| format!("{s:.1}")).collect::<Vec<_>>().join(" ")
+    v.iter().map(|s| format!("{s:.2}")).collect::<Vec<_>>().join(" ")
 }
 
 /// Times of one engine on one kernel over the runs.
@@ -214,6 +221,7 @@ fn main() {
         o.machine,
         o.runs
     );
+    println!("load:   {} (start)", load_average());
 
     // The native run first: its digests are the reference.
     let mut native = Series::default();
@@ -300,6 +308,7 @@ fn main() {
     }
 
     let qemu_at = engines.iter().position(|&e| e == Engine::Qemu);
+    println!("load:   {} (end)", load_average());
     println!();
     println!(
         "Time to KAGAMI-MARKER (s, from process start; best of {}), -machine {} -m 256",
@@ -326,7 +335,7 @@ fn main() {
             o.runs
         );
         println!(
-            "{:<9} {:<40} {:<20} {:>8} {:>8} {:>8} {:>9}   all runs",
+            "{:<9} {:<46} {:<20} {:>8} {:>8} {:>8} {:>9}   all runs",
             "kernel", "job", "engine", "best", "guest", "/ QEMU", "/ native"
         );
         for (ki, kernel) in o.kernels.iter().enumerate() {
@@ -337,7 +346,7 @@ fn main() {
                     let Some((h, g)) = series[ki][ei].jobs.get(ji) else { continue };
                     let b = best(h);
                     println!(
-                        "{kernel:<9} {:<40} {:<20} {:>8} {:>8} {:>8} {:>9}   {}",
+                        "{kernel:<9} {:<46} {:<20} {:>8} {:>8} {:>8} {:>9}   {}",
                         j.title,
                         e.label(),
                         secs(b),
@@ -348,7 +357,7 @@ fn main() {
                     );
                 }
                 println!(
-                    "{kernel:<9} {:<40} {:<20} {:>8} {:>8} {:>8} {:>9}   {}",
+                    "{kernel:<9} {:<46} {:<20} {:>8} {:>8} {:>8} {:>9}   {}",
                     j.title,
                     "native busybox",
                     secs(host),
@@ -361,7 +370,7 @@ fn main() {
         }
         println!();
         for (j, w) in jobs.iter().zip(&want) {
-            println!("digest {:<40} {w}", j.title);
+            println!("digest {:<46} {w}", j.title);
         }
     }
     if !bad.is_empty() {
