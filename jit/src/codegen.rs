@@ -16,6 +16,13 @@ use std::mem::offset_of;
 
 pub const I64: ir::Type = types::I64;
 
+/// A block's return value: it ran to its end or left by a branch, with no
+/// instruction that faulted or set `break_block` (the interpreter's "clean"
+/// block exit, after which only the budget needs checking).
+pub const EXIT_CLEAN: u32 = 0;
+/// A helper faulted, set `break_block` or panicked: back to the run loop.
+pub const EXIT_BREAK: u32 = 1;
+
 pub fn gpr_offset(r: usize) -> i32 {
     (offset_of!(CpuState, gpr) + 8 * r) as i32
 }
@@ -175,7 +182,7 @@ impl<'a, 'b> Emitter<'a, 'b> {
         let cont = self.b.create_block();
         self.b.ins().brif(r, exit, &[], cont, &[]);
         self.b.switch_to_block(exit);
-        self.b.ins().return_(&[]);
+        self.ret(EXIT_BREAK);
         self.b.switch_to_block(cont);
         self.fallbacks += 1;
     }
@@ -194,12 +201,18 @@ impl<'a, 'b> Emitter<'a, 'b> {
         self.sync(None);
         self.store_field(offset_of!(CpuState, rip), rip);
         self.rip_stale = false;
-        self.b.ins().return_(&[]);
+        self.ret(EXIT_CLEAN);
     }
 
     /// End the block after straight-line code that continues at `next`.
     pub fn finish(&mut self, next: u64) {
         self.sync(Some(next));
-        self.b.ins().return_(&[]);
+        self.ret(EXIT_CLEAN);
+    }
+
+    /// Return `status` (`EXIT_CLEAN` or `EXIT_BREAK`) from the block.
+    pub fn ret(&mut self, status: u32) {
+        let v = self.b.ins().iconst(types::I32, status as i64);
+        self.b.ins().return_(&[v]);
     }
 }

@@ -303,5 +303,5 @@ fn emit_call_ret(em: &mut Emitter, i: &Instruction, n: usize, k: Kind) {
     em.b.switch_to_block(slow);
     em.forget();
     em.fallback(n, i.ip());
-    em.b.ins().return_(&[]);
+    em.ret(crate::codegen::EXIT_CLEAN);
 }
