@@ -10,8 +10,7 @@ use cranelift_codegen::ir::{condcodes::IntCC, types, InstBuilder, Type, Value};
 use iced_x86::{Instruction, Mnemonic, OpKind, Register};
 use kagami_cpu::flags::{CC_ADD, CC_DEC, CC_INC, CC_LOGIC, CC_SHL, CC_SHR, CC_SUB};
 use kagami_cpu::seg::canonical;
-use kagami_cpu::state::{CpuState, Mode};
-use std::mem::offset_of;
+use kagami_cpu::state::Mode;
 
 /// A general-purpose register operand: GPR index, bit shift (8 for AH..BH),
 /// size in bytes.
@@ -202,13 +201,7 @@ fn src1(em: &mut Emitter, i: &Instruction, size: u32) -> Value {
 }
 
 fn set_cc(em: &mut Emitter, op: u32, size: u32, dst: Value, src1: Value, src2: Value) {
-    let sz = size.trailing_zeros();
-    let opv = em.iconst((op | sz) as u64);
-    em.store_field32(offset_of!(CpuState, cc_op), opv);
-    em.store_field(offset_of!(CpuState, cc_dst), dst);
-    em.store_field(offset_of!(CpuState, cc_src1), src1);
-    em.store_field(offset_of!(CpuState, cc_src2), src2);
-    em.known_cc = Some(KnownCc { op, size, dst, src1, src2 });
+    em.set_cc(KnownCc { op, size, dst, src1, src2 });
 }
 
 /// CF as 0/1 (I64), from known lazy flags or the helper.
