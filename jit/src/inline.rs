@@ -152,6 +152,12 @@ fn sext(em: &mut Emitter, v: Value, size: u32) -> Value {
     em.b.ins().sshr_imm_u(t, up)
 }
 
+/// Whether the conditional branch `i` can sit in the middle of a block
+/// (it has an inline translation that leaves the block when taken).
+pub fn jcc_runs_on(i: &Instruction, mode: Mode) -> bool {
+    i.is_jcc_short_or_near() && supported(i, mode)
+}
+
 /// Whether `i` has an inline translation in `mode`.
 pub fn supported(i: &Instruction, mode: Mode) -> bool {
     if i.has_lock_prefix() {
@@ -183,6 +189,7 @@ pub fn supported(i: &Instruction, mode: Mode) -> bool {
         Mnemonic::Jmp => branch_target_ok(i, mode),
         m if is_setcc(m) => i.op_count() == 1 && reg_op(i, 0).is_some(),
         m if is_cmovcc(m) => i.op_count() == 2 && reg_op(i, 0).is_some() && reg_op(i, 1).is_some(),
+        _ if i.is_jcc_short_or_near() => branch_target_ok(i, mode),
         _ => false,
     }
 }
@@ -381,7 +388,7 @@ pub fn write_reg(em: &mut Emitter, r: Register, v: Value) {
 /// Emit the inline translation of a `supported` instruction (number `n` of
 /// its block). Returns true when it ended the function (a branch at the end
 /// of the block).
-pub fn emit(em: &mut Emitter, i: &Instruction, n: usize, mode: Mode) -> bool {
+pub fn emit(em: &mut Emitter, i: &Instruction, n: usize, mode: Mode, last: bool) -> bool {
     if crate::memory::supported(i, mode) {
         return crate::memory::emit(em, i, n, mode);
     }
@@ -543,6 +550,21 @@ pub fn emit(em: &mut Emitter, i: &Instruction, n: usize, mode: Mode) -> bool {
         _ => {
             // Jcc (checked by `supported`).
             let c = condition(em, i.condition_code() as u8 - 1);
+            if !last {
+                // In the middle of a block (`jcc_runs_on`): leave when
+                // taken, run on when not.
+                em.retire_inline();
+                let at = em.save();
+                let taken = em.b.create_block();
+                let cont = em.b.create_block();
+                em.b.ins().brif(c, taken, &[], cont, &[]);
+                em.b.switch_to_block(taken);
+                let t = em.iconst(i.near_branch_target());
+                em.finish_with_rip(t);
+                em.b.switch_to_block(cont);
+                em.restore(&at);
+                return false;
+            }
             em.retire_inline();
             let t = em.iconst(i.near_branch_target());
             let n = em.iconst(i.next_ip());

@@ -212,7 +212,10 @@ impl Jit {
 
     /// Decode the block at `key` from guest memory with the interpreter's
     /// rules; `None` if there is nothing to translate.
-    fn decode(cpu: &Cpu, key: &JitKey) -> Option<(Vec<Instruction>, Vec<u8>)> {
+    /// With `inline`, a conditional branch that has an inline translation
+    /// does not end the block: the translation leaves the block when the
+    /// branch is taken and runs on when it falls through.
+    fn decode(cpu: &Cpu, key: &JitKey, inline: bool) -> Option<(Vec<Instruction>, Vec<u8>)> {
         let off = (key.backing & 0xfff) as usize;
         let avail = 4096 - off;
         let mut bytes = vec![0u8; avail];
@@ -235,7 +238,8 @@ impl Jit {
                 // in the interpreter's uncached step: leave them to it.
                 break;
             }
-            let ends = insn.flow_control() != FlowControl::Next || insn.is_invalid() || insn.len() > max_len;
+            let jcc_runs_on = inline && insn.flow_control() == FlowControl::ConditionalBranch && inline::jcc_runs_on(&insn, cpu.s.mode);
+            let ends = (insn.flow_control() != FlowControl::Next && !jcc_runs_on) || insn.is_invalid() || insn.len() > max_len;
             used += insn.len();
             insns.push(insn);
             if ends {
@@ -250,7 +254,8 @@ impl Jit {
     }
 
     fn translate(&mut self, cpu: &mut Cpu, key: &JitKey) -> Option<Rc<Compiled>> {
-        let (insns, bytes) = Self::decode(cpu, key)?;
+        let inline = self.cfg.inline && cpu.model == CpuModel::X86_64;
+        let (insns, bytes) = Self::decode(cpu, key, inline)?;
         cpu.jit_mark_code_page(key.page());
         let fallbacks: Box<[Fallback]> = insns
             .iter()
@@ -260,7 +265,6 @@ impl Jit {
             })
             .collect();
         let mode = cpu.s.mode;
-        let inline = self.cfg.inline && cpu.model == CpuModel::X86_64;
         let mut off = 0;
         let plan: Box<[Option<(u64, Box<[u8]>)>]> = insns
             .iter()
@@ -319,7 +323,7 @@ impl Jit {
             let last = insns.len() - 1;
             for (n, i) in insns.iter().enumerate() {
                 if plan.insns[n].is_some() {
-                    let ended = inline::emit(&mut em, i, n, mode);
+                    let ended = inline::emit(&mut em, i, n, mode, n == last);
                     if ended {
                         // A branch: the inline translation ended the function.
                         debug_assert_eq!(n, last);
@@ -335,6 +339,9 @@ impl Jit {
             inlined = em.inlined;
             b.seal_all_blocks();
             b.finalize(module.target_config());
+        }
+        if std::env::var_os("KAGAMI_JIT_DUMP").is_some() {
+            eprintln!("{}", self.cl_ctx.func.display());
         }
         module.define_function(id, &mut self.cl_ctx).expect("define block");
         let size = self.cl_ctx.compiled_code().map(|c| c.code_info().total_size).unwrap_or(0) as usize;
