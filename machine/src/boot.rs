@@ -193,14 +193,30 @@ pub fn run(cli: &Cli) -> Result<u8, String> {
         print!("{}", pc.board.describe());
         return Ok(0);
     }
-    let accel = choose_accel(accel.as_deref())?;
+    let gdb_addr = match (&cli.gdb, cli.gdb_default) {
+        (Some(d), _) => Some(kagami_machine::gdb::parse_dev(d)?),
+        (None, true) => Some("0.0.0.0:1234".to_string()),
+        (None, false) => None,
+    };
+    // The GDB stub drives kagami's own CPU: without an explicit choice that is TCG.
+    let accel = match (&gdb_addr, accel.as_deref()) {
+        (Some(_), None | Some("kvm:tcg")) => Accel::Tcg,
+        (_, a) => choose_accel(a)?,
+    };
+    if gdb_addr.is_some() && matches!(accel, Accel::Kvm) {
+        return Err("-gdb/-s: the GDB stub works with -accel tcg only (a KVM guest cannot be debugged yet)".into());
+    }
+    let gdb_listener = match &gdb_addr {
+        Some(a) => Some(kagami_machine::gdb::listen(a)?),
+        None => None,
+    };
     let jit = kagami_machine::accel::JitOptions {
         enabled: (cli.jit || cli.jit_threshold.is_some()) && !cli.no_jit,
         threshold: cli.jit_threshold.unwrap_or(kagami_machine::accel::JitOptions::default().threshold),
         stats: cli.jit_stats,
     };
     pc.set_no_shutdown(cli.no_shutdown);
-    if cli.paused {
+    if cli.paused && gdb_listener.is_none() {
         eprintln!("kagami: machine paused (-S): press Enter to start it");
         let mut line = String::new();
         std::io::stdin()
@@ -223,7 +239,10 @@ pub fn run(cli: &Cli) -> Result<u8, String> {
             kagami_machine::accel::install(&mut pc.cpu, &jit);
             let stop = match std::env::var_os("KAGAMI_PROFILE") {
                 Some(path) => run_sampled(&mut pc, limit, std::path::Path::new(&path))?,
-                None => pc.run(limit),
+                None => match gdb_listener {
+                    Some(l) => kagami_machine::gdb::run(&mut pc, l, cli.paused, limit)?,
+                    None => pc.run(limit),
+                },
             };
             if jit.stats {
                 eprintln!("{}", kagami_machine::accel::stats_report(&pc.cpu));

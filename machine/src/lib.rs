@@ -7,6 +7,7 @@ pub mod demo;
 pub mod drive;
 pub mod drive_options;
 pub mod firmware;
+pub mod gdb;
 pub mod img;
 pub mod initramfs;
 pub mod kvm;

@@ -144,6 +144,14 @@ pub(crate) struct Cli {
     #[arg(short = 'S')]
     pub(crate) paused: bool,
 
+    /// GDB remote stub on a TCP port: tcp::PORT or tcp:HOST:PORT (TCG only; see README).
+    #[arg(long, value_name = "DEV")]
+    pub(crate) gdb: Option<String>,
+
+    /// Same as -gdb tcp::1234.
+    #[arg(short = 's')]
+    pub(crate) gdb_default: bool,
+
     /// Deterministic mode: time is instructions retired << shift nanoseconds.
     #[arg(long, value_name = "shift=N")]
     pub(crate) icount: Option<String>,

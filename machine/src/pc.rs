@@ -135,6 +135,10 @@ pub struct Pc {
     input: Option<std::sync::mpsc::Receiver<HostInput>>,
     /// `-no-shutdown`: a guest poweroff stops the machine; kagami waits for Quit.
     no_shutdown: bool,
+    /// Debugger hold (`gdb.rs`): the CPU delivers pending events (interrupts,
+    /// NMIs, debug traps) but stops before executing the next instruction;
+    /// `run` then returns `Stop::Limit` at that boundary.
+    pub hold_before_insn: bool,
 }
 
 struct RamWriter<'a> {
@@ -340,6 +344,7 @@ impl Pc {
             tsc_offset: 0,
             input: None,
             no_shutdown: false,
+            hold_before_insn: false,
         };
         // Host-clock mode: RDRAND/RDSEED (and so KASLR and the guest's
         // early entropy) differ from run to run. The fixed power-on seed
@@ -472,9 +477,11 @@ impl Pc {
                 clock: &self.clock,
                 tsc_offset: &mut self.tsc_offset,
                 synced_ns: now,
+                hold: self.hold_before_insn,
             };
             let exit = self.cpu.run(&mut bus, budget);
             match exit {
+                Exit::Stopped if self.hold_before_insn => return Stop::Limit,
                 Exit::Budget | Exit::Stopped => {}
                 Exit::TripleFault => {
                     tracing::warn!(
@@ -595,6 +602,8 @@ struct TimedBus<'a> {
     tsc_offset: &'a mut u64,
     /// The time the board's devices were last advanced to.
     synced_ns: u64,
+    /// `Pc::hold_before_insn`: stop before the next instruction.
+    hold: bool,
 }
 
 impl kagami_cpu::Bus for TimedBus<'_> {
@@ -644,7 +653,7 @@ impl kagami_cpu::Bus for TimedBus<'_> {
         self.board.write_msr(msr, value)
     }
     fn stop_requested(&mut self) -> bool {
-        self.board.stop_requested()
+        self.hold || self.board.stop_requested()
     }
     fn sync_clock(&mut self, icount: u64) {
         let now = self.clock.paced_now_ns(icount);
