@@ -39,11 +39,49 @@ fn kagami() -> PathBuf {
 }
 
 fn timer_kernel(tag: &str) -> PathBuf {
+    write_kernel(tag, &kagami_tests::mbkernel::timer_kernel())
+}
+
+fn write_kernel(tag: &str, image: &[u8]) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("kagami-gdb-{}-{tag}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let p = dir.join("timer.elf");
-    std::fs::write(&p, kagami_tests::mbkernel::timer_kernel()).unwrap();
+    let p = dir.join("kernel.elf");
+    std::fs::write(&p, image).unwrap();
     p
+}
+
+/// Virtual address the paged kernel maps (4 MiB page) onto physical 4 MiB.
+const PAGED_VIRT: u64 = 0x4000_0000;
+
+/// A kernel that turns on paging (4 MiB pages: the low 4 MiB identity
+/// mapped, PAGED_VIRT -> 0x400000, nothing else), stores a marker at
+/// physical 0x400000 and spins at the returned address.
+fn paged_kernel() -> (Vec<u8>, u64) {
+    use iced_x86::code_asm::*;
+    let pd = 0x30_0000u32;
+    let mut a = CodeAssembler::new(32).unwrap();
+    let mut spin = a.create_label();
+    a.mov(dword_ptr(0x40_0000u32), 0xfeed_faceu32).unwrap();
+    a.mov(edi, pd).unwrap();
+    a.xor(eax, eax).unwrap();
+    a.mov(ecx, 1024u32).unwrap();
+    a.rep().stosd().unwrap();
+    a.mov(dword_ptr(pd), 0x83u32).unwrap();
+    a.mov(dword_ptr(pd + (PAGED_VIRT >> 22) as u32 * 4), 0x40_0083u32).unwrap();
+    a.mov(eax, cr4).unwrap();
+    a.or(eax, 0x10).unwrap();
+    a.mov(cr4, eax).unwrap();
+    a.mov(eax, pd).unwrap();
+    a.mov(cr3, eax).unwrap();
+    a.mov(eax, cr0).unwrap();
+    a.or(eax, 0x8000_0000u32 as i32).unwrap();
+    a.mov(cr0, eax).unwrap();
+    a.set_label(&mut spin).unwrap();
+    a.jmp(spin).unwrap();
+    let code = a.assemble(ENTRY).unwrap();
+    // The spin loop is the last instruction (jmp rel8: 2 bytes).
+    let spin_at = ENTRY + code.len() as u64 - 2;
+    (kagami_tests::mbkernel::elf(&code, ENTRY as u32), spin_at)
 }
 
 fn free_port() -> u16 {
@@ -341,4 +379,32 @@ fn bad_gdb_device_is_a_clear_error() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("-gdb tcp::notaport"), "{err}");
+}
+
+#[test]
+fn memory_is_read_through_the_guest_page_tables() {
+    let (image, spin) = paged_kernel();
+    let k = write_kernel("paged", &image);
+    let port = free_port();
+    let mut child = start(&k, port, &[]);
+    let out = gdb(
+        port,
+        &[
+            &format!("break *{spin:#x}"),
+            "continue",
+            "printf \"rip=%#lx\\n\", $rip",
+            &format!("printf \"virt=%#x\\n\", *(unsigned int*){PAGED_VIRT:#x}"),
+            // Physical 0x400000 is not mapped at its own address.
+            "x/xw 0x400000",
+            "x/xw 0x80000000",
+            "printf \"after errors\\n\"",
+            "kill",
+        ],
+    );
+    assert_eq!(wait_exit(&mut child), 0, "{out}");
+    assert_eq!(value_after(&out, "rip="), spin, "{out}");
+    assert_eq!(value_after(&out, "virt="), 0xfeed_face, "{out}");
+    assert!(out.contains("Cannot access memory at address 0x400000"), "{out}");
+    assert!(out.contains("Cannot access memory at address 0x80000000"), "{out}");
+    assert!(out.contains("after errors"), "{out}");
 }
