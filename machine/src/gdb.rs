@@ -23,6 +23,8 @@
 //! - `stepi` retires exactly one instruction; when an event is pending the
 //!   step stops at the entry of its handler (no instruction retired), so
 //!   the handler can be stepped through.
+//! - Write watchpoints (Z2) compare the watched bytes after each stepped
+//!   instruction; read and access watchpoints (Z3, Z4) are refused.
 //! - `monitor icount` prints the retired instruction count.
 //! - Detach leaves the guest running (QEMU's behaviour) and the stub waits
 //!   for the next debugger; `kill` ends kagami (exit code 0). When the guest
@@ -36,7 +38,7 @@ use gdbstub::stub::run_blocking::{self, BlockingEventLoop};
 use gdbstub::stub::{DisconnectReason, GdbStub, SingleThreadStopReason};
 use gdbstub::target::ext::base::singlethread::{SingleThreadBase, SingleThreadResume, SingleThreadSingleStep};
 use gdbstub::target::ext::base::BaseOps;
-use gdbstub::target::ext::breakpoints::{Breakpoints, HwBreakpoint, SwBreakpoint};
+use gdbstub::target::ext::breakpoints::{Breakpoints, HwBreakpoint, HwWatchpoint, SwBreakpoint, WatchKind};
 use gdbstub::target::ext::monitor_cmd::{outputln, ConsoleOutput, MonitorCmd};
 use gdbstub::target::{Target, TargetError, TargetResult};
 use gdbstub_arch::x86::reg::X86_64CoreRegs;
@@ -86,6 +88,8 @@ pub struct GdbTarget<'a> {
     sw: BTreeSet<u64>,
     hw: BTreeSet<u64>,
     resume: Resume,
+    /// Write watchpoints: address, length and the bytes last seen there.
+    watch: Vec<(u64, u64, Vec<u8>)>,
     /// The machine stopped for good (guest exit, power-off, quit).
     pub ended: Option<Stop>,
 }
@@ -96,6 +100,8 @@ enum Event {
     Break {
         sw: bool,
     },
+    /// A write watchpoint's bytes changed (the address).
+    Watch(u64),
     /// Data came from gdb (Ctrl-C) while running.
     Incoming,
     Machine(Stop),
@@ -108,6 +114,7 @@ impl<'a> GdbTarget<'a> {
             sw: BTreeSet::new(),
             hw: BTreeSet::new(),
             resume: Resume::Continue,
+            watch: Vec::new(),
             ended: None,
         }
     }
@@ -145,12 +152,38 @@ impl<'a> GdbTarget<'a> {
         }
         match self.exec_one() {
             Some(s) => Event::Machine(s),
-            None => Event::DoneStep,
+            None => match self.watch_hit() {
+                Some(a) => Event::Watch(a),
+                None => Event::DoneStep,
+            },
         }
     }
 
     fn armed(&self) -> bool {
-        !self.sw.is_empty() || !self.hw.is_empty()
+        !self.sw.is_empty() || !self.hw.is_empty() || !self.watch.is_empty()
+    }
+
+    /// The bytes at `addr..addr+len` as far as they are readable.
+    fn peek(&mut self, addr: u64, len: u64) -> Vec<u8> {
+        let mut buf = vec![0u8; len as usize];
+        let n = self.access(addr, buf.len(), |pc, off, r| pc.cpu.mem.read(off, &mut buf[r]), false);
+        buf.truncate(n);
+        buf
+    }
+
+    /// Write watchpoints compare the watched bytes after each instruction
+    /// (gdb's `watch` stops on a changed value): the first that changed.
+    fn watch_hit(&mut self) -> Option<u64> {
+        let mut hit = None;
+        for i in 0..self.watch.len() {
+            let (addr, len, _) = self.watch[i];
+            let now = self.peek(addr, len);
+            if now != self.watch[i].2 {
+                self.watch[i].2 = now;
+                hit = hit.or(Some(addr));
+            }
+        }
+        hit
     }
 
     /// Run until a breakpoint, the machine stops, or `incoming()` says gdb sent something.
@@ -180,6 +213,11 @@ impl<'a> GdbTarget<'a> {
                     }
                     if let Some(s) = self.exec_one() {
                         return Event::Machine(s);
+                    }
+                    if !self.watch.is_empty() {
+                        if let Some(a) = self.watch_hit() {
+                            return Event::Watch(a);
+                        }
                     }
                 }
             }
@@ -371,6 +409,33 @@ impl Breakpoints for GdbTarget<'_> {
     fn support_hw_breakpoint(&mut self) -> Option<gdbstub::target::ext::breakpoints::HwBreakpointOps<'_, Self>> {
         Some(self)
     }
+
+    fn support_hw_watchpoint(&mut self) -> Option<gdbstub::target::ext::breakpoints::HwWatchpointOps<'_, Self>> {
+        Some(self)
+    }
+}
+
+impl HwWatchpoint for GdbTarget<'_> {
+    /// Write watchpoints only (Z2): a changed value is seen after the
+    /// instruction that wrote it (or after a device's DMA, at the next
+    /// instruction boundary). Read and access watchpoints (Z3, Z4) would
+    /// need the CPU to report each access: refused.
+    fn add_hw_watchpoint(&mut self, addr: u64, len: u64, kind: WatchKind) -> TargetResult<bool, Self> {
+        if kind != WatchKind::Write || len == 0 || len > 4096 {
+            return Ok(false);
+        }
+        let now = self.peek(addr, len);
+        self.watch.push((addr, len, now));
+        Ok(true)
+    }
+
+    fn remove_hw_watchpoint(&mut self, addr: u64, len: u64, kind: WatchKind) -> TargetResult<bool, Self> {
+        let before = self.watch.len();
+        if kind == WatchKind::Write {
+            self.watch.retain(|w| (w.0, w.1) != (addr, len));
+        }
+        Ok(self.watch.len() != before)
+    }
 }
 
 impl SwBreakpoint for GdbTarget<'_> {
@@ -444,6 +509,11 @@ impl<'a> BlockingEventLoop for EventLoop<'a> {
             Event::DoneStep => run_blocking::Event::TargetStopped(Reason::DoneStep),
             Event::Break { sw: true } => run_blocking::Event::TargetStopped(Reason::SwBreak(())),
             Event::Break { sw: false } => run_blocking::Event::TargetStopped(Reason::HwBreak(())),
+            Event::Watch(addr) => run_blocking::Event::TargetStopped(Reason::Watch {
+                tid: (),
+                kind: WatchKind::Write,
+                addr,
+            }),
             Event::Machine(stop) => run_blocking::Event::TargetStopped(stop_reason(target, stop)),
             Event::Incoming => {
                 let byte = conn.read().map_err(run_blocking::WaitForStopReasonError::Connection)?;

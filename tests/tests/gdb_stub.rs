@@ -408,3 +408,31 @@ fn memory_is_read_through_the_guest_page_tables() {
     assert!(out.contains("Cannot access memory at address 0x80000000"), "{out}");
     assert!(out.contains("after errors"), "{out}");
 }
+
+/// A write watchpoint on the timer kernel's tick counter (0x201000) stops
+/// right after the `inc dword [ticks]` in the IRQ0 handler.
+#[test]
+fn write_watchpoint_stops_after_the_writing_instruction() {
+    let k = timer_kernel("watch");
+    let port = free_port();
+    let mut child = start(&k, port, &[]);
+    let out = gdb(
+        port,
+        &[
+            "watch *(unsigned int*)0x201000",
+            "continue",
+            "printf \"ticks=%d\\n\", *(unsigned int*)0x201000",
+            // inc dword [abs]: ff 05 imm32, just before RIP.
+            "printf \"op=%#x modrm=%#x\\n\", *(unsigned char*)($rip - 6), *(unsigned char*)($rip - 5)",
+            "continue",
+            "printf \"ticks=%d\\n\", *(unsigned int*)0x201000",
+            "delete",
+            "detach",
+        ],
+    );
+    assert_eq!(wait_exit(&mut child), EXIT_CODE, "{out}");
+    assert!(out.contains("atchpoint 1: *(unsigned int*)0x201000"), "{out}");
+    assert_eq!(values_after(&out, "ticks="), [1, 2], "{out}");
+    assert_eq!(value_after(&out, "op="), 0xff, "{out}");
+    assert_eq!(value_after(&out, "modrm="), 0x05, "{out}");
+}
