@@ -436,3 +436,74 @@ fn write_watchpoint_stops_after_the_writing_instruction() {
     assert_eq!(value_after(&out, "op="), 0xff, "{out}");
     assert_eq!(value_after(&out, "modrm="), 0x05, "{out}");
 }
+
+/// Without -S the guest runs at once; gdb attaches to the running guest
+/// (which stops), a detach lets it run on, and a second debugger can attach.
+#[test]
+fn attach_to_a_running_guest_detach_and_attach_again() {
+    let (image, spin) = paged_kernel();
+    let k = write_kernel("attach", &image);
+    let port = free_port();
+    let mut child = Command::new(kagami())
+        .args([
+            "-gdb",
+            &format!("tcp:127.0.0.1:{port}"),
+            "-icount",
+            "shift=3",
+            "-display",
+            "none",
+            "-serial",
+            "null",
+            "-kernel",
+        ])
+        .arg(&k)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let connect = || {
+        for _ in 0..200 {
+            if let Ok(s) = TcpStream::connect(("127.0.0.1", port)) {
+                s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+                return Rsp(s);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("kagami never listened on {port}");
+    };
+    let rip_of = |c: &mut Rsp| {
+        let regs = c.ask("g");
+        u64::from_str_radix(&regs[256..272], 16).unwrap().swap_bytes()
+    };
+    let icount_of = |c: &mut Rsp| {
+        c.send(&format!(
+            "qRcmd,{}",
+            "icount".bytes().map(|b| format!("{b:02x}")).collect::<String>()
+        ));
+        let out = c.reply();
+        assert_eq!(c.reply(), "OK");
+        let text: Vec<u8> = (1..out.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&out[i..i + 2], 16).unwrap())
+            .collect();
+        let text = String::from_utf8(text).unwrap();
+        text.trim().strip_prefix("icount ").unwrap().parse::<u64>().unwrap()
+    };
+    // Let the guest reach its spin loop before attaching.
+    std::thread::sleep(Duration::from_millis(300));
+    let mut c = connect();
+    assert!(c.ask("?").starts_with(['S', 'T']));
+    assert_eq!(rip_of(&mut c), spin);
+    let first = icount_of(&mut c);
+    assert!(first > 0);
+    assert_eq!(c.ask("D"), "OK");
+    drop(c);
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(child.try_wait().unwrap().is_none(), "the guest runs on after detach");
+    let mut c = connect();
+    assert_eq!(rip_of(&mut c), spin);
+    assert!(icount_of(&mut c) > first, "the guest ran between the sessions");
+    c.send("k");
+    assert_eq!(wait_exit(&mut child), 0);
+}
