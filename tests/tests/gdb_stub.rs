@@ -226,10 +226,10 @@ fn gdb_reads_and_writes_registers_and_memory_and_steps() {
 /// Breakpoints stop before the instruction at their address, also on an
 /// interrupt handler's first instruction, at the same instruction count in
 /// every run (-icount).
-fn breakpoint_run(tag: &str) -> (Vec<u64>, Vec<u64>, i32) {
+fn breakpoint_run(tag: &str, extra: &[&str]) -> (Vec<u64>, Vec<u64>, i32) {
     let k = timer_kernel(tag);
     let port = free_port();
-    let mut child = start(&k, port, &[]);
+    let mut child = start(&k, port, extra);
     let out = gdb(
         port,
         &[
@@ -255,15 +255,22 @@ fn breakpoint_run(tag: &str) -> (Vec<u64>, Vec<u64>, i32) {
 
 #[test]
 fn breakpoints_stop_before_the_instruction_deterministically() {
-    let (rips, counts, code) = breakpoint_run("bp1");
+    let (rips, counts, code) = breakpoint_run("bp1", &[]);
     assert_eq!(rips, [HANDLER, HANDLER, HANDLER + 1]);
     assert_eq!(counts.len(), 3);
     assert!(counts[0] < counts[1] && counts[1] < counts[2], "{counts:?}");
     // push eax: the hardware breakpoint is one instruction after the handler entry.
     assert_eq!(counts[2], counts[1] + 1, "{counts:?}");
     assert_eq!(code, EXIT_CODE);
-    let again = breakpoint_run("bp2");
-    assert_eq!(again, (rips, counts, code), "a second run stops at the same instruction counts");
+    let again = breakpoint_run("bp2", &[]);
+    assert_eq!(
+        again,
+        (rips.clone(), counts.clone(), code),
+        "a second run stops at the same instruction counts"
+    );
+    // The JIT (translating every block at once) stops at the same points.
+    let jit = breakpoint_run("bp3", &["--jit-threshold", "0"]);
+    assert_eq!(jit, (rips, counts, code), "with the JIT");
 }
 
 /// A minimal RSP client: send one packet, read one reply packet.
