@@ -55,6 +55,14 @@ pub struct Cpu {
     pub rng_state: u64,
     /// The dynamic translator, if one is installed (`jit_iface.rs`).
     pub(crate) jit: crate::jit_iface::JitSlot,
+    /// DR6 B0-B3 bits of data/I/O breakpoints hit by the current
+    /// instruction, reported as a #DB trap at the next boundary (`debug.rs`).
+    pub(crate) db_hits: u8,
+    /// Set by every event delivery (`deliver`): the single-step trap of an
+    /// instruction that faulted or ran INT n is discarded.
+    pub(crate) delivered: bool,
+    /// The armed hardware breakpoints, decoded from DR0-DR3/DR7/CR4.DE.
+    pub(crate) watch: crate::debug::Watch,
 }
 
 impl Cpu {
@@ -72,6 +80,9 @@ impl Cpu {
             use_block_cache: true,
             rng_state: 0x853c_49e6_748f_ea9b,
             jit: Default::default(),
+            db_hits: 0,
+            delivered: false,
+            watch: Default::default(),
         }
     }
 
@@ -108,6 +119,7 @@ impl Cpu {
         self.break_block = true;
         self.shutdown = false;
         self.delivering = None;
+        self.db_hits = 0;
     }
 
     /// The INIT signal (SDM Vol. 3A 9.1, Table 9-1): registers as after

@@ -115,6 +115,16 @@ impl Exception {
         matches!(self, Exception::Breakpoint | Exception::Overflow | Exception::SoftwareInterrupt(_))
     }
 
+    /// Whether delivering this exception pushes RFLAGS with RF = 1 (SDM
+    /// Vol. 3B 17.3.1.1): every fault-class exception does, so that
+    /// returning to the faulting instruction does not hit an instruction
+    /// breakpoint again, except #DB itself (its handler decides). Traps
+    /// (INT n, INT3, INTO) and aborts (#DF, #MC) push RF as it is.
+    pub fn sets_rf(&self) -> bool {
+        use Exception::*;
+        !self.is_trap() && !matches!(self, Debug | DoubleFault | MachineCheck)
+    }
+
     /// #GP(0), the most common case.
     pub const GP0: Exception = Exception::GeneralProtection(0);
 }

@@ -70,7 +70,16 @@ impl Cpu {
                 if self.s.irq_shadow != 0 {
                     // The instruction after STI / MOV SS runs before any interrupt.
                     self.s.irq_shadow = 0;
-                    self.step_uncached(bus);
+                    if self.debug_stepping() {
+                        self.step_debug(bus);
+                    } else {
+                        self.step_uncached(bus);
+                    }
+                    continue;
+                }
+                // Debug traps of the last instruction come before interrupts
+                // (SDM Vol. 3A 6.9); `watch` follows the debug registers.
+                if (self.s.dr[7] & 0xff != 0 || self.db_hits != 0 || self.watch.armed()) && self.debug_boundary(bus) {
                     continue;
                 }
                 if self.check_interrupts(bus) {
@@ -82,12 +91,10 @@ impl Cpu {
                 if bus.stop_requested() {
                     return Exit::Stopped;
                 }
-                if self.s.rflags & flags::TF != 0 {
-                    self.step_uncached(bus);
-                    if !self.shutdown && self.s.halted == 0 {
-                        self.s.dr[6] |= 1 << 14;
-                        self.raise(bus, Exception::Debug);
-                    }
+                // Single-stepping, RF, or an armed instruction breakpoint:
+                // one instruction at a time with the checks (`debug.rs`).
+                if self.debug_stepping() {
+                    self.step_debug(bus);
                     continue;
                 }
                 if !self.use_block_cache {
@@ -352,7 +359,7 @@ impl Cpu {
 
     /// Fetch, decode and execute one instruction without the block cache
     /// (code in MMIO, instructions crossing pages, single-stepping).
-    fn step_uncached(&mut self, bus: &mut dyn Bus) {
+    pub(crate) fn step_uncached(&mut self, bus: &mut dyn Bus) {
         self.break_block = false;
         let mut bytes = [0u8; 15];
         let n = self.max_insn_len();

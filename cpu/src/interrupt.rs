@@ -28,6 +28,11 @@ impl Cpu {
             if let Exception::PageFault { addr, .. } = e {
                 self.s.cr2 = addr;
             }
+            if e.sets_rf() {
+                // The frame built below pushes the live RFLAGS; delivery
+                // clears RF in the handler's.
+                self.s.rflags |= flags::RF;
+            }
             let src = if matches!(e, Exception::SoftwareInterrupt(_) | Exception::Breakpoint | Exception::Overflow) {
                 Source::Software
             } else {
@@ -65,6 +70,11 @@ impl Cpu {
     /// Deliver one event through the IVT or IDT.
     pub fn deliver(&mut self, bus: &mut dyn Bus, vector: u8, error: Option<u32>, src: Source) -> Result<()> {
         self.s.halted = 0;
+        // A new context discards the debug traps of the instruction that
+        // led here (they come again when it is returned to); data
+        // breakpoints hit while building the frame still count.
+        self.db_hits = 0;
+        self.delivered = true;
         // `-d int`: one line per event, like QEMU's "Servicing hardware INT" / exception log.
         tracing::trace!(
             target: "int",

@@ -5,6 +5,8 @@
 pub mod block;
 pub mod bus;
 pub mod cpu;
+pub(crate) mod debug;
+mod devio;
 pub mod dispatch;
 pub mod exception;
 pub mod exec;

@@ -26,6 +26,9 @@ pub const TLB_INVALID: u64 = 1;
 pub const TLB_MMIO: u64 = 2;
 /// Tag flag: RAM holding decoded code; writes must invalidate it.
 pub const TLB_CODE: u64 = 4;
+/// Tag flag: a data breakpoint lies in this page (`debug.rs`); accesses
+/// take the slow path, which checks them.
+pub const TLB_WATCH: u64 = 8;
 const TAG_FLAGS: u64 = PAGE_SIZE - 1;
 
 /// Physical address width kagami reports in CPUID 0x80000008.
@@ -185,11 +188,7 @@ impl Cpu {
                 }
                 v
             }
-            None => {
-                self.break_block = true;
-                bus.sync_clock(self.s.icount);
-                bus.mmio_read(addr, size as u8)
-            }
+            None => self.mmio_read(bus, addr, size as u8),
         }
     }
 
@@ -209,11 +208,7 @@ impl Cpu {
                     self.write_phys(bus, addr + i as u64, 1, v >> (8 * i));
                 }
             }
-            _ => {
-                self.break_block = true;
-                bus.sync_clock(self.s.icount);
-                bus.mmio_write(addr, size as u8, v)
-            }
+            _ => self.mmio_write(bus, addr, size as u8, v),
         }
     }
 
@@ -423,6 +418,14 @@ impl Cpu {
                 }
             }
         }
+        if self.watch.read | self.watch.write != 0 {
+            if self.watch.watches_page(page, true) && e.read & TLB_INVALID == 0 {
+                e.read |= TLB_WATCH;
+            }
+            if self.watch.watches_page(page, false) && e.write & TLB_INVALID == 0 {
+                e.write |= TLB_WATCH;
+            }
+        }
         let i = tlb_index(lin);
         self.tlb.e[mmu][i] = e;
         Ok(i)
@@ -525,11 +528,16 @@ impl Cpu {
             return Ok(v);
         }
         let e = self.tlb_entry(bus, lin, Access::Read, mmu)?;
+        if e.read & TLB_WATCH != 0 {
+            self.watch_access(lin, size, false);
+        }
         if e.read & TLB_MMIO != 0 {
-            // A device access can change interrupt state: leave the block.
-            self.break_block = true;
-            bus.sync_clock(self.s.icount);
-            return Ok(bus.mmio_read(e.phys | (lin & TAG_FLAGS), size as u8));
+            return Ok(self.mmio_read(bus, e.phys | (lin & TAG_FLAGS), size as u8));
+        }
+        if e.read & TLB_WATCH != 0 {
+            let mut b = [0u8; 8];
+            self.mem.read((e.backing << PAGE_SHIFT) | (lin & TAG_FLAGS), &mut b[..size]);
+            return Ok(u64::from_le_bytes(b));
         }
         self.read_lin_mmu(bus, lin, size, mmu)
     }
@@ -576,15 +584,16 @@ impl Cpu {
         }
         let e = self.tlb_entry(bus, lin, Access::Write, mmu)?;
         let phys = e.phys | (lin & TAG_FLAGS);
+        if e.write & TLB_WATCH != 0 {
+            self.watch_access(lin, size, true);
+        }
         if e.write & TLB_MMIO != 0 {
-            // A device access can change interrupt state: leave the block.
-            self.break_block = true;
-            bus.sync_clock(self.s.icount);
-            bus.mmio_write(phys, size as u8, v);
+            self.mmio_write(bus, phys, size as u8, v);
             return Ok(());
         }
-        // RAM holding code: write through memory (which marks the page dirty),
-        // then refresh the entry so later writes take the fast path.
+        // RAM holding code or a data breakpoint: write through memory (which
+        // marks a code page dirty), then refresh the entry so later writes
+        // take the fast path if the page no longer holds code.
         self.mem
             .write((e.backing << PAGE_SHIFT) | (lin & TAG_FLAGS), &v.to_le_bytes()[..size]);
         self.break_block = true;

@@ -254,6 +254,14 @@ pub struct Msrs {
     pub mtrr_var: [u64; 16],
     pub spec_ctrl: u64,
     pub tsc_adjust: u64,
+    /// Machine-check global status and control, and the banks' control
+    /// registers (`system/mca.rs`).
+    #[serde(default)]
+    pub mcg_status: u64,
+    #[serde(default)]
+    pub mcg_ctl: u64,
+    #[serde(default)]
+    pub mc_ctl: [u64; crate::system::mca::BANKS],
 }
 
 /// Complete architectural state. Field order is ABI for the JIT.

@@ -300,9 +300,84 @@ fn xsave_xrstor_and_xcr0() {
     c.s.gpr[2] = 0;
     run(&mut c, |a| a.xrstor(ptr(bx))).unwrap();
     assert_eq!((c.s.fpu.fcw, c.s.fpu.ftw, c.s.fpu.st), (0x037f, 0xffff, [0; 8]));
-    // A compacted header is refused (XSAVEC is not implemented).
-    c.mem.write(0x2000 + 520, &(1u64 << 63 | 3).to_le_bytes());
+    // A standard-form header with XCOMP_BV bits but not bit 63 is refused.
+    c.mem.write(0x2000 + 520, &3u64.to_le_bytes());
     assert_eq!(run(&mut c, |a| a.xrstor(ptr(bx))), Err(Exception::GP0));
+}
+
+#[test]
+fn xsavec_xsaves_and_compacted_xrstor() {
+    let mut c = cpu();
+    c.s.cr4 |= cr4::OSXSAVE;
+    c.s.fpu.xcr0 = 3;
+    fill_state(&mut c);
+    let saved = c.s.fpu;
+    // Header bytes past XCOMP_BV are left as they were.
+    c.mem.write(0x3000 + 512, &[0xaa; 64]);
+    c.s.gpr[3] = 0x3000;
+    c.s.gpr[0] = 2; // RFBM = SSE only
+    c.s.gpr[2] = 0;
+    run(&mut c, |a| a.xsavec(ptr(bx))).unwrap();
+    let img = peek(&c, 0x3000, 576);
+    assert_eq!(u64::from_le_bytes(img[512..520].try_into().unwrap()), 2, "XSTATE_BV = RFBM");
+    assert_eq!(u64::from_le_bytes(img[520..528].try_into().unwrap()), 1 << 63 | 2, "XCOMP_BV");
+    assert_eq!(&img[528..], &[0xaa; 48][..]);
+    assert_eq!(u128::from_le_bytes(img[160..176].try_into().unwrap()), saved.xmm[0]);
+    assert_eq!(u32::from_le_bytes(img[24..28].try_into().unwrap()), saved.mxcsr);
+    assert_eq!(&img[0..2], &[0, 0], "x87 not requested, not written");
+
+    // XRSTOR of it: header bytes 16..63 must be zero.
+    assert_eq!(run(&mut c, |a| a.xrstor(ptr(bx))), Err(Exception::GP0));
+    c.mem.write(0x3000 + 528, &[0; 48]);
+    c.s.fpu.xmm = [0; 16];
+    c.s.fpu.mxcsr = 0x1f80;
+    c.s.gpr[0] = 3;
+    c.s.fpu.st = [1; 8];
+    run(&mut c, |a| a.xrstor(ptr(bx))).unwrap();
+    assert_eq!(c.s.fpu.xmm[..8], saved.xmm[..8]);
+    assert_eq!(c.s.fpu.mxcsr, saved.mxcsr);
+    assert_eq!(
+        (c.s.fpu.fcw, c.s.fpu.st),
+        (0x037f, [0; 8]),
+        "x87 requested, not in XSTATE_BV: initialised"
+    );
+    // Compacted form with XSTATE_BV[1] = 0: XMM zeroed and MXCSR = 1F80H.
+    c.mem.write(0x3000 + 512, &0u64.to_le_bytes());
+    run(&mut c, |a| a.xrstor(ptr(bx))).unwrap();
+    assert_eq!((c.s.fpu.xmm, c.s.fpu.mxcsr), ([0; 16], 0x1f80));
+    // XSTATE_BV outside XCOMP_BV, or XCOMP_BV outside XCR0: #GP.
+    c.mem.write(0x3000 + 512, &1u64.to_le_bytes());
+    assert_eq!(run(&mut c, |a| a.xrstor(ptr(bx))), Err(Exception::GP0));
+    c.mem.write(0x3000 + 512, &0u64.to_le_bytes());
+    c.mem.write(0x3000 + 520, &(1u64 << 63 | 1 << 2).to_le_bytes());
+    assert_eq!(run(&mut c, |a| a.xrstor(ptr(bx))), Err(Exception::GP0));
+
+    // XSAVES/XRSTORS: CPL 0 only; XRSTORS refuses the standard form.
+    fill_state(&mut c);
+    c.s.gpr[0] = 3;
+    run(&mut c, |a| a.xsaves(ptr(bx))).unwrap();
+    let img = peek(&c, 0x3000, 576);
+    assert_eq!(u64::from_le_bytes(img[520..528].try_into().unwrap()), 1 << 63 | 3);
+    c.s.fpu = Default::default();
+    c.s.fpu.xcr0 = 3;
+    run(&mut c, |a| a.xrstors(ptr(bx))).unwrap();
+    assert_eq!(
+        (c.s.fpu.st, c.s.fpu.xmm[..8].to_vec(), c.s.fpu.mxcsr),
+        (saved.st, saved.xmm[..8].to_vec(), saved.mxcsr)
+    );
+    c.mem.write(0x3000 + 520, &0u64.to_le_bytes());
+    assert_eq!(run(&mut c, |a| a.xrstors(ptr(bx))), Err(Exception::GP0), "standard form");
+    c.s.cpl = 3;
+    assert_eq!(run(&mut c, |a| a.xsaves(ptr(bx))), Err(Exception::GP0), "CPL 3");
+    assert_eq!(run(&mut c, |a| a.xrstors(ptr(bx))), Err(Exception::GP0), "CPL 3");
+    c.s.cpl = 0;
+    // CPUID advertises them with the compacted size, and IA32_XSS holds nothing.
+    let d1 = c.cpuid(0xd, 1);
+    assert_eq!(d1[0] & 0b1010, 0b1010, "XSAVEC and XSAVES");
+    assert_eq!((d1[1], d1[2], d1[3]), (576, 0, 0));
+    assert_eq!(c.read_msr(&mut NullBus, 0xda0), Some(0));
+    assert!(c.write_msr(&mut NullBus, 0xda0, 0).is_ok());
+    assert_eq!(c.write_msr(&mut NullBus, 0xda0, 1 << 8), Err(Exception::GP0));
 }
 
 #[test]

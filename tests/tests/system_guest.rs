@@ -455,3 +455,329 @@ fn system_triple_fault() {
     });
     assert_eq!(g.run_at(0x7c00, 1000), Exit::TripleFault);
 }
+
+// ----- debug exceptions (SDM Vol. 3B chapter 17) -----
+
+mod debug {
+    use iced_x86::code_asm::*;
+    use kagami_cpu::Exit;
+    use kagami_tests::guest::{flat_cpu, Guest, DONE_PORT, FLAT_CODE, FLAT_CODE64_SEL};
+
+    const IDT64: u64 = 0x3000;
+    /// Handlers: #DB, #UD, #BP.
+    const DB: u64 = 0x1_1000;
+    const UD: u64 = 0x1_1400;
+    const BP: u64 = 0x1_1800;
+    /// A page of data holding the data breakpoints.
+    const DATA: u64 = 0x2_0000;
+
+    const RF: u32 = 1 << 16;
+    const TF: u32 = 1 << 8;
+
+    /// A flat 64-bit guest whose IDT sends #DB, #UD and #BP to `DB`, `UD`, `BP`.
+    fn guest() -> Guest {
+        let mut g = flat_cpu(64);
+        for (v, h) in [(1u64, DB), (6, UD), (3, BP)] {
+            let lo = (h & 0xffff) | (FLAT_CODE64_SEL as u64) << 16 | 0x8e << 40 | (h >> 16) << 48;
+            g.load(IDT64 + 16 * v, &lo.to_le_bytes());
+            g.load(IDT64 + 16 * v + 8, &0u64.to_le_bytes());
+        }
+        g.cpu.s.idtr.base = IDT64;
+        g.cpu.s.idtr.limit = 0xfff;
+        g
+    }
+
+    fn report(a: &mut CodeAssembler, r: AsmRegister32) -> Result<(), IcedError> {
+        a.mov(eax, r)?;
+        a.out(0xe9, eax)
+    }
+
+    fn done(a: &mut CodeAssembler) -> Result<(), IcedError> {
+        a.out(DONE_PORT as u32, al)
+    }
+
+    fn run(g: &mut Guest) {
+        assert_eq!(g.run_at(FLAT_CODE, 100_000), Exit::Stopped, "the program reaches its end");
+    }
+
+    /// A #DB handler that reports DR6 (BD, BS, B0-B3) and the pushed RIP and
+    /// RF, then sets RF in the image (so an instruction breakpoint lets the
+    /// instruction run) and returns.
+    fn db_reporter(g: &Guest) {
+        g.asm(64, DB, |a| {
+            a.mov(rax, dr6)?;
+            a.and(eax, 0x600f)?;
+            a.out(0xe9, eax)?;
+            a.mov(rax, qword_ptr(rsp))?;
+            a.out(0xe9, eax)?;
+            a.mov(rax, qword_ptr(rsp + 16))?;
+            a.and(eax, RF)?;
+            a.out(0xe9, eax)?;
+            a.or(qword_ptr(rsp + 16), RF as i32)?;
+            a.iretq()
+        });
+    }
+
+    #[test]
+    fn fault_pushes_rf_and_rf_is_cleared_after_one_instruction() {
+        let mut g = guest();
+        g.asm(64, FLAT_CODE, |a| {
+            a.ud2()?;
+            a.nop()?;
+            a.int3()?;
+            a.mov(ecx, 0x77)?;
+            report(a, ecx)?;
+            done(a)
+        });
+        // #UD is a fault: its frame has RF = 1 (SDM Vol. 3B 17.3.1.1).
+        g.asm(64, UD, |a| {
+            a.mov(rax, qword_ptr(rsp + 16))?;
+            a.and(eax, RF)?;
+            a.out(0xe9, eax)?;
+            a.add(qword_ptr(rsp), 2)?;
+            a.iretq()
+        });
+        // IRET restored RF = 1; the NOP after it completed and cleared it,
+        // so INT3 (a trap) pushes RF = 0.
+        g.asm(64, BP, |a| {
+            a.mov(rax, qword_ptr(rsp + 16))?;
+            a.and(eax, RF)?;
+            a.out(0xe9, eax)?;
+            a.iretq()
+        });
+        run(&mut g);
+        assert_eq!(g.reports(), vec![RF, 0, 0x77]);
+        assert_eq!(g.cpu.s.rflags & RF as u64, 0, "RF is clear at the end");
+    }
+
+    #[test]
+    fn instruction_breakpoint_faults_before_each_execution_and_rf_resumes() {
+        let mut g = guest();
+        let target = FLAT_CODE + 0x40;
+        g.asm(64, FLAT_CODE, |a| {
+            a.mov(rax, target)?;
+            a.mov(dr0, rax)?;
+            a.mov(eax, 1u32)?; // L0, R/W0 = 00 (execute), LEN0 = 00
+            a.mov(dr7, rax)?;
+            a.xor(ebx, ebx)?;
+            a.mov(ecx, 3u32)?;
+            a.jmp(target)
+        });
+        g.asm(64, target, |a| {
+            let mut top = a.create_label();
+            a.set_label(&mut top)?;
+            a.inc(ebx)?;
+            a.dec(ecx)?;
+            a.jnz(top)?;
+            a.mov(eax, 0x400u32)?;
+            a.mov(dr7, rax)?;
+            report(a, ebx)?;
+            done(a)
+        });
+        db_reporter(&g);
+        run(&mut g);
+        let t = target as u32;
+        // Three faults with RIP at the breakpoint and DR6.B0, each followed
+        // by exactly one execution of the instruction; RF = 0 in the frames.
+        assert_eq!(g.reports(), vec![1, t, 0, 1, t, 0, 1, t, 0, 3]);
+    }
+
+    #[test]
+    fn data_breakpoints_trap_after_the_access() {
+        let mut g = guest();
+        g.asm(64, FLAT_CODE, |a| {
+            a.mov(rax, DATA + 8)?;
+            a.mov(dr1, rax)?;
+            // L1, R/W1 = 01 (writes), LEN1 = 11 (4 bytes).
+            a.mov(eax, (1u32 << 2) | (0b01 << 20) | (0b11 << 22))?;
+            a.mov(dr7, rax)?;
+            a.mov(eax, dword_ptr(DATA + 8))?; // a read: no trap
+            a.mov(word_ptr(DATA + 10), 5)?; // overlaps: trap after it
+            a.mov(byte_ptr(DATA + 12), 1)?; // next to it: nothing
+                                            // R/W1 = 11 (reads and writes), LEN1 = 10 (8 bytes).
+            a.mov(eax, (1u32 << 2) | (0b11 << 20) | (0b10 << 22))?;
+            a.mov(dr7, rax)?;
+            a.mov(al, byte_ptr(DATA + 15))?; // trap
+            a.mov(al, byte_ptr(DATA + 16))?; // nothing
+            a.mov(rdx, qword_ptr(DATA + 1))?; // crosses into the range: trap
+            a.mov(eax, 0x400u32)?;
+            a.mov(dr7, rax)?;
+            a.mov(eax, dword_ptr(DATA + 8))?;
+            a.mov(ecx, 0x77)?;
+            report(a, ecx)?;
+            done(a)
+        });
+        db_reporter(&g);
+        let code = {
+            let mut a = CodeAssembler::new(64).unwrap();
+            // Re-assemble the start to learn where the trapping instructions end.
+            a.mov(rax, DATA + 8).unwrap();
+            a.mov(dr1, rax).unwrap();
+            a.mov(eax, 0u32).unwrap();
+            a.mov(dr7, rax).unwrap();
+            a.mov(eax, dword_ptr(DATA + 8)).unwrap();
+            a.mov(word_ptr(DATA + 10), 5).unwrap();
+            let after_write = a.assemble(FLAT_CODE).unwrap().len() as u32;
+            a.mov(byte_ptr(DATA + 12), 1).unwrap();
+            a.mov(eax, 0u32).unwrap();
+            a.mov(dr7, rax).unwrap();
+            a.mov(al, byte_ptr(DATA + 15)).unwrap();
+            let after_read = a.assemble(FLAT_CODE).unwrap().len() as u32;
+            a.mov(al, byte_ptr(DATA + 16)).unwrap();
+            a.mov(rdx, qword_ptr(DATA + 1)).unwrap();
+            let after_cross = a.assemble(FLAT_CODE).unwrap().len() as u32;
+            [after_write, after_read, after_cross].map(|n| FLAT_CODE as u32 + n)
+        };
+        run(&mut g);
+        assert_eq!(g.reports(), vec![2, code[0], 0, 2, code[1], 0, 2, code[2], 0, 0x77]);
+    }
+
+    #[test]
+    fn data_breakpoint_in_rep_stos_traps_after_each_hitting_iteration() {
+        let mut g = guest();
+        g.asm(64, FLAT_CODE, |a| {
+            a.mov(rax, DATA + 0x100)?;
+            a.mov(dr3, rax)?;
+            // L3, R/W3 = 01, LEN3 = 01 (2 bytes).
+            a.mov(eax, (1u32 << 6) | (0b01 << 28) | (0b01 << 30))?;
+            a.mov(dr7, rax)?;
+            // 0x130 bytes from DATA - 0x20: the bulk path runs up to the
+            // page with the breakpoint, then element by element.
+            a.mov(rdi, DATA - 0x20)?;
+            a.mov(ecx, 0x130u32)?;
+            a.xor(eax, eax)?;
+            a.rep().stosb()?;
+            report(a, ecx)?;
+            done(a)
+        });
+        g.asm(64, DB, |a| {
+            a.mov(rax, dr6)?;
+            a.and(eax, 0xf)?;
+            a.out(0xe9, eax)?;
+            a.mov(eax, ecx)?;
+            a.out(0xe9, eax)?;
+            a.mov(eax, edi)?;
+            a.out(0xe9, eax)?;
+            a.iretq()
+        });
+        run(&mut g);
+        // Two bytes watched: a trap after the iteration storing each, with
+        // RCX/RDI as after that iteration and RIP back on the REP STOSB.
+        let d = DATA as u32;
+        assert_eq!(g.reports(), vec![8, 15, d + 0x101, 8, 14, d + 0x102, 0]);
+        assert_eq!(g.cpu.s.gpr[7], DATA + 0x110);
+    }
+
+    #[test]
+    fn io_breakpoints_need_cr4_de() {
+        let mut g = guest();
+        g.asm(64, FLAT_CODE, |a| {
+            a.mov(eax, 0x80u32)?;
+            a.mov(dr2, rax)?;
+            // L2, R/W2 = 10 (I/O), LEN2 = 00.
+            a.mov(eax, (1u32 << 4) | (0b10 << 24))?;
+            a.mov(dr7, rax)?;
+            a.out(0x80, al)?; // CR4.DE = 0: R/W = 10 is not an I/O breakpoint
+            a.mov(rax, cr4)?;
+            a.or(eax, 8)?;
+            a.mov(cr4, rax)?;
+            a.out(0x80, al)?; // trap
+            a.out(0x81, al)?; // nothing
+            a.mov(dx, 0x7fu32)?;
+            a.out(dx, ax)?; // ports 0x7f-0x80: trap
+            a.mov(ecx, 0x77)?;
+            report(a, ecx)?;
+            done(a)
+        });
+        g.asm(64, DB, |a| {
+            a.mov(rax, dr6)?;
+            a.and(eax, 0xf)?;
+            a.out(0xe9, eax)?;
+            a.iretq()
+        });
+        run(&mut g);
+        assert_eq!(g.reports(), vec![4, 4, 0x77]);
+    }
+
+    #[test]
+    fn single_step_traps_after_instructions_but_not_after_faults() {
+        let mut g = guest();
+        g.asm(64, FLAT_CODE, |a| {
+            a.xor(r15d, r15d)?;
+            a.pushfq()?;
+            a.or(qword_ptr(rsp), TF as i32)?;
+            a.popfq()?;
+            a.nop()?; // A: the first instruction run with TF
+            a.ud2()?; // B: faults; no single-step trap after it
+            a.nop()?; // C: after the #UD handler's IRET restored TF
+            a.mov(ecx, 0x77)?; // D
+            report(a, ecx)?;
+            done(a)
+        });
+        let a_addr = {
+            let mut a = CodeAssembler::new(64).unwrap();
+            a.xor(r15d, r15d).unwrap();
+            a.pushfq().unwrap();
+            a.or(qword_ptr(rsp), TF as i32).unwrap();
+            a.popfq().unwrap();
+            FLAT_CODE as u32 + a.assemble(FLAT_CODE).unwrap().len() as u32
+        };
+        let (b, c, d) = (a_addr + 1, a_addr + 3, a_addr + 4);
+        // #DB: report DR6.BS and RIP; the second one clears TF in the image.
+        g.asm(64, DB, |a| {
+            let mut keep = a.create_label();
+            a.mov(rax, dr6)?;
+            a.and(eax, 0x600f)?;
+            a.out(0xe9, eax)?;
+            a.mov(rax, qword_ptr(rsp))?;
+            a.out(0xe9, eax)?;
+            a.inc(r15d)?;
+            a.cmp(r15d, 2)?;
+            a.jne(keep)?;
+            a.and(qword_ptr(rsp + 16), !(TF as i32))?;
+            a.set_label(&mut keep)?;
+            a.iretq()
+        });
+        g.asm(64, UD, |a| {
+            a.mov(eax, 0xdu32)?;
+            a.out(0xe9, eax)?;
+            a.mov(rax, qword_ptr(rsp))?;
+            a.out(0xe9, eax)?;
+            a.add(qword_ptr(rsp), 2)?;
+            a.iretq()
+        });
+        run(&mut g);
+        assert_eq!(g.reports(), vec![0x4000, b, 0xd, b, 0x4000, d, 0x77], "C at {c:#x}");
+    }
+
+    #[test]
+    fn general_detect_faults_on_mov_dr() {
+        let mut g = guest();
+        g.asm(64, FLAT_CODE, |a| {
+            a.mov(eax, 0x2400u32)?; // DR7.GD
+            a.mov(dr7, rax)?;
+            a.mov(rax, dr0)?; // #DB fault, BD; GD is cleared
+            a.mov(rax, dr7)?; // no fault now
+            a.and(eax, 0x2000)?;
+            a.out(0xe9, eax)?;
+            done(a)
+        });
+        g.asm(64, DB, |a| {
+            a.mov(rax, dr6)?;
+            a.and(eax, 0x600f)?;
+            a.out(0xe9, eax)?;
+            a.mov(rax, qword_ptr(rsp))?;
+            a.out(0xe9, eax)?;
+            a.add(qword_ptr(rsp), 3)?;
+            a.iretq()
+        });
+        let mov_dr0 = {
+            let mut a = CodeAssembler::new(64).unwrap();
+            a.mov(eax, 0x2400u32).unwrap();
+            a.mov(dr7, rax).unwrap();
+            FLAT_CODE as u32 + a.assemble(FLAT_CODE).unwrap().len() as u32
+        };
+        run(&mut g);
+        assert_eq!(g.reports(), vec![0x2000, mov_dr0, 0]);
+    }
+}

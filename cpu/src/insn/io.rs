@@ -19,11 +19,8 @@ fn in_(cpu: &mut Cpu, bus: &mut dyn Bus, i: &Instruction) -> Result<()> {
     let p = port(cpu, i, 1);
     let size = i.op_register(0).size();
     cpu.check_io(bus, p, size)?;
-    bus.sync_clock(cpu.s.icount);
-    let v = bus.io_read(p, size as u8);
+    let v = cpu.port_in(bus, p, size as u8);
     cpu.set_reg(i.op_register(0), v as u64);
-    // A device may have changed anything the block depends on.
-    cpu.break_block = true;
     Ok(())
 }
 
@@ -32,9 +29,7 @@ fn out(cpu: &mut Cpu, bus: &mut dyn Bus, i: &Instruction) -> Result<()> {
     let size = i.op_register(1).size();
     cpu.check_io(bus, p, size)?;
     let v = cpu.reg(i.op_register(1));
-    bus.sync_clock(cpu.s.icount);
-    bus.io_write(p, size as u8, v as u32);
-    cpu.break_block = true;
+    cpu.port_out(bus, p, size as u8, v as u32);
     Ok(())
 }
 

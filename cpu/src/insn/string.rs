@@ -74,9 +74,8 @@ fn string_op<const OP: u8>(cpu: &mut Cpu, bus: &mut dyn Bus, i: &Instruction) ->
         cpu.check_io(bus, port, size)?;
     }
     let mut done = 0u64;
-    // Port I/O ends the block (a device may have changed anything), but only
-    // a write to code should cut a REP INS/OUTS short.
-    let io = matches!(OP, INS | OUTS);
+    // Port I/O ends the block (`Cpu::port_in/port_out`), but only a write
+    // to code cuts a REP INS/OUTS short (below).
     // The executor drains the dirty-code list before every block, so a flag
     // already up here is stale (a caller invoking handlers directly).
     let code_was_dirty = cpu.mem.has_dirty_code();
@@ -143,32 +142,30 @@ fn string_op<const OP: u8>(cpu: &mut Cpu, bus: &mut dyn Bus, i: &Instruction) ->
                 // Check the destination before the port read has side effects.
                 let lin = cpu.seg_lin(ES, di, size, Access::Write)?;
                 cpu.probe_write(bus, lin, size)?;
-                bus.sync_clock(cpu.s.icount);
-                let v = bus.io_read(port, size as u8) as u64;
+                let v = cpu.port_in(bus, port, size as u8) as u64;
                 cpu.write_lin(bus, lin, size, v)?;
                 set_areg(cpu, RDI, di.wrapping_add(delta), asize);
             }
             _ => {
                 let v = cpu.read_mem(bus, src_seg, si, size)?;
-                bus.sync_clock(cpu.s.icount);
-                bus.io_write(port, size as u8, v as u32);
+                cpu.port_out(bus, port, size as u8, v as u32);
                 set_areg(cpu, RSI, si.wrapping_add(delta), asize);
             }
         }
         if !rep {
-            cpu.break_block |= io;
             return Ok(());
         }
         let c = cpu.s.gpr[RCX].wrapping_sub(1) & am;
         set_areg(cpu, RCX, c, asize);
         done += 1;
         if stop || c == 0 {
-            cpu.break_block |= io;
             return Ok(());
         }
-        if done >= REP_CHUNK || (!code_was_dirty && cpu.mem.has_dirty_code()) {
+        if done >= REP_CHUNK || (!code_was_dirty && cpu.mem.has_dirty_code()) || cpu.db_hits != 0 {
             // Resume here after the executor has looked at interrupts and
-            // invalidated code this instruction may have overwritten.
+            // invalidated code this instruction may have overwritten (or
+            // reported the data breakpoint this iteration hit: SDM Vol. 3B
+            // 17.3.1.2, the trap comes after the iteration).
             cpu.s.rip = i.ip();
             cpu.break_block = true;
             return Ok(());

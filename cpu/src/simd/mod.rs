@@ -69,6 +69,7 @@ fn is_simd(code: Code) -> bool {
                 | F::XSAVE
                 | F::XSAVEOPT
                 | F::XSAVEC
+                | F::XSAVES
                 | F::AES
                 | F::PCLMULQDQ
         )

@@ -1,9 +1,12 @@
 //! MXCSR access and state save/restore: LDMXCSR, STMXCSR, FXSAVE/FXRSTOR
 //! (32- and 64-bit layouts, SDM Vol. 1, 10.5.1), XSAVE/XSAVEOPT/XRSTOR in
-//! the standard (non-compacted) format for the x87 and SSE components, and
-//! XGETBV/XSETBV (SDM Vol. 1, chapter 13). XCR0 may enable only x87 and
-//! SSE; XSAVEC/XSAVES/XRSTORS (compacted format, supervisor state) are not
-//! implemented and fall through to #UD.
+//! the standard format, XSAVEC/XSAVES/XRSTOR/XRSTORS in the compacted
+//! format, for the x87 and SSE components, and XGETBV/XSETBV (SDM Vol. 1,
+//! chapter 13). XCR0 may enable only x87 and SSE and there is no
+//! supervisor state component (IA32_XSS is 0), so in both formats the two
+//! components sit in the legacy region at the same offsets and the area is
+//! 576 bytes; the formats differ in the header and in how MXCSR follows
+//! XSTATE_BV.
 
 use super::{check_sse, MXCSR_MASK};
 use crate::block::Handler;
@@ -233,6 +236,37 @@ fn xsave(cpu: &mut Cpu, bus: &mut dyn Bus, i: &Instruction) -> Result<()> {
     let bv_lin = lin.wrapping_add(512) & cpu.lin_mask();
     let old_bv = cpu.read_lin(bus, bv_lin, 8)?;
     cpu.probe_write(bus, lin, 576)?;
+    save_components(cpu, bus, lin, rfbm, wide)?;
+    let bv = (old_bv & !rfbm) | rfbm;
+    cpu.write_lin(bus, bv_lin, 8, bv)
+}
+
+/// XSAVEC, and XSAVES at CPL 0 (compacted format, SDM Vol. 1 13.10 and
+/// 13.11): the requested components are saved (all are taken as in use,
+/// and XSAVES's modified-state optimisation is not used), XSTATE_BV is
+/// RFBM and XCOMP_BV is bit 63 | RFBM; nothing else of the header is
+/// written. With IA32_XSS = 0, XSAVES requests what XSAVEC does.
+fn xsavec(cpu: &mut Cpu, bus: &mut dyn Bus, i: &Instruction) -> Result<()> {
+    check_xsave(cpu)?;
+    if matches!(i.mnemonic(), Mnemonic::Xsaves | Mnemonic::Xsaves64) && cpu.s.cpl != 0 {
+        return Err(Exception::GP0);
+    }
+    let lin = mem_lin(cpu, i, 576, Access::Write, 64)?;
+    let rfbm = rfbm(cpu);
+    let wide = matches!(i.mnemonic(), Mnemonic::Xsavec64 | Mnemonic::Xsaves64);
+    cpu.probe_write(bus, lin, 576)?;
+    save_components(cpu, bus, lin, rfbm, wide)?;
+    let hdr = lin.wrapping_add(512) & cpu.lin_mask();
+    cpu.write_lin(bus, hdr, 8, rfbm)?;
+    cpu.write_lin(bus, hdr.wrapping_add(8) & cpu.lin_mask(), 8, XCOMP_COMPACTED | rfbm)
+}
+
+/// XCOMP_BV bit 63: the area is in the compacted format.
+const XCOMP_COMPACTED: u64 = 1 << 63;
+
+/// Write the x87 (RFBM bit 0) and SSE (bit 1, with MXCSR) components of
+/// an XSAVE area at `lin` (already probed writable).
+fn save_components(cpu: &mut Cpu, bus: &mut dyn Bus, lin: u64, rfbm: u64, wide: bool) -> Result<()> {
     let mut img = [0u8; 512];
     if rfbm & 1 != 0 {
         save_x87(cpu, &mut img, wide);
@@ -246,32 +280,48 @@ fn xsave(cpu: &mut Cpu, bus: &mut dyn Bus, i: &Instruction) -> Result<()> {
         let len = 16 * nxmm(cpu);
         write_bytes(cpu, bus, lin.wrapping_add(160) & cpu.lin_mask(), &img[160..160 + len])?;
     }
-    let bv = (old_bv & !rfbm) | rfbm;
-    cpu.write_lin(bus, bv_lin, 8, bv)
+    Ok(())
 }
 
-/// XRSTOR (standard format): #GP for a compacted or malformed header or
-/// XSTATE_BV bits outside XCR0; requested components are loaded when their
-/// XSTATE_BV bit is set and initialised otherwise. MXCSR is loaded when
-/// SSE is requested (SDM Vol. 1, 13.8.1).
+/// XRSTOR, and XRSTORS at CPL 0 (SDM Vol. 1 13.8, 13.12). XCOMP_BV bit 63
+/// picks the format (XRSTORS takes only the compacted one). Standard:
+/// header bytes 8..23 must be 0 and XSTATE_BV within XCR0. Compacted:
+/// XCOMP_BV within XCR0 (| IA32_XSS, which is 0), XSTATE_BV within
+/// XCOMP_BV, header bytes 16..63 zero. Otherwise #GP. Requested components
+/// are loaded when their XSTATE_BV bit is set and initialised otherwise.
+/// MXCSR is loaded whenever SSE is requested in the standard form; in the
+/// compacted form it follows the SSE component (1F80H when initialised).
 fn xrstor(cpu: &mut Cpu, bus: &mut dyn Bus, i: &Instruction) -> Result<()> {
     check_xsave(cpu)?;
+    let supervisor = matches!(i.mnemonic(), Mnemonic::Xrstors | Mnemonic::Xrstors64);
+    if supervisor && cpu.s.cpl != 0 {
+        return Err(Exception::GP0);
+    }
     let lin = mem_lin(cpu, i, 576, Access::Read, 64)?;
     let rfbm = rfbm(cpu);
-    let wide = matches!(i.mnemonic(), Mnemonic::Xrstor64);
+    let wide = matches!(i.mnemonic(), Mnemonic::Xrstor64 | Mnemonic::Xrstors64);
     let mut hdr = [0u8; 64];
     read_bytes(cpu, bus, lin.wrapping_add(512) & cpu.lin_mask(), &mut hdr)?;
     let xstate_bv = u64::from_le_bytes(hdr[0..8].try_into().unwrap());
     let xcomp_bv = u64::from_le_bytes(hdr[8..16].try_into().unwrap());
-    // Standard form: header bytes 8..23 (XCOMP_BV and the next quadword)
-    // must be zero (SDM Vol. 1, 13.8.1); a compacted image is refused since
-    // XSAVEC is not implemented.
-    if xcomp_bv != 0 || hdr[16..24].iter().any(|&b| b != 0) || xstate_bv & !cpu.s.fpu.xcr0 != 0 {
+    let compacted = xcomp_bv & XCOMP_COMPACTED != 0;
+    let bad = if compacted {
+        let comp = xcomp_bv & !XCOMP_COMPACTED;
+        comp & !cpu.s.fpu.xcr0 != 0 || xstate_bv & !comp != 0 || hdr[16..].iter().any(|&b| b != 0)
+    } else {
+        supervisor || xcomp_bv != 0 || hdr[16..24].iter().any(|&b| b != 0) || xstate_bv & !cpu.s.fpu.xcr0 != 0
+    };
+    if bad {
         return Err(Exception::GP0);
     }
     let mut img = [0u8; 512];
     read_bytes(cpu, bus, lin, &mut img[..160 + 16 * nxmm(cpu)])?;
-    let mxcsr = if rfbm & 2 != 0 { Some(image_mxcsr(&img)?) } else { None };
+    let mxcsr = match (rfbm & 2 != 0, compacted) {
+        (false, _) => None,
+        (true, false) => Some(image_mxcsr(&img)?),
+        (true, true) if xstate_bv & 2 != 0 => Some(image_mxcsr(&img)?),
+        (true, true) => Some(0x1f80),
+    };
     if rfbm & 1 != 0 {
         if xstate_bv & 1 != 0 {
             load_x87(cpu, &img, wide);
@@ -335,7 +385,8 @@ pub fn lookup(code: Code) -> Option<Handler> {
         Fxsave | Fxsave64 => fxsave,
         Fxrstor | Fxrstor64 => fxrstor,
         Xsave | Xsave64 | Xsaveopt | Xsaveopt64 => xsave,
-        Xrstor | Xrstor64 => xrstor,
+        Xsavec | Xsavec64 | Xsaves | Xsaves64 => xsavec,
+        Xrstor | Xrstor64 | Xrstors | Xrstors64 => xrstor,
         Xgetbv => xgetbv,
         Xsetbv => xsetbv,
         _ => return None,

@@ -16,7 +16,9 @@ use std::sync::OnceLock;
 
 /// Family 6, extended model 6, model 0, stepping 0 (also RESET's EDX).
 pub const SIGNATURE: u32 = 0x0006_0600;
-const MAX_STD: u32 = 0xd;
+const MAX_STD: u32 = 0x1f;
+/// The local APIC ID of the (single) processor, as leaves 1, 0xB and 0x1F report it.
+pub const APIC_ID: u32 = 0;
 const MAX_EXT: u32 = 0x8000_0008;
 
 /// One named feature bit: (leaf, subleaf, register 0..4 = EAX..EDX, bit, name).
@@ -40,11 +42,15 @@ pub fn features() -> &'static [Feature] {
             ((1, 0, d, 4, "tsc"), all(&[Rdtsc])),
             ((1, 0, d, 5, "msr"), all(&[Rdmsr, Wrmsr])),
             ((1, 0, d, 6, "pae"), true),
+            // Machine-check architecture: the banks read as an idle
+            // machine's (`msr.rs`); #MC itself is never raised.
+            ((1, 0, d, 7, "mce"), true),
             ((1, 0, d, 8, "cx8"), all(&[Cmpxchg8b_m64])),
             ((1, 0, d, 9, "apic"), true),
             ((1, 0, d, 11, "sep"), all(&[Sysenter, Sysexitd])),
             ((1, 0, d, 12, "mtrr"), true),
             ((1, 0, d, 13, "pge"), true),
+            ((1, 0, d, 14, "mca"), true),
             ((1, 0, d, 15, "cmov"), all(&[Cmovo_r32_rm32])),
             ((1, 0, d, 16, "pat"), true),
             ((1, 0, d, 17, "pse36"), true),
@@ -96,6 +102,8 @@ pub fn features() -> &'static [Feature] {
             // Leaf 0xd subleaf 1.
             ((0xd, 1, a, 0, "xsaveopt"), all(&[Xsave_mem, Xsaveopt_mem])),
             ((0xd, 1, a, 1, "xsavec"), all(&[Xsave_mem, Xsavec_mem])),
+            // XSAVES/XRSTORS and IA32_XSS (which can hold no component).
+            ((0xd, 1, a, 3, "xsaves"), all(&[Xsaves_mem, Xrstors_mem])),
             // Extended leaves.
             ((0x8000_0001, 0, c, 0, "lahf_lm"), all(&[Lahf, Sahf])),
             ((0x8000_0001, 0, c, 5, "abm"), all(&[Lzcnt_r32_rm32])),
@@ -150,8 +158,8 @@ impl Cpu {
             }
             1 => {
                 r[0] = SIGNATURE;
-                // CLFLUSH line 8 qwords, one logical processor, APIC ID from the base MSR's owner (0).
-                r[1] = (8 << 8) | (1 << 16);
+                // CLFLUSH line 8 qwords, one logical processor, the APIC ID.
+                r[1] = (8 << 8) | (1 << 16) | (APIC_ID << 24);
                 if self.s.cr4 & cr4::OSXSAVE != 0 {
                     r[2] |= 1 << 27;
                 }
@@ -163,9 +171,23 @@ impl Cpu {
                 // x87 and SSE state only; the image is the 512-byte legacy
                 // area plus the 64-byte header.
                 0 => r = [3, 576, 576, 0],
-                1 => {}
+                // EBX: the compacted area for XCR0 | IA32_XSS; ECX/EDX:
+                // the IA32_XSS components supported (none).
+                1 => r[1] = if has("xsaves") { 576 } else { 0 },
                 _ => r = [0; 4],
             },
+            // Extended topology (SDM Vol. 2 CPUID leaves 0BH and 1FH; Vol. 3A
+            // 10.9.1): one thread per core, one core per package, so both
+            // levels shift the x2APIC ID by 0 and count one processor.
+            // Sub-leaves past the core level are invalid (type 0), and
+            // every sub-leaf reports the x2APIC ID in EDX.
+            0xb | 0x1f => {
+                r = match sub {
+                    0 => [0, 1, (1 << 8) | sub, APIC_ID],
+                    1 => [0, 1, (2 << 8) | sub, APIC_ID],
+                    _ => [0, 0, sub & 0xff, APIC_ID],
+                };
+            }
             0x4000_0000 => r = [0x4000_0000, ascii(b"Kaga"), ascii(b"miKa"), ascii(b"gami")],
             0x8000_0000 => r = [MAX_EXT, 0, 0, 0],
             0x8000_0002..=0x8000_0004 => {
@@ -211,7 +233,7 @@ mod tests {
         println!("CPUID features: {}", names.join(" "));
         // Processor features implemented in this crate are always there.
         for f in [
-            "pse", "pae", "pge", "pat", "nx", "lm", "tsc", "msr", "sep", "syscall", "rdtscp", "rdrand", "rdseed",
+            "pse", "pae", "mce", "mca", "pge", "pat", "nx", "lm", "tsc", "msr", "sep", "syscall", "rdtscp", "rdrand", "rdseed",
         ] {
             assert!(has(f), "{f} missing");
         }
@@ -225,7 +247,41 @@ mod tests {
             assert_eq!(cpu.cpuid(1, 0)[2] & (1 << 20), 0);
         }
         assert_eq!(cpu.cpuid(0x8000_0008, 0)[0] & 0xff, PHYS_ADDR_BITS);
+        // Machine-check support is advertised (Linux needs both bits).
+        assert_eq!(cpu.cpuid(1, 0)[3] & (1 << 7 | 1 << 14), 1 << 7 | 1 << 14);
         let h = cpu.cpuid(0x4000_0000, 0);
         assert_eq!(&[h[1], h[2], h[3]].map(u32::to_le_bytes).concat(), b"KagamiKagami");
+    }
+}
+
+#[cfg(test)]
+mod topology_tests {
+    use super::*;
+    use crate::memory::{GuestMemory, PhysMap};
+
+    #[test]
+    fn extended_topology_leaves_describe_one_thread_one_core() {
+        let cpu = Cpu::new(GuestMemory::new(4096).unwrap(), PhysMap::new());
+        assert!(cpu.cpuid(0, 0)[0] >= 0x1f, "leaf 0x1f is within the maximum basic leaf");
+        let one = cpu.cpuid(1, 0);
+        assert_eq!((one[1] >> 16) & 0xff, 1, "leaf 1: one logical processor");
+        assert_eq!(one[3] & (1 << 28), 0, "no HTT");
+        let apic = one[1] >> 24;
+        for leaf in [0xb, 0x1f] {
+            let smt = cpu.cpuid(leaf, 0);
+            assert_eq!(smt, [0, 1, 0x100, apic], "leaf {leaf:#x}.0: SMT level, shift 0, one thread");
+            let core = cpu.cpuid(leaf, 1);
+            assert_eq!(core, [0, 1, 0x201, apic], "leaf {leaf:#x}.1: core level, one processor per package");
+            for sub in [2, 3, 0x55] {
+                let inv = cpu.cpuid(leaf, sub);
+                assert_eq!(inv, [0, 0, sub, apic], "leaf {leaf:#x}.{sub}: invalid level");
+            }
+        }
+        // Leaf 4 reports no cache levels, so no sharing count contradicts these.
+        assert_eq!(cpu.cpuid(4, 0)[0] >> 26, 0);
+        // Leaves between 0xd and 0x1f that kagami does not describe are zero.
+        for leaf in [0xe, 0x10, 0x12, 0x14, 0x18] {
+            assert_eq!(cpu.cpuid(leaf, 0), [0; 4], "leaf {leaf:#x}");
+        }
     }
 }

@@ -183,7 +183,7 @@ fn dr_access(cpu: &mut Cpu, r: Register) -> Result<usize> {
     }
     if cpu.s.dr[7] & (1 << 13) != 0 {
         // General detect (SDM 17.2.4): DR6.BD, GD cleared, fault.
-        cpu.s.dr[6] |= 1 << 13;
+        cpu.s.dr[6] |= crate::debug::DR6_BD;
         cpu.s.dr[7] &= !(1 << 13);
         return Err(Exception::Debug);
     }
@@ -207,6 +207,9 @@ fn mov_to_dr(cpu: &mut Cpu, _: &mut dyn Bus, i: &Instruction) -> Result<()> {
         _ if cpu.s.mode != Mode::Long64 => v & 0xffff_ffff,
         _ => v,
     };
+    // Breakpoints may have been armed or moved: the run loop re-reads them
+    // (`Cpu::sync_watch`) at the boundary after this instruction.
+    cpu.break_block = true;
     Ok(())
 }
 

@@ -8,6 +8,7 @@ pub mod ctrl;
 pub mod desc;
 pub mod far;
 pub mod idt;
+pub mod mca;
 pub mod msr;
 pub mod protfar;
 pub mod task;

@@ -32,6 +32,8 @@ pub mod index {
     pub const MTRR_FIX16K_A0000: u32 = 0x259;
     pub const MTRR_FIX4K_C0000: u32 = 0x268;
     pub const PAT: u32 = 0x277;
+    /// IA32_XSS: supervisor state components for XSAVES (none supported).
+    pub const XSS: u32 = 0xda0;
     pub const MTRR_DEF_TYPE: u32 = 0x2ff;
     pub const EFER: u32 = 0xc000_0080;
     pub const STAR: u32 = 0xc000_0081;
@@ -92,6 +94,8 @@ impl Cpu {
             GS_BASE => self.s.segs[GS].base,
             KERNEL_GS_BASE => m.kernel_gs_base,
             TSC_AUX => m.tsc_aux,
+            XSS if crate::system::cpuid::has("xsaves") => 0,
+            _ if crate::system::mca::owns(msr) => return crate::system::mca::read(m, msr),
             _ => match mtrr_fixed_slot(msr) {
                 Some(k) => m.mtrr_fixed[k],
                 None => return bus.read_msr(msr),
@@ -161,6 +165,16 @@ impl Cpu {
                     return gp;
                 }
                 m.tsc_aux = v;
+            }
+            XSS if crate::system::cpuid::has("xsaves") => {
+                if v != 0 {
+                    return gp;
+                }
+            }
+            _ if crate::system::mca::owns(msr) => {
+                if !crate::system::mca::write(m, msr, v) {
+                    return gp;
+                }
             }
             _ => match mtrr_fixed_slot(msr) {
                 Some(k) => m.mtrr_fixed[k] = v,
