@@ -1,5 +1,10 @@
 //! kagami-benches: benchmarks (binaries in src/bin/), never run as tests.
-//! This library holds the machine set-up they share.
+//! This library holds the machine set-up they share, the guest programs
+//! of `mips` and `jit_mips` ([`programs`]) and the in-guest workload of
+//! `boot` ([`workload`], also used by tests/tests/guest_workload.rs).
+
+pub mod programs;
+pub mod workload;
 
 use kagami_cpu::state::{attr, cr0, cr4, efer, Segment, CS, DS, ES, FS, GS, RSP, SS};
 use kagami_cpu::{Cpu, GuestMemory, PhysMap, Region, RegionKind};

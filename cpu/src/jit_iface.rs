@@ -118,6 +118,23 @@ impl Cpu {
         ran
     }
 
+    /// The key of the block at CS:RIP when the code TLB already maps its
+    /// page to RAM/ROM (no fill, no fault), for a translator's own dispatch
+    /// loop after a clean block exit; `None` otherwise (the run loop then
+    /// does the full lookup).
+    #[inline(always)]
+    pub fn jit_key_fast(&self) -> Option<JitKey> {
+        let cs_base = if self.s.mode == Mode::Long64 { 0 } else { self.s.segs[CS].base };
+        let lin = cs_base.wrapping_add(self.s.rip) & self.lin_mask();
+        let page = self.code_page_fast(lin)?;
+        Some(JitKey {
+            rip: self.s.rip,
+            cs_base,
+            backing: (page << PAGE_SHIFT) | (lin & (PAGE_SIZE - 1)),
+            mode: self.s.mode as u8,
+        })
+    }
+
     /// The interpreter dropped the decoded blocks of a written page.
     #[inline]
     pub(crate) fn jit_invalidate_page(&mut self, page: u64) {

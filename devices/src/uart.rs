@@ -12,7 +12,8 @@
 //! The interrupt output is gated by MCR.OUT2 and is inactive in loopback, as
 //! the PC/AT wires it.
 //!
-//! Output: transmitted bytes go straight to the machine's sink; a character
+//! Output: transmitted bytes go straight to the machine's sink (flushed after
+//! each byte, so a prompt without a newline is seen at once); a character
 //! leaves the THR the instant it is written (no transmit pacing), so THRE and
 //! TEMT are set again immediately. Input: the doorway [`Uart16550::receive`]
 //! queues host bytes; they enter the receive FIFO (or the RBR without FIFOs)
@@ -321,7 +322,10 @@ impl Uart16550 {
                     }
                 }
             }
-        } else if self.out.write_all(&[byte]).is_err() {
+        } else if self.out.write_all(&[byte]).and_then(|_| self.out.flush()).is_err() {
+            // Flushed at once: a byte on a real line has left the machine, and
+            // a sink such as `std::io::stdout()` is line-buffered, which would
+            // hold back a shell prompt (it has no newline) until the next line.
             self.sink_errors += 1;
         }
         self.s.thr_interrupt = true;

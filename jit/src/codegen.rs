@@ -2,19 +2,28 @@
 //!
 //! The generated function takes one argument, a `*mut RunCtx`. Guest
 //! registers used by inline code are loaded from `CpuState` on first use,
-//! kept in SSA values, and stored back (with the pending `icount`) before
-//! every helper call and at the block's end; a helper may change any state,
-//! so the cache starts empty after it. A block is straight-line code: each
+//! kept in Cranelift variables, and stored back (with the pending `icount`
+//! and the lazy flags of the last inline flag setter) before every helper
+//! call and at the block's end; a helper may change any state, so the cache
+//! starts empty after it. Inline memory accesses keep the cache on their
+//! TLB-hit arm; only their helper arm syncs (see `reload_to_match`). A block is straight-line code: each
 //! helper call returns whether the block must end, and a branch to the exit
 //! (which only returns, everything being stored already) follows it.
 
 use crate::helpers::{self, Fallback, RunCtx};
 use cranelift_codegen::ir::{self, types, AbiParam, InstBuilder, MemFlagsData, SigRef, Value};
-use cranelift_frontend::FunctionBuilder;
+use cranelift_frontend::{FunctionBuilder, Variable};
 use kagami_cpu::CpuState;
 use std::mem::offset_of;
 
 pub const I64: ir::Type = types::I64;
+
+/// A block's return value: it ran to its end or left by a branch, with no
+/// instruction that faulted or set `break_block` (the interpreter's "clean"
+/// block exit, after which only the budget needs checking).
+pub const EXIT_CLEAN: u32 = 0;
+/// A helper faulted, set `break_block` or panicked: back to the run loop.
+pub const EXIT_BREAK: u32 = 1;
 
 pub fn gpr_offset(r: usize) -> i32 {
     (offset_of!(CpuState, gpr) + 8 * r) as i32
@@ -36,17 +45,38 @@ pub struct Emitter<'a, 'b> {
     pub ctx: Value,
     pub st: Value,
     fallback_base: Value,
-    regs: [Option<Value>; 16],
+    /// One Cranelift variable per GPR; `valid[r]`: it holds the guest
+    /// register (loaded or computed on this path), `dirty[r]`: `CpuState`
+    /// is behind it.
+    vars: [Variable; 16],
+    valid: [bool; 16],
     dirty: [bool; 16],
     /// Instructions retired by inline code and not yet added to `icount`.
     pending_icount: u64,
     /// `s.rip` is behind: inline instructions ran since it was stored.
     rip_stale: bool,
     pub known_cc: Option<KnownCc>,
+    /// The lazy-flag fields in `CpuState` are behind `known_cc` (inline
+    /// flag setters only record their operands; the fields are stored at
+    /// the next sync point, so flags overwritten before one cost nothing).
+    cc_dirty: bool,
     fallback_sig: SigRef,
     cond_sig: SigRef,
     pub fallbacks: usize,
     pub inlined: usize,
+}
+
+/// The register-cache state at one point of the emitted code, to give both
+/// arms of an inline memory access (TLB hit, helper) the same state where
+/// they meet.
+#[derive(Clone, Copy)]
+pub struct CacheState {
+    valid: [bool; 16],
+    dirty: [bool; 16],
+    pending_icount: u64,
+    rip_stale: bool,
+    known_cc: Option<KnownCc>,
+    cc_dirty: bool,
 }
 
 impl<'a, 'b> Emitter<'a, 'b> {
@@ -69,16 +99,19 @@ impl<'a, 'b> Emitter<'a, 'b> {
         csig.params.push(AbiParam::new(types::I32));
         csig.returns.push(AbiParam::new(types::I32));
         let cond_sig = b.import_signature(csig);
+        let vars = std::array::from_fn(|_| b.declare_var(I64));
         Emitter {
             b,
             ctx,
             st,
             fallback_base,
-            regs: [None; 16],
+            vars,
+            valid: [false; 16],
             dirty: [false; 16],
             pending_icount: 0,
             rip_stale: false,
             known_cc: None,
+            cc_dirty: false,
             fallback_sig,
             cond_sig,
             fallbacks: 0,
@@ -99,24 +132,44 @@ impl<'a, 'b> Emitter<'a, 'b> {
         self.b.ins().store(MemFlagsData::trusted(), v, self.st, off as i32);
     }
 
-    pub fn store_field32(&mut self, off: usize, v: Value) {
-        let v = self.b.ins().ireduce(types::I32, v);
-        self.b.ins().store(MemFlagsData::trusted(), v, self.st, off as i32);
-    }
-
     /// The full 64-bit value of GPR `r`.
     pub fn gpr(&mut self, r: usize) -> Value {
-        if let Some(v) = self.regs[r] {
-            return v;
+        if self.valid[r] {
+            return self.b.use_var(self.vars[r]);
         }
         let v = self.b.ins().load(I64, MemFlagsData::trusted(), self.st, gpr_offset(r));
-        self.regs[r] = Some(v);
+        self.b.def_var(self.vars[r], v);
+        self.valid[r] = true;
         v
     }
 
     pub fn set_gpr(&mut self, r: usize, v: Value) {
-        self.regs[r] = Some(v);
+        self.b.def_var(self.vars[r], v);
+        self.valid[r] = true;
         self.dirty[r] = true;
+    }
+
+    /// Record the lazy flags of an inline flag-setting instruction (stored
+    /// into `CpuState` at the next sync point).
+    pub fn set_cc(&mut self, k: KnownCc) {
+        self.known_cc = Some(k);
+        self.cc_dirty = true;
+    }
+
+    /// Store the lazy-flag fields if `CpuState` is behind.
+    pub fn sync_cc(&mut self) {
+        if !self.cc_dirty {
+            return;
+        }
+        let k = self.known_cc.expect("dirty flags are known");
+        let opv = self.b.ins().iconst(types::I32, (k.op | k.size.trailing_zeros()) as i64);
+        self.b
+            .ins()
+            .store(MemFlagsData::trusted(), opv, self.st, offset_of!(CpuState, cc_op) as i32);
+        self.store_field(offset_of!(CpuState, cc_dst), k.dst);
+        self.store_field(offset_of!(CpuState, cc_src1), k.src1);
+        self.store_field(offset_of!(CpuState, cc_src2), k.src2);
+        self.cc_dirty = false;
     }
 
     /// One inline instruction retired; its successor is at a known address.
@@ -130,11 +183,12 @@ impl<'a, 'b> Emitter<'a, 'b> {
     pub fn sync(&mut self, rip: Option<u64>) {
         for r in 0..16 {
             if self.dirty[r] {
-                let v = self.regs[r].unwrap();
+                let v = self.b.use_var(self.vars[r]);
                 self.b.ins().store(MemFlagsData::trusted(), v, self.st, gpr_offset(r));
                 self.dirty[r] = false;
             }
         }
+        self.sync_cc();
         if self.pending_icount != 0 {
             let off = offset_of!(CpuState, icount);
             let c = self.load_field(off);
@@ -154,8 +208,53 @@ impl<'a, 'b> Emitter<'a, 'b> {
     /// Forget cached registers (a helper may have changed any of them).
     pub fn forget(&mut self) {
         debug_assert!(!self.dirty.iter().any(|d| *d));
-        self.regs = [None; 16];
+        debug_assert!(!self.cc_dirty);
+        self.valid = [false; 16];
         self.known_cc = None;
+    }
+
+    pub fn save(&self) -> CacheState {
+        CacheState {
+            valid: self.valid,
+            dirty: self.dirty,
+            pending_icount: self.pending_icount,
+            rip_stale: self.rip_stale,
+            known_cc: self.known_cc,
+            cc_dirty: self.cc_dirty,
+        }
+    }
+
+    /// Back to a saved state (at the start of another arm of a branch).
+    pub fn restore(&mut self, c: &CacheState) {
+        self.valid = c.valid;
+        self.dirty = c.dirty;
+        self.pending_icount = c.pending_icount;
+        self.rip_stale = c.rip_stale;
+        self.known_cc = c.known_cc;
+        self.cc_dirty = c.cc_dirty;
+    }
+
+    /// After a helper ran one instruction on the slow arm of an inline
+    /// memory access (everything synced before it): give the registers
+    /// valid on the fast arm (`fast`) their values from `CpuState` and take
+    /// back the instruction's `icount` so that the pending count matches
+    /// the fast arm's. The caller then joins the arms; the merged state is
+    /// `fast` with the known flags dropped if the fast arm set them.
+    pub fn reload_to_match(&mut self, fast: &CacheState) {
+        debug_assert!(!self.dirty.iter().any(|d| *d));
+        for r in 0..16 {
+            if fast.valid[r] {
+                let v = self.b.ins().load(I64, MemFlagsData::trusted(), self.st, gpr_offset(r));
+                self.b.def_var(self.vars[r], v);
+            }
+        }
+        if fast.pending_icount != 0 {
+            let off = offset_of!(CpuState, icount);
+            let c = self.load_field(off);
+            let c = self.b.ins().iadd_imm_s(c, -(fast.pending_icount as i64));
+            self.store_field(off, c);
+        }
+        self.restore(fast);
     }
 
     /// Run entry `n` of the block's fallback table through the interpreter,
@@ -175,7 +274,7 @@ impl<'a, 'b> Emitter<'a, 'b> {
         let cont = self.b.create_block();
         self.b.ins().brif(r, exit, &[], cont, &[]);
         self.b.switch_to_block(exit);
-        self.b.ins().return_(&[]);
+        self.ret(EXIT_BREAK);
         self.b.switch_to_block(cont);
         self.fallbacks += 1;
     }
@@ -183,6 +282,7 @@ impl<'a, 'b> Emitter<'a, 'b> {
     /// Condition code `cc` of the lazy flags in `CpuState` (flags must be
     /// synced: inline flag setters store the lazy fields as they go).
     pub fn cond_via_helper(&mut self, cc: u8) -> Value {
+        self.sync_cc();
         let func = self.iconst(helpers::eval_cond as *const () as u64);
         let c = self.b.ins().iconst(types::I32, cc as i64);
         let call = self.b.ins().call_indirect(self.cond_sig, func, &[self.st, c]);
@@ -194,12 +294,18 @@ impl<'a, 'b> Emitter<'a, 'b> {
         self.sync(None);
         self.store_field(offset_of!(CpuState, rip), rip);
         self.rip_stale = false;
-        self.b.ins().return_(&[]);
+        self.ret(EXIT_CLEAN);
     }
 
     /// End the block after straight-line code that continues at `next`.
     pub fn finish(&mut self, next: u64) {
         self.sync(Some(next));
-        self.b.ins().return_(&[]);
+        self.ret(EXIT_CLEAN);
+    }
+
+    /// Return `status` (`EXIT_CLEAN` or `EXIT_BREAK`) from the block.
+    pub fn ret(&mut self, status: u32) {
+        let v = self.b.ins().iconst(types::I32, status as i64);
+        self.b.ins().return_(&[v]);
     }
 }

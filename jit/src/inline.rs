@@ -8,10 +8,9 @@
 use crate::codegen::{Emitter, KnownCc, I64};
 use cranelift_codegen::ir::{condcodes::IntCC, types, InstBuilder, Type, Value};
 use iced_x86::{Instruction, Mnemonic, OpKind, Register};
-use kagami_cpu::flags::{CC_ADD, CC_DEC, CC_INC, CC_LOGIC, CC_SHL, CC_SHR, CC_SUB};
+use kagami_cpu::flags::{CC_ADD, CC_DEC, CC_INC, CC_LOGIC, CC_MUL, CC_SHL, CC_SHR, CC_SUB};
 use kagami_cpu::seg::canonical;
-use kagami_cpu::state::{CpuState, Mode};
-use std::mem::offset_of;
+use kagami_cpu::state::Mode;
 
 /// A general-purpose register operand: GPR index, bit shift (8 for AH..BH),
 /// size in bytes.
@@ -99,6 +98,66 @@ fn branch_target_ok(i: &Instruction, mode: Mode) -> bool {
         && !i.has_repne_prefix()
 }
 
+fn is_setcc(m: Mnemonic) -> bool {
+    matches!(
+        m,
+        Mnemonic::Seto
+            | Mnemonic::Setno
+            | Mnemonic::Setb
+            | Mnemonic::Setae
+            | Mnemonic::Sete
+            | Mnemonic::Setne
+            | Mnemonic::Setbe
+            | Mnemonic::Seta
+            | Mnemonic::Sets
+            | Mnemonic::Setns
+            | Mnemonic::Setp
+            | Mnemonic::Setnp
+            | Mnemonic::Setl
+            | Mnemonic::Setge
+            | Mnemonic::Setle
+            | Mnemonic::Setg
+    )
+}
+
+fn is_cmovcc(m: Mnemonic) -> bool {
+    matches!(
+        m,
+        Mnemonic::Cmovo
+            | Mnemonic::Cmovno
+            | Mnemonic::Cmovb
+            | Mnemonic::Cmovae
+            | Mnemonic::Cmove
+            | Mnemonic::Cmovne
+            | Mnemonic::Cmovbe
+            | Mnemonic::Cmova
+            | Mnemonic::Cmovs
+            | Mnemonic::Cmovns
+            | Mnemonic::Cmovp
+            | Mnemonic::Cmovnp
+            | Mnemonic::Cmovl
+            | Mnemonic::Cmovge
+            | Mnemonic::Cmovle
+            | Mnemonic::Cmovg
+    )
+}
+
+/// `v` (its low `size` bytes) sign-extended to 64 bits.
+fn sext(em: &mut Emitter, v: Value, size: u32) -> Value {
+    if size >= 8 {
+        return v;
+    }
+    let up = 64 - 8 * size as i64;
+    let t = em.b.ins().ishl_imm_u(v, up);
+    em.b.ins().sshr_imm_u(t, up)
+}
+
+/// Whether the conditional branch `i` can sit in the middle of a block
+/// (it has an inline translation that leaves the block when taken).
+pub fn jcc_runs_on(i: &Instruction, mode: Mode) -> bool {
+    i.is_jcc_short_or_near() && supported(i, mode)
+}
+
 /// Whether `i` has an inline translation in `mode`.
 pub fn supported(i: &Instruction, mode: Mode) -> bool {
     if i.has_lock_prefix() {
@@ -116,11 +175,21 @@ pub fn supported(i: &Instruction, mode: Mode) -> bool {
         Mnemonic::Inc | Mnemonic::Dec => i.op_count() == 1 && reg_op(i, 0).is_some(),
         Mnemonic::Shl | Mnemonic::Shr | Mnemonic::Sar => i.op_count() == 2 && reg_op(i, 0).is_some() && i.op_kind(1) == OpKind::Immediate8,
         Mnemonic::Lea => reg_op(i, 0).is_some() && lea_addr_size(i, mode).is_some(),
-        Mnemonic::Jmp => branch_target_ok(i, mode),
-        m if i.is_jcc_short_or_near() => {
-            let _ = m;
-            branch_target_ok(i, mode)
+        Mnemonic::Imul => {
+            let d = reg_op(i, 0);
+            d.is_some_and(|d| d.size >= 2)
+                && reg_op(i, 1).is_some()
+                && match i.op_count() {
+                    2 => true,
+                    3 => is_imm(i.op_kind(2)),
+                    _ => false,
+                }
         }
+        Mnemonic::Movzx | Mnemonic::Movsx | Mnemonic::Movsxd => i.op_count() == 2 && reg_op(i, 0).is_some() && reg_op(i, 1).is_some(),
+        Mnemonic::Jmp => branch_target_ok(i, mode),
+        m if is_setcc(m) => i.op_count() == 1 && reg_op(i, 0).is_some(),
+        m if is_cmovcc(m) => i.op_count() == 2 && reg_op(i, 0).is_some() && reg_op(i, 1).is_some(),
+        _ if i.is_jcc_short_or_near() => branch_target_ok(i, mode),
         _ => false,
     }
 }
@@ -202,13 +271,7 @@ fn src1(em: &mut Emitter, i: &Instruction, size: u32) -> Value {
 }
 
 fn set_cc(em: &mut Emitter, op: u32, size: u32, dst: Value, src1: Value, src2: Value) {
-    let sz = size.trailing_zeros();
-    let opv = em.iconst((op | sz) as u64);
-    em.store_field32(offset_of!(CpuState, cc_op), opv);
-    em.store_field(offset_of!(CpuState, cc_dst), dst);
-    em.store_field(offset_of!(CpuState, cc_src1), src1);
-    em.store_field(offset_of!(CpuState, cc_src2), src2);
-    em.known_cc = Some(KnownCc { op, size, dst, src1, src2 });
+    em.set_cc(KnownCc { op, size, dst, src1, src2 });
 }
 
 /// CF as 0/1 (I64), from known lazy flags or the helper.
@@ -325,7 +388,7 @@ pub fn write_reg(em: &mut Emitter, r: Register, v: Value) {
 /// Emit the inline translation of a `supported` instruction (number `n` of
 /// its block). Returns true when it ended the function (a branch at the end
 /// of the block).
-pub fn emit(em: &mut Emitter, i: &Instruction, n: usize, mode: Mode) -> bool {
+pub fn emit(em: &mut Emitter, i: &Instruction, n: usize, mode: Mode, last: bool) -> bool {
     if crate::memory::supported(i, mode) {
         return crate::memory::emit(em, i, n, mode);
     }
@@ -418,6 +481,66 @@ pub fn emit(em: &mut Emitter, i: &Instruction, n: usize, mode: Mode) -> bool {
             }
             write_gpr(em, d, ea);
         }
+        Mnemonic::Imul => {
+            // As `cpu/src/insn/fast.rs` `imul`: the truncated signed product;
+            // CF = OF = whether it differs from the full one.
+            let d = reg_op(i, 0).unwrap();
+            let s1 = reg_op(i, 1).unwrap();
+            let (x, y) = if i.op_count() == 3 {
+                let x = read_gpr(em, s1);
+                (x, em.iconst(i.immediate(2) & mask(d.size)))
+            } else {
+                (read_gpr(em, d), read_gpr(em, s1))
+            };
+            let (lo, of) = if d.size == 8 {
+                let lo = em.b.ins().imul(x, y);
+                let hi = em.b.ins().smulhi(x, y);
+                let sign = em.b.ins().sshr_imm_u(lo, 63);
+                let of = em.b.ins().icmp(IntCC::NotEqual, hi, sign);
+                (lo, of)
+            } else {
+                let sx = sext(em, x, d.size);
+                let sy = sext(em, y, d.size);
+                let p = em.b.ins().imul(sx, sy);
+                let lo = em.b.ins().band_imm_u(p, mask(d.size) as i64);
+                let sl = sext(em, lo, d.size);
+                let of = em.b.ins().icmp(IntCC::NotEqual, p, sl);
+                (lo, of)
+            };
+            let of = em.b.ins().uextend(I64, of);
+            write_gpr(em, d, lo);
+            let zero = em.iconst(0);
+            set_cc(em, CC_MUL, d.size, lo, of, zero);
+        }
+        Mnemonic::Movzx | Mnemonic::Movsx | Mnemonic::Movsxd => {
+            let d = reg_op(i, 0).unwrap();
+            let s1 = reg_op(i, 1).unwrap();
+            let v = read_gpr(em, s1);
+            let v = if i.mnemonic() == Mnemonic::Movzx {
+                v
+            } else {
+                let v = sext(em, v, s1.size);
+                em.b.ins().band_imm_u(v, mask(d.size) as i64)
+            };
+            write_gpr(em, d, v);
+        }
+        m if is_setcc(m) => {
+            let d = reg_op(i, 0).unwrap();
+            let c = condition(em, i.condition_code() as u8 - 1);
+            let v = em.b.ins().uextend(I64, c);
+            write_gpr(em, d, v);
+        }
+        m if is_cmovcc(m) => {
+            // The destination is written (a 32-bit one zero-extended) even
+            // when the condition is false.
+            let d = reg_op(i, 0).unwrap();
+            let s1 = reg_op(i, 1).unwrap();
+            let c = condition(em, i.condition_code() as u8 - 1);
+            let a = read_gpr(em, d);
+            let b = read_gpr(em, s1);
+            let v = em.b.ins().select(c, b, a);
+            write_gpr(em, d, v);
+        }
         Mnemonic::Jmp => {
             em.retire_inline();
             let t = em.iconst(i.near_branch_target());
@@ -427,6 +550,21 @@ pub fn emit(em: &mut Emitter, i: &Instruction, n: usize, mode: Mode) -> bool {
         _ => {
             // Jcc (checked by `supported`).
             let c = condition(em, i.condition_code() as u8 - 1);
+            if !last {
+                // In the middle of a block (`jcc_runs_on`): leave when
+                // taken, run on when not.
+                em.retire_inline();
+                let at = em.save();
+                let taken = em.b.create_block();
+                let cont = em.b.create_block();
+                em.b.ins().brif(c, taken, &[], cont, &[]);
+                em.b.switch_to_block(taken);
+                let t = em.iconst(i.near_branch_target());
+                em.finish_with_rip(t);
+                em.b.switch_to_block(cont);
+                em.restore(&at);
+                return false;
+            }
             em.retire_inline();
             let t = em.iconst(i.near_branch_target());
             let n = em.iconst(i.next_ip());

@@ -67,6 +67,9 @@ pub struct JitStats {
     pub compile_time: Duration,
     pub code_bytes: u64,
     pub block_runs: u64,
+    /// Blocks entered from the JIT's own dispatch loop (after a clean exit
+    /// of the previous translated block) instead of the interpreter's loop.
+    pub chained: u64,
     /// Guest instructions retired inside translated code.
     pub jit_insns: u64,
     pub invalidated_pages: u64,
@@ -75,7 +78,15 @@ pub struct JitStats {
     pub declined: u64,
 }
 
-type CodeFn = unsafe extern "C" fn(*mut RunCtx<'_>);
+type CodeFn = unsafe extern "C" fn(*mut RunCtx<'_>) -> u32;
+
+/// Entries of the direct-mapped block cache.
+const FAST_ENTRIES: usize = 4096;
+
+#[inline(always)]
+fn fast_index(k: &JitKey) -> usize {
+    ((k.backing ^ (k.backing >> 11) ^ k.cs_base) as usize) & (FAST_ENTRIES - 1)
+}
 
 /// One translated block.
 struct Compiled {
@@ -106,6 +117,8 @@ pub struct Jit {
     fctx: FunctionBuilderContext,
     cl_ctx: Context,
     blocks: FxHashMap<JitKey, Rc<Compiled>>,
+    /// Direct-mapped lookup cache in front of `blocks` (`fast_index`).
+    fast: Box<[Option<(JitKey, Rc<Compiled>)>]>,
     by_page: FxHashMap<u64, Vec<JitKey>>,
     by_code: FxHashMap<CodeKey, CodeFn>,
     counts: FxHashMap<JitKey, u32>,
@@ -145,6 +158,7 @@ impl Jit {
             fctx: FunctionBuilderContext::new(),
             cl_ctx,
             blocks: FxHashMap::default(),
+            fast: vec![None; FAST_ENTRIES].into_boxed_slice(),
             by_page: FxHashMap::default(),
             by_code: FxHashMap::default(),
             counts: FxHashMap::default(),
@@ -180,6 +194,7 @@ impl Jit {
 
     /// Drop all generated code and start a new code cache.
     fn flush_all(&mut self) {
+        self.fast.fill(None);
         self.blocks.clear();
         self.by_page.clear();
         self.by_code.clear();
@@ -197,7 +212,10 @@ impl Jit {
 
     /// Decode the block at `key` from guest memory with the interpreter's
     /// rules; `None` if there is nothing to translate.
-    fn decode(cpu: &Cpu, key: &JitKey) -> Option<(Vec<Instruction>, Vec<u8>)> {
+    /// With `inline`, a conditional branch that has an inline translation
+    /// does not end the block: the translation leaves the block when the
+    /// branch is taken and runs on when it falls through.
+    fn decode(cpu: &Cpu, key: &JitKey, inline: bool) -> Option<(Vec<Instruction>, Vec<u8>)> {
         let off = (key.backing & 0xfff) as usize;
         let avail = 4096 - off;
         let mut bytes = vec![0u8; avail];
@@ -220,7 +238,8 @@ impl Jit {
                 // in the interpreter's uncached step: leave them to it.
                 break;
             }
-            let ends = insn.flow_control() != FlowControl::Next || insn.is_invalid() || insn.len() > max_len;
+            let jcc_runs_on = inline && insn.flow_control() == FlowControl::ConditionalBranch && inline::jcc_runs_on(&insn, cpu.s.mode);
+            let ends = (insn.flow_control() != FlowControl::Next && !jcc_runs_on) || insn.is_invalid() || insn.len() > max_len;
             used += insn.len();
             insns.push(insn);
             if ends {
@@ -235,7 +254,8 @@ impl Jit {
     }
 
     fn translate(&mut self, cpu: &mut Cpu, key: &JitKey) -> Option<Rc<Compiled>> {
-        let (insns, bytes) = Self::decode(cpu, key)?;
+        let inline = self.cfg.inline && cpu.model == CpuModel::X86_64;
+        let (insns, bytes) = Self::decode(cpu, key, inline)?;
         cpu.jit_mark_code_page(key.page());
         let fallbacks: Box<[Fallback]> = insns
             .iter()
@@ -245,7 +265,6 @@ impl Jit {
             })
             .collect();
         let mode = cpu.s.mode;
-        let inline = self.cfg.inline && cpu.model == CpuModel::X86_64;
         let mut off = 0;
         let plan: Box<[Option<(u64, Box<[u8]>)>]> = insns
             .iter()
@@ -289,6 +308,7 @@ impl Jit {
         self.cl_ctx.func.clear();
         let mut sig = module.make_signature();
         sig.params.push(AbiParam::new(codegen::I64));
+        sig.returns.push(AbiParam::new(cranelift_codegen::ir::types::I32));
         let call_conv = sig.call_conv;
         self.cl_ctx.func.signature = sig.clone();
         let id = module
@@ -303,7 +323,7 @@ impl Jit {
             let last = insns.len() - 1;
             for (n, i) in insns.iter().enumerate() {
                 if plan.insns[n].is_some() {
-                    let ended = inline::emit(&mut em, i, n, mode);
+                    let ended = inline::emit(&mut em, i, n, mode, n == last);
                     if ended {
                         // A branch: the inline translation ended the function.
                         debug_assert_eq!(n, last);
@@ -320,6 +340,9 @@ impl Jit {
             b.seal_all_blocks();
             b.finalize(module.target_config());
         }
+        if std::env::var_os("KAGAMI_JIT_DUMP").is_some() {
+            eprintln!("{}", self.cl_ctx.func.display());
+        }
         module.define_function(id, &mut self.cl_ctx).expect("define block");
         let size = self.cl_ctx.compiled_code().map(|c| c.code_info().total_size).unwrap_or(0) as usize;
         module.clear_context(&mut self.cl_ctx);
@@ -332,9 +355,23 @@ impl Jit {
         self.stats.insns_inline += inlined as u64;
         self.stats.compile_time += t0.elapsed();
         // SAFETY: the function was built with exactly this signature (one
-        // pointer argument, no result); the module stays alive until
+        // pointer argument, an i32 result); the module stays alive until
         // `flush_all`, which drops every copy of the pointer first.
         unsafe { std::mem::transmute::<*const u8, CodeFn>(ptr) }
+    }
+
+    #[inline(always)]
+    fn fast_get(&self, key: &JitKey) -> Option<*const Compiled> {
+        match &self.fast[fast_index(key)] {
+            Some((k, c)) if k == key => Some(Rc::as_ptr(c)),
+            _ => None,
+        }
+    }
+
+    fn fast_put(&mut self, key: &JitKey, c: Rc<Compiled>) -> *const Compiled {
+        let p = Rc::as_ptr(&c);
+        self.fast[fast_index(key)] = Some((*key, c));
+        p
     }
 
     fn lookup_or_translate(&mut self, cpu: &mut Cpu, key: &JitKey) -> Option<Rc<Compiled>> {
@@ -356,37 +393,87 @@ impl Jit {
 
 impl Translator for Jit {
     fn run_block(&mut self, cpu: &mut Cpu, bus: &mut dyn Bus, key: &JitKey, end: u64) -> bool {
-        let Some(c) = self.lookup_or_translate(cpu, key) else {
-            return false;
+        let mut c: *const Compiled = match self.fast_get(key) {
+            Some(c) => c,
+            None => match self.lookup_or_translate(cpu, key) {
+                Some(rc) => self.fast_put(key, rc),
+                None => return false,
+            },
         };
-        // Conditions under which the interpreter would stop inside the block
-        // before its end: let it run such a block itself.
-        if end.saturating_sub(cpu.s.icount) < c.len as u64
-            || (cpu.s.mode != Mode::Long64 && c.max_next_ip.wrapping_sub(1) > cpu.s.segs[CS].limit as u64)
-        {
-            self.stats.declined += 1;
-            return false;
-        }
-        let before = cpu.s.icount;
+        let start = cpu.s.icount;
         let cpu_ptr: *mut Cpu = cpu;
         let mut ctx = RunCtx {
             // SAFETY: `cpu_ptr` is valid; the state pointer is derived from it.
             state: unsafe { &raw mut (*cpu_ptr).s },
-            fallbacks: c.fallbacks.as_ptr(),
-            tlb: cpu.tlb.e[cpu.mmu_mode()].as_ptr(),
+            fallbacks: std::ptr::null(),
+            tlb: std::ptr::null(),
             cpu: cpu_ptr,
             bus: bus as *mut dyn Bus,
             panic: None,
         };
-        // SAFETY: `c.code` was generated for this block and only touches the
-        // CPU through `ctx` (see `codegen.rs`); the CPU and bus are not used
-        // otherwise until it returns.
-        unsafe { (c.code)(&mut ctx) };
-        if let Some(p) = ctx.panic.take() {
-            std::panic::resume_unwind(p);
+        let mut first = true;
+        // The dispatch loop: run translated blocks one after the other while
+        // each exits cleanly (see `codegen::EXIT_CLEAN`). After a clean exit
+        // the interpreter's run loop checks only the budget (nothing else it
+        // looks at can have changed), so staying here takes interrupts at
+        // the same instruction boundaries. Anything else (a block not yet
+        // translated, a code-TLB miss, a block the budget or the CS limit
+        // would cut short) goes back to the run loop.
+        loop {
+            // SAFETY: `c` points into an `Rc` held by `self.blocks` and the
+            // fast cache; nothing drops translations while this loop runs
+            // (invalidations and flushes wait until the translator is back
+            // in the CPU, and this loop compiles nothing after the first
+            // lookup).
+            let cb = unsafe { &*c };
+            {
+                // SAFETY: no translated code is running; plain reads.
+                let cpu = unsafe { &*cpu_ptr };
+                if end.saturating_sub(cpu.s.icount) < cb.len as u64
+                    || (cpu.s.mode != Mode::Long64 && cb.max_next_ip.wrapping_sub(1) > cpu.s.segs[CS].limit as u64)
+                {
+                    // The interpreter would stop inside the block: let it
+                    // run the block itself.
+                    if first {
+                        self.stats.declined += 1;
+                        return false;
+                    }
+                    break;
+                }
+                ctx.tlb = cpu.tlb.e[cpu.mmu_mode()].as_ptr();
+            }
+            ctx.fallbacks = cb.fallbacks.as_ptr();
+            // SAFETY: `cb.code` was generated for this block and only
+            // touches the CPU through `ctx` (see `codegen.rs`); the CPU and
+            // bus are not used otherwise until it returns.
+            let status = unsafe { (cb.code)(&mut ctx) };
+            if let Some(p) = ctx.panic.take() {
+                std::panic::resume_unwind(p);
+            }
+            self.stats.block_runs += 1;
+            // SAFETY: as above, no translated code is running.
+            let cpu = unsafe { &*cpu_ptr };
+            if status != codegen::EXIT_CLEAN || cpu.s.icount >= end {
+                break;
+            }
+            let Some(k) = cpu.jit_key_fast() else {
+                break;
+            };
+            c = match self.fast_get(&k) {
+                Some(c) => c,
+                None => match self.blocks.get(&k) {
+                    Some(rc) => {
+                        let rc = rc.clone();
+                        self.fast_put(&k, rc)
+                    }
+                    None => break,
+                },
+            };
+            self.stats.chained += 1;
+            first = false;
         }
-        self.stats.block_runs += 1;
-        self.stats.jit_insns += cpu.s.icount - before;
+        // SAFETY: as above.
+        self.stats.jit_insns += unsafe { (*cpu_ptr).s.icount } - start;
         true
     }
 
@@ -395,11 +482,16 @@ impl Translator for Jit {
             self.stats.invalidated_pages += 1;
             for k in keys {
                 self.blocks.remove(&k);
+                let e = &mut self.fast[fast_index(&k)];
+                if e.as_ref().is_some_and(|(fk, _)| *fk == k) {
+                    *e = None;
+                }
             }
         }
     }
 
     fn flush(&mut self) {
+        self.fast.fill(None);
         self.blocks.clear();
         self.by_page.clear();
         self.counts.clear();
@@ -409,7 +501,7 @@ impl Translator for Jit {
         let s = &self.stats;
         format!(
             "jit: {} blocks translated ({} reused by code bytes), {} guest instructions ({} inline), compile time {:.6} s, \
-             code {} KiB, {} block runs, {} instructions retired in translated code, {} pages invalidated, {} cache flushes, {} declined",
+             code {} KiB, {} block runs ({} chained), {} instructions retired in translated code, {} pages invalidated, {} cache flushes, {} declined",
             s.blocks_translated,
             s.blocks_reused,
             s.insns_translated,
@@ -417,6 +509,7 @@ impl Translator for Jit {
             s.compile_time.as_secs_f64(),
             s.code_bytes / 1024,
             s.block_runs,
+            s.chained,
             s.jit_insns,
             s.invalidated_pages,
             s.flushes,

@@ -204,16 +204,18 @@ pub fn emit(em: &mut Emitter, i: &Instruction, n: usize, mode: Mode) -> bool {
         emit_call_ret(em, i, n, k);
         return true;
     }
-    // Both paths start from (and end in) CpuState.
-    em.sync(Some(i.ip()));
-    em.forget();
-    let rsp = em.gpr(4);
+    // The TLB-hit arm keeps the register cache; the helper arm syncs it
+    // first and reloads it after (`Emitter::reload_to_match`).
     let (lin, size, write) = match k {
-        Kind::Push => (em.b.ins().iadd_imm_s(rsp, -8), 8, true),
-        Kind::Pop => (rsp, 8, false),
+        Kind::Push => {
+            let rsp = em.gpr(4);
+            (em.b.ins().iadd_imm_s(rsp, -8), 8, true)
+        }
+        Kind::Pop => (em.gpr(4), 8, false),
         Kind::Store => (effective_address(em, i), i.memory_size().size() as u32, true),
         _ => (effective_address(em, i), i.memory_size().size() as u32, false),
     };
+    let at_branch = em.save();
     let (host, slow) = tlb_lookup(em, lin, size, write);
     match k {
         Kind::Push => {
@@ -223,7 +225,7 @@ pub fn emit(em: &mut Emitter, i: &Instruction, n: usize, mode: Mode) -> bool {
         }
         Kind::Pop => {
             let v = load(em, host, 8, false);
-            let sp = em.b.ins().iadd_imm_u(rsp, 8);
+            let sp = em.b.ins().iadd_imm_u(lin, 8);
             em.set_gpr(4, sp);
             crate::inline::write_reg(em, gpr_reg(i, 0).unwrap(), v);
         }
@@ -256,15 +258,20 @@ pub fn emit(em: &mut Emitter, i: &Instruction, n: usize, mode: Mode) -> bool {
         Kind::Call | Kind::Ret => unreachable!("emit_call_ret"),
     }
     em.retire_inline();
-    em.sync(Some(i.next_ip()));
+    if matches!(k, Kind::AluRegMem | Kind::CmpMem) {
+        // The flags' operands are values of this arm only.
+        em.sync_cc();
+        em.known_cc = None;
+    }
+    let fast = em.save();
     let merge = em.b.create_block();
     em.b.ins().jump(merge, &[]);
     em.b.switch_to_block(slow);
-    em.forget();
+    em.restore(&at_branch);
     em.fallback(n, i.ip());
+    em.reload_to_match(&fast);
     em.b.ins().jump(merge, &[]);
     em.b.switch_to_block(merge);
-    em.forget();
     false
 }
 
@@ -303,5 +310,5 @@ fn emit_call_ret(em: &mut Emitter, i: &Instruction, n: usize, k: Kind) {
     em.b.switch_to_block(slow);
     em.forget();
     em.fallback(n, i.ip());
-    em.b.ins().return_(&[]);
+    em.ret(crate::codegen::EXIT_CLEAN);
 }

@@ -167,6 +167,8 @@ pub struct Board {
     ports: Vec<PortRange>,
     mmio: Vec<MmioRange>,
     pins: IrqPins,
+    /// MSI messages from PCI functions, delivered like IOAPIC messages.
+    msi: kagami_devices::pci::MsiQueue,
     pub requests: RequestQueue,
     /// Virtual time of the last `advance_to`, for devices read between advances.
     now_ns: u64,
@@ -419,6 +421,7 @@ impl Board {
             ports,
             mmio,
             pins,
+            msi: kagami_devices::pci::MsiQueue::new(),
             requests,
             now_ns: 0,
         }
@@ -544,6 +547,7 @@ impl Board {
             && self.hpet.legacy_replacement() == self.hpet_legacy_active
             && !self.lapic.has_eoi_broadcasts()
             && !self.ioapic.has_deliveries()
+            && !self.msi.has_pending()
             && !self.pciw.pirq_dirty
         {
             return;
@@ -603,9 +607,15 @@ impl Board {
         self.route_apic_messages();
     }
 
-    /// Carry IOAPIC messages to the local APIC and its EOI broadcasts back,
-    /// until both are quiet (an EOI can make a level line send again).
+    /// Carry PCI functions' MSI messages and IOAPIC messages to the local
+    /// APIC and its EOI broadcasts back, until both are quiet (an EOI can
+    /// make a level line send again).
     fn route_apic_messages(&mut self) {
+        for m in self.msi.take() {
+            if let Some(d) = m.decode() {
+                deliver_to_lapic(&mut self.lapic, d);
+            }
+        }
         loop {
             for v in self.lapic.take_eoi_broadcasts() {
                 self.ioapic.eoi(v);

@@ -123,6 +123,10 @@ pub fn run(cli: &Cli) -> Result<u8, String> {
     let mut debugcon = None;
     let mut pc_testdev = false;
     for d in &cli.device {
+        // Drive devices (ide-hd, ide-cd, ahci) are drives.rs's.
+        if kagami_machine::drive_options::is_drive_device(d) {
+            continue;
+        }
         match options::parse_device(d)? {
             Device::DebugExit { iobase, iosize } => debug_exit = Some((iobase, iosize)),
             Device::Debugcon { iobase, chardev } => {

@@ -11,7 +11,10 @@
 //! - Locking: an image opened writable holds an exclusive `flock` on the
 //!   file for as long as the backend lives, a read-only one a shared lock,
 //!   so a second kagami cannot open it for writing meanwhile (and cannot open
-//!   for writing an image another one reads).
+//!   for writing an image another one reads). Every backing file of a qcow2
+//!   chain is only read: it holds a shared lock, so nobody can open a base
+//!   for writing while an overlay on it is in use. `-snapshot` takes shared
+//!   locks only.
 //! - `-snapshot`: the image is opened read-only and the guest writes into an
 //!   in-memory [`Overlay`] that is dropped at exit.
 //!
@@ -325,13 +328,23 @@ pub fn open(path: &Path, opts: &OpenOptions) -> Result<Box<dyn BlockBackend>, St
         )
     })?;
     lock(&file, path, writable)?;
+    let mut backing_locks = Vec::new();
+    for link in &chain[1..] {
+        let f = File::open(&link.path).map_err(|e| format!("cannot open backing file '{}': {e}", link.path.display()))?;
+        lock(&f, &link.path, false)?;
+        backing_locks.push(f);
+    }
     let backend: Box<dyn BlockBackend> = match top.format {
         ImageFormat::Raw => Box::new(RawFile {
             file,
             size: top.virtual_size,
             read_only: !writable,
         }),
-        ImageFormat::Qcow2 => Box::new(Qcow2Image::open(path, writable, file)?),
+        ImageFormat::Qcow2 => {
+            let mut q = Qcow2Image::open(path, writable, file)?;
+            q._backing_locks = backing_locks;
+            Box::new(q)
+        }
     };
     Ok(if opts.snapshot { Box::new(Overlay::new(backend)) } else { backend })
 }
@@ -383,6 +396,8 @@ pub struct Qcow2Image {
     read_only: bool,
     /// Holds the lock for the image's lifetime.
     _lock: File,
+    /// Shared locks on the backing chain, held as long.
+    _backing_locks: Vec<File>,
 }
 
 impl Qcow2Image {
@@ -398,6 +413,7 @@ impl Qcow2Image {
             access,
             read_only: !writable,
             _lock: lock,
+            _backing_locks: Vec::new(),
         })
     }
 }

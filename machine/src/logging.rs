@@ -7,6 +7,7 @@
 //! | `guest_errors` | `guest_errors` | things a correct guest does not do (triple fault, ...) |
 //! | `unimp` | `unimp`, `kagami::cpu`, `kagami_devices` | unimplemented instructions and device features |
 //! | `cpu_reset` | `cpu_reset` | CPU resets, with the register state before the reset |
+//! | `input` | `input` | outside input through the machine's doorway, with its instruction count |
 //!
 //! Without `-d` no subscriber is installed, so the events cost one static check.
 
@@ -27,6 +28,11 @@ pub const ITEMS: &[(&str, &str, &str)] = &[
         "unimplemented instructions and device features",
     ),
     ("cpu_reset", "cpu_reset=trace", "CPU resets, with the state before the reset"),
+    (
+        "input",
+        "input=debug",
+        "outside input (typed bytes, host entropy) and the instruction count it took effect at",
+    ),
 ];
 
 /// Turn `-d a,b,c` into an EnvFilter directive string. `help` lists the items.

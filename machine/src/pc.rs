@@ -85,6 +85,30 @@ pub enum HostInput {
     Serial { port: usize, bytes: Vec<u8> },
     /// Stop the machine (Ctrl-A X).
     Quit,
+    /// Host entropy for the CPU's RDRAND/RDSEED generator (host-clock mode
+    /// seeds it at power-on; deterministic mode keeps the fixed seed, so a
+    /// replay draws the same numbers).
+    Entropy(u64),
+}
+
+/// What [`Pc::handle_requests`] did with the devices' machine requests.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Requests {
+    /// Nothing that concerns the run loop: keep running.
+    Run,
+    /// The CPU was reset and keeps running from its new state (a run loop
+    /// with its own copy of the CPU state, such as KVM's, must reload it).
+    CpuReset,
+    /// The machine stops.
+    Stop(Stop),
+}
+
+/// 64 bits from the host's random source (getrandom(2)); None if it fails.
+pub fn host_entropy() -> Option<u64> {
+    let mut b = [0u8; 8];
+    // SAFETY: getrandom writes at most b.len() bytes into b.
+    let n = unsafe { libc::getrandom(b.as_mut_ptr().cast(), b.len(), 0) };
+    (n == b.len() as isize).then(|| u64::from_le_bytes(b))
 }
 
 const ACPI_TABLES_SIZE: u64 = 64 << 10;
@@ -306,7 +330,7 @@ impl Pc {
             }
             None => return Err("no -kernel given; booting disks through firmware is not available yet".into()),
         };
-        Ok(Pc {
+        let mut pc = Pc {
             cpu,
             board,
             clock: MachineClock::new(cfg.clock),
@@ -316,7 +340,15 @@ impl Pc {
             tsc_offset: 0,
             input: None,
             no_shutdown: false,
-        })
+        };
+        // Host-clock mode: RDRAND/RDSEED (and so KASLR and the guest's
+        // early entropy) differ from run to run. The fixed power-on seed
+        // stays in deterministic mode.
+        if !pc.clock.is_deterministic() {
+            let seed = host_entropy().ok_or("getrandom failed: no host entropy for RDRAND")?;
+            pc.apply_input(HostInput::Entropy(seed));
+        }
+        Ok(pc)
     }
 
     /// The one doorway for outside input: returns the sending side of a
@@ -333,16 +365,35 @@ impl Pc {
         self.no_shutdown = on;
     }
 
+    /// Where every outside input takes effect, at the current instruction
+    /// count (logged with `-d input`); Some(stop) when the user quits.
+    pub fn apply_input(&mut self, input: HostInput) -> Option<Stop> {
+        match input {
+            HostInput::Serial { port, bytes } => {
+                tracing::debug!(target: "input", icount = self.cpu.s.icount, port, len = bytes.len(), "serial input");
+                self.board.serial_input(port, &bytes);
+                None
+            }
+            HostInput::Entropy(seed) => {
+                tracing::debug!(target: "input", icount = self.cpu.s.icount, seed, "entropy");
+                // The generator is an xorshift: a zero state would stay zero.
+                self.cpu.rng_state = if seed == 0 { 0x853c_49e6_748f_ea9b } else { seed };
+                None
+            }
+            HostInput::Quit => Some(Stop::Quit),
+        }
+    }
+
     /// Apply pending outside input; Some(stop) when the user quits.
-    fn drain_input(&mut self) -> Option<Stop> {
-        let rx = self.input.as_ref()?;
+    pub(crate) fn drain_input(&mut self) -> Option<Stop> {
         loop {
+            let rx = self.input.as_ref()?;
             match rx.try_recv() {
-                Ok(HostInput::Serial { port, bytes }) => {
-                    tracing::debug!(target: "input", icount = self.cpu.s.icount, port, len = bytes.len(), "serial input");
-                    self.board.serial_input(port, &bytes);
+                Ok(i) => {
+                    if let Some(stop) = self.apply_input(i) {
+                        return Some(stop);
+                    }
                 }
-                Ok(HostInput::Quit) => return Some(Stop::Quit),
                 Err(std::sync::mpsc::TryRecvError::Empty) => return None,
                 Err(std::sync::mpsc::TryRecvError::Disconnected) => {
                     self.input = None;
@@ -361,12 +412,7 @@ impl Pc {
             return None;
         };
         match rx.recv_timeout(dur) {
-            Ok(HostInput::Serial { port, bytes }) => {
-                tracing::debug!(target: "input", icount = self.cpu.s.icount, port, len = bytes.len(), "serial input");
-                self.board.serial_input(port, &bytes);
-                None
-            }
-            Ok(HostInput::Quit) => Some(Stop::Quit),
+            Ok(i) => self.apply_input(i),
             Err(std::sync::mpsc::RecvTimeoutError::Timeout) => None,
             Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
                 self.input = None;
@@ -405,17 +451,8 @@ impl Pc {
             }
             let now = self.clock.paced_now_ns(self.cpu.s.icount);
             self.board.advance_to(now);
-            for r in self.board.take_requests() {
-                match r {
-                    MachineRequest::Exit(code) => return Stop::Exit(code),
-                    MachineRequest::PowerOff => return self.power_off(),
-                    MachineRequest::SetA20(on) => self.cpu.set_a20(on),
-                    MachineRequest::Reset => {
-                        if let Some(stop) = self.reset() {
-                            return stop;
-                        }
-                    }
-                }
+            if let Requests::Stop(stop) = self.handle_requests() {
+                return stop;
             }
             if let Some(e) = end {
                 if self.cpu.s.icount >= e {
@@ -479,6 +516,28 @@ impl Pc {
                 }
             }
         }
+    }
+
+    /// Act on what the devices asked of the machine since the last call
+    /// (isa-debug-exit, ACPI power-off, the A20 gate, reset), in order. The
+    /// one place both run loops (this module's and `kvm/run.rs`) handle them.
+    pub fn handle_requests(&mut self) -> Requests {
+        let mut outcome = Requests::Run;
+        for r in self.board.take_requests() {
+            match r {
+                MachineRequest::Exit(code) => return Requests::Stop(Stop::Exit(code)),
+                MachineRequest::PowerOff => return Requests::Stop(self.power_off()),
+                // KVM has no A20 gate (its line stays open); the software
+                // CPU's gate follows the request either way, so a later
+                // switch back to it sees the guest's setting.
+                MachineRequest::SetA20(on) => self.cpu.set_a20(on),
+                MachineRequest::Reset => match self.reset() {
+                    Some(stop) => return Requests::Stop(stop),
+                    None => outcome = Requests::CpuReset,
+                },
+            }
+        }
+        outcome
     }
 
     /// `reset` for the KVM run loop (`kvm/run.rs`), which lives outside this module.

@@ -1,166 +1,383 @@
-//! Boot benchmark: wall-clock time from process start to the test guest's
-//! `KAGAMI-MARKER` line (busybox userspace is up), for kagami and for QEMU
-//! TCG (Debian's qemu-system-x86_64) on the same kernel, initramfs and
-//! command line, in the same run, and the ratio.
+//! Boot and in-guest workload benchmark: kagami's interpreter (`--no-jit`),
+//! kagami with its JIT (`--jit`) and QEMU TCG (Debian's qemu-system-x86_64,
+//! `-accel tcg`) boot the same kernel and initramfs with the same `-machine`,
+//! `-m` and command line in the same run of this program; the host runs the
+//! workload natively with the guest's busybox.
 //!
 //!     bash scripts/build-test-guest.sh
-//!     cargo build --release -p kagami-machine -p kagami-benches
-//!     target/release/boot [--kernel bzImage|vmlinux] [--machine pc|q35] [--runs N] [--skip-qemu] [--skip-kagami]
+//!     nice -n 10 cargo build --release -p kagami-machine -p kagami-benches
+//!     target/release/boot [--kernel bzImage|vmlinux|both] [--machine pc|q35] [--runs N]
+//!                         [--boot-only] [--dd-mib N] [--seq N] [--timeout SECS]
+//!                         [--skip-interp] [--skip-jit] [--skip-qemu]
+//!
+//! Two tables:
+//! - boot: wall time from process start to the guest's `KAGAMI-MARKER`
+//!   line on the serial console, best of N, and kagami / QEMU;
+//! - workload (issue 5; see kagami_benches::workload): after the marker the
+//!   guest runs `dd if=/dev/zero bs=1M count=256 | sha256sum` and
+//!   `seq 1 3000000 | gzip -9 | sha256sum`; each job's time is the host
+//!   time between its begin and result lines (the same method for every
+//!   emulator and for the native run), best of N, with the guest's own
+//!   uptime difference next to it, kagami / QEMU and kagami / native. Every
+//!   digest is checked against the native run's; a mismatch is reported and
+//!   the program exits 1.
 //!
 //! kagami is the `kagami` binary next to this one (target/release/); the
-//! guest is target/guest/ (or $KAGAMI_GUEST_DIR). Each run is stopped as
-//! soon as the marker appears. QEMU always boots the bzImage (it cannot boot
-//! a PVH vmlinux without its own firmware path), so compare like with like:
-//! the default, bzImage. This is a benchmark, not a test: nothing asserts a time.
+//! guest is target/guest/ (or $KAGAMI_GUEST_DIR). QEMU boots a vmlinux
+//! through its PVH note as kagami does. This is a benchmark, not a test:
+//! nothing asserts a time. The machine it runs on is shared, so read the
+//! ratios of one run rather than absolute seconds.
 
-use std::io::Read;
+use kagami_benches::workload::{self, Job, Timeline};
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
-const MARKER: &[u8] = b"KAGAMI-MARKER";
 const APPEND: &str = "console=ttyS0 kagami.poweroff=1";
-const TIMEOUT: Duration = Duration::from_secs(1800);
 
-fn usage() -> ! {
-    eprintln!("usage: boot [--kernel bzImage|vmlinux] [--machine pc|q35] [--runs N] [--skip-qemu] [--skip-kagami]");
+struct Options {
+    kernels: Vec<String>,
+    machine: String,
+    runs: usize,
+    boot_only: bool,
+    dd_mib: u32,
+    seq_n: u32,
+    timeout: Duration,
+    skip: Vec<Engine>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Engine {
+    Interp,
+    Jit,
+    Qemu,
+}
+
+impl Engine {
+    const ALL: [Engine; 3] = [Engine::Interp, Engine::Jit, Engine::Qemu];
+
+    fn label(self) -> &'static str {
+        match self {
+            Engine::Interp => "kagami interpreter",
+            Engine::Jit => "kagami JIT",
+            Engine::Qemu => "QEMU TCG",
+        }
+    }
+}
+
+fn usage(why: &str) -> ! {
+    eprintln!("boot: {why}");
+    eprintln!(
+        "usage: boot [--kernel bzImage|vmlinux|both] [--machine pc|q35] [--runs N] [--boot-only] \
+         [--dd-mib N] [--seq N] [--timeout SECS] [--skip-interp] [--skip-jit] [--skip-qemu]"
+    );
     std::process::exit(1);
 }
 
-/// Run `cmd` until its stdout contains the marker; the seconds it took.
-fn time_to_marker(what: &str, cmd: &mut Command) -> Result<f64, String> {
-    let t0 = Instant::now();
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .map_err(|e| format!("{what}: cannot start: {e}"))?;
-    let mut out = child.stdout.take().unwrap();
-    let mut seen = Vec::new();
-    let mut buf = [0u8; 4096];
-    let result = loop {
-        match out.read(&mut buf) {
-            Ok(0) | Err(_) => break Err(format!("{what}: output ended before the marker")),
-            Ok(n) => {
-                seen.extend_from_slice(&buf[..n]);
-                if seen.windows(MARKER.len()).any(|w| w == MARKER) {
-                    break Ok(t0.elapsed().as_secs_f64());
-                }
-                if t0.elapsed() > TIMEOUT {
-                    break Err(format!("{what}: no marker within {} s", TIMEOUT.as_secs()));
-                }
-                // Keep only a tail long enough to find a marker split across reads.
-                if seen.len() > 1 << 16 {
-                    seen.drain(..seen.len() - MARKER.len());
+fn parse_options() -> Options {
+    let mut o = Options {
+        kernels: vec!["bzImage".into()],
+        machine: "pc".into(),
+        runs: 1,
+        boot_only: false,
+        dd_mib: 256,
+        seq_n: 3_000_000,
+        timeout: Duration::from_secs(3600),
+        skip: Vec::new(),
+    };
+    let mut args = std::env::args().skip(1);
+    fn number<T: std::str::FromStr + PartialOrd + Default>(name: &str, v: Option<String>) -> T {
+        v.and_then(|v| v.parse::<T>().ok())
+            .filter(|n| *n > T::default())
+            .unwrap_or_else(|| usage(&format!("{name} wants a positive number")))
+    }
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--kernel" => {
+                o.kernels = match args.next().as_deref() {
+                    Some("both") => vec!["bzImage".into(), "vmlinux".into()],
+                    Some(k @ ("bzImage" | "vmlinux")) => vec![k.into()],
+                    _ => usage("--kernel wants bzImage, vmlinux or both"),
                 }
             }
+            "--machine" => {
+                o.machine = match args.next().as_deref() {
+                    Some(m @ ("pc" | "q35")) => m.into(),
+                    _ => usage("--machine wants pc or q35"),
+                }
+            }
+            "--runs" => o.runs = number("--runs", args.next()),
+            "--dd-mib" => o.dd_mib = number("--dd-mib", args.next()),
+            "--seq" => o.seq_n = number("--seq", args.next()),
+            "--timeout" => o.timeout = Duration::from_secs(number("--timeout", args.next())),
+            "--boot-only" => o.boot_only = true,
+            "--skip-interp" => o.skip.push(Engine::Interp),
+            "--skip-jit" => o.skip.push(Engine::Jit),
+            "--skip-qemu" => o.skip.push(Engine::Qemu),
+            other => usage(&format!("unknown option '{other}'")),
         }
-    };
-    let _ = child.kill();
-    let _ = child.wait();
-    result
+    }
+    o
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
+/// The host's load averages (1, 5, 15 min), to say how noisy a run was.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+fn best(v: &[f64]) -> Option<f64> {
+    v.iter().copied().min_by(|a, b| a.total_cmp(b))
+}
+
+fn ratio(a: Option<f64>, b: Option<f64>) -> String {
+    match (a, b) {
+        (Some(a), Some(b)) if b > 0.0 => format!("{:.2}", a / b),
+        _ => "-".into(),
+    }
+}
+
+fn secs(v: Option<f64>) -> String {
+    v.map(|s| format!("{s:.2}")).unwrap_or_else(|| "-".into())
+}
+
+fn all_runs(v: &[f64]) -> String {
+    v.iter().map(|s| format!("{s:.2}")).collect::<Vec<_>>().join(" ")
+}
+
+/// Times of one engine on one kernel over the runs.
+#[derive(Default)]
+struct Series {
+    marker: Vec<f64>,
+    /// Per job: host seconds and guest seconds of each run.
+    jobs: Vec<(Vec<f64>, Vec<f64>)>,
+}
+
+impl Series {
+    fn add(&mut self, tl: &Timeline, jobs: &[Job], boot: bool, want: &[String], bad: &mut Vec<String>, who: &str) {
+        if boot {
+            if let Some(t) = tl.marker() {
+                self.marker.push(t);
+            }
+        }
+        self.jobs.resize(jobs.len(), Default::default());
+        for (i, j) in jobs.iter().enumerate() {
+            let Some(r) = tl.job_result(j.name) else { continue };
+            if let Some(w) = want.get(i) {
+                if &r.digest != w {
+                    bad.push(format!("{who}: {} digest {} differs from the host's {w}", j.name, r.digest));
+                }
+            }
+            self.jobs[i].0.push(r.host_secs);
+            if let Some(g) = r.guest_secs {
+                self.jobs[i].1.push(g);
+            }
+        }
+    }
 }
 
 fn main() {
-    let mut kernel = "bzImage".to_string();
-    let mut machine = "pc".to_string();
-    let mut runs = 1usize;
-    let mut skip_qemu = false;
-    let mut skip_kagami = false;
-    let mut args = std::env::args().skip(1);
-    while let Some(a) = args.next() {
-        match a.as_str() {
-            "--kernel" => kernel = args.next().unwrap_or_else(|| usage()),
-            "--machine" => machine = args.next().unwrap_or_else(|| usage()),
-            "--runs" => {
-                runs = args
-                    .next()
-                    .and_then(|n| n.parse().ok())
-                    .filter(|n| *n > 0)
-                    .unwrap_or_else(|| usage())
-            }
-            "--skip-qemu" => skip_qemu = true,
-            "--skip-kagami" => skip_kagami = true,
-            _ => usage(),
-        }
-    }
+    let o = parse_options();
     let guest = std::env::var_os("KAGAMI_GUEST_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../target/guest")));
     let kagami = std::env::current_exe().unwrap().with_file_name("kagami");
-    for (p, hint) in [
-        (guest.join(&kernel), "run scripts/build-test-guest.sh"),
-        (guest.join("bzImage"), "run scripts/build-test-guest.sh"),
+    let mut needed = vec![
         (guest.join("initramfs.cpio.gz"), "run scripts/build-test-guest.sh"),
-        (kagami.clone(), "cargo build --release -p kagami-machine"),
-    ] {
+        (guest.join("busybox"), "run scripts/build-test-guest.sh"),
+        (kagami.clone(), "nice -n 10 cargo build --release -p kagami-machine"),
+    ];
+    needed.extend(o.kernels.iter().map(|k| (guest.join(k), "run scripts/build-test-guest.sh")));
+    for (p, hint) in needed {
         if !p.is_file() {
             eprintln!("boot: {} is missing: {hint}", p.display());
             std::process::exit(1);
         }
     }
-    let initrd = guest.join("initramfs.cpio.gz");
-    let kagami_cmd = || {
-        let mut c = Command::new(&kagami);
-        c.args(["-machine", &machine, "-m", "256", "-accel", "tcg", "-nographic", "-no-reboot"])
-            .arg("-kernel")
-            .arg(guest.join(&kernel))
-            .arg("-initrd")
-            .arg(&initrd)
-            .args(["-append", APPEND]);
-        c
+    let engines: Vec<Engine> = Engine::ALL.into_iter().filter(|e| !o.skip.contains(e)).collect();
+    let jobs = if o.boot_only {
+        Vec::new()
+    } else {
+        workload::jobs(o.dd_mib, o.seq_n)
     };
-    let qemu_cmd = || {
-        let mut c = Command::new("qemu-system-x86_64");
-        c.args(["-accel", "tcg", "-machine", &machine, "-m", "256", "-nographic", "-no-reboot"])
-            .arg("-kernel")
-            .arg(guest.join("bzImage"))
-            .arg("-initrd")
-            .arg(&initrd)
-            .args(["-append", APPEND]);
-        c
+    let script = workload::script(&jobs);
+    let append = if jobs.is_empty() {
+        APPEND.to_string()
+    } else {
+        format!("{APPEND} {}", workload::append_word(&script))
     };
-    let measure = |what: &str, label: String, mut cmd: Command, times: &mut Vec<f64>| match time_to_marker(what, &mut cmd) {
-        Ok(s) => {
-            println!("{label}: {s:.2} s to the marker");
-            times.push(s);
+    let qemu_version = Command::new("qemu-system-x86_64")
+        .arg("--version")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8_lossy(&o.stdout).lines().next().map(str::to_string))
+        .unwrap_or_else(|| "qemu-system-x86_64 not found".into());
+    println!("kagami: {}", kagami.display());
+    println!("qemu:   {qemu_version}");
+    println!(
+        "guest:  {}, -machine {} -m 256, best of {} run(s)",
+        guest.display(),
+        o.machine,
+        o.runs
+    );
+    println!("load:   {} (start)", load_average());
+
+    // The native run first: its digests are the reference.
+    let mut native = Series::default();
+    let mut want: Vec<String> = Vec::new();
+    let mut bad = Vec::new();
+    if !jobs.is_empty() {
+        let dir = workload::scratch_dir("bench");
+        for run in 1..=o.runs {
+            let mut cmd = workload::host_command(&guest.join("busybox"), &dir, &script).unwrap_or_else(|e| {
+                eprintln!("boot: cannot set up the native run in {}: {e}", dir.display());
+                std::process::exit(1)
+            });
+            let tl = workload::run_timed("native busybox", &mut cmd, o.timeout, workload::all_results(&jobs)).unwrap_or_else(|e| {
+                eprintln!("boot: {e}");
+                std::process::exit(1)
+            });
+            if want.is_empty() {
+                want = jobs.iter().map(|j| tl.job_result(j.name).unwrap().digest).collect();
+            }
+            native.add(&tl, &jobs, false, &want, &mut bad, "native");
+            let t: Vec<String> = native.jobs.iter().map(|j| format!("{:.2}", j.0.last().unwrap())).collect();
+            println!("run {run}: native busybox: jobs {} s", t.join(" / "));
         }
-        Err(e) => {
-            eprintln!("boot: {e}");
-            std::process::exit(1);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    // series[kernel][engine]
+    let mut series: Vec<Vec<Series>> = o
+        .kernels
+        .iter()
+        .map(|_| engines.iter().map(|_| Series::default()).collect())
+        .collect();
+    for run in 1..=o.runs {
+        for (ki, kernel) in o.kernels.iter().enumerate() {
+            for (ei, &e) in engines.iter().enumerate() {
+                let mut cmd = match e {
+                    Engine::Interp | Engine::Jit => {
+                        let mut c = Command::new(&kagami);
+                        c.args(["-accel", "tcg", if e == Engine::Jit { "--jit" } else { "--no-jit" }]);
+                        c
+                    }
+                    Engine::Qemu => {
+                        let mut c = Command::new("qemu-system-x86_64");
+                        c.args(["-accel", "tcg"]);
+                        c
+                    }
+                };
+                cmd.args(["-machine", &o.machine, "-m", "256", "-nographic", "-no-reboot"])
+                    .arg("-kernel")
+                    .arg(guest.join(kernel))
+                    .arg("-initrd")
+                    .arg(guest.join("initramfs.cpio.gz"))
+                    .args(["-append", &append]);
+                let who = format!("{} {kernel}", e.label());
+                let done = |tl: &Timeline| {
+                    if jobs.is_empty() {
+                        tl.marker().is_some()
+                    } else {
+                        workload::all_results(&jobs)(tl)
+                    }
+                };
+                match workload::run_timed(&who, &mut cmd, o.timeout, done) {
+                    Ok(tl) => {
+                        let s = &mut series[ki][ei];
+                        s.add(&tl, &jobs, true, &want, &mut bad, &who);
+                        let t: Vec<String> = s.jobs.iter().map(|j| format!("{:.2}", j.0.last().unwrap())).collect();
+                        println!(
+                            "run {run}: {who}: marker {} s{}",
+                            secs(s.marker.last().copied()),
+                            if t.is_empty() {
+                                String::new()
+                            } else {
+                                format!(", jobs {} s", t.join(" / "))
+                            }
+                        );
+                    }
+                    Err(err) => {
+                        eprintln!("boot: {err}");
+                        bad.push(format!("{who}: failed (see above)"));
+                    }
+                }
+            }
         }
-    };
-    let mut k_times = Vec::new();
-    let mut q_times = Vec::new();
-    for run in 1..=runs {
-        if !skip_kagami {
-            measure(
-                "kagami",
-                format!("run {run}: kagami {machine} {kernel}"),
-                kagami_cmd(),
-                &mut k_times,
+    }
+
+    let qemu_at = engines.iter().position(|&e| e == Engine::Qemu);
+    println!("load:   {} (end)", load_average());
+    println!();
+    println!(
+        "Time to KAGAMI-MARKER (s, from process start; best of {}), -machine {} -m 256",
+        o.runs, o.machine
+    );
+    println!("{:<9} {:<20} {:>8} {:>8}   all runs", "kernel", "engine", "best", "/ QEMU");
+    for (ki, kernel) in o.kernels.iter().enumerate() {
+        let q = qemu_at.and_then(|qi| best(&series[ki][qi].marker));
+        for (ei, e) in engines.iter().enumerate() {
+            let b = best(&series[ki][ei].marker);
+            println!(
+                "{kernel:<9} {:<20} {:>8} {:>8}   {}",
+                e.label(),
+                secs(b),
+                ratio(b, q),
+                all_runs(&series[ki][ei].marker)
             );
         }
-        if !skip_qemu {
-            let label = format!("run {run}: qemu-system-x86_64 -accel tcg {machine} bzImage");
-            measure("qemu (is qemu-system-x86 installed?)", label, qemu_cmd(), &mut q_times);
+    }
+    if !jobs.is_empty() {
+        println!();
+        println!(
+            "In-guest workload (s between the job's begin and result lines, host clock; best of {}; guest = uptime difference)",
+            o.runs
+        );
+        println!(
+            "{:<9} {:<46} {:<20} {:>8} {:>8} {:>8} {:>9}   all runs",
+            "kernel", "job", "engine", "best", "guest", "/ QEMU", "/ native"
+        );
+        for (ki, kernel) in o.kernels.iter().enumerate() {
+            for (ji, j) in jobs.iter().enumerate() {
+                let host = best(&native.jobs[ji].0);
+                let q = qemu_at.and_then(|qi| best(&series[ki][qi].jobs.get(ji)?.0));
+                for (ei, e) in engines.iter().enumerate() {
+                    let Some((h, g)) = series[ki][ei].jobs.get(ji) else { continue };
+                    let b = best(h);
+                    println!(
+                        "{kernel:<9} {:<46} {:<20} {:>8} {:>8} {:>8} {:>9}   {}",
+                        j.title,
+                        e.label(),
+                        secs(b),
+                        secs(best(g)),
+                        ratio(b, q),
+                        ratio(b, host),
+                        all_runs(h)
+                    );
+                }
+                println!(
+                    "{kernel:<9} {:<46} {:<20} {:>8} {:>8} {:>8} {:>9}   {}",
+                    j.title,
+                    "native busybox",
+                    secs(host),
+                    secs(best(&native.jobs[ji].1)),
+                    ratio(host, q),
+                    "1.00",
+                    all_runs(&native.jobs[ji].0)
+                );
+            }
+        }
+        println!();
+        for (j, w) in jobs.iter().zip(&want) {
+            println!("digest {:<46} {w}", j.title);
         }
     }
-    let k = (!k_times.is_empty()).then(|| median(k_times));
-    let q = (!q_times.is_empty()).then(|| median(q_times));
-    if let Some(k) = k {
-        println!("kagami  median {k:.2} s");
-    }
-    if let Some(q) = q {
-        println!("qemu    median {q:.2} s");
-    }
-    if let (Some(k), Some(q)) = (k, q) {
-        println!("ratio   kagami / qemu = {:.2}", k / q);
+    if !bad.is_empty() {
+        println!();
+        for b in &bad {
+            println!("PROBLEM: {b}");
+        }
+        std::process::exit(1);
     }
 }

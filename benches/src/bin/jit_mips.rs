@@ -7,36 +7,11 @@
 //!     cargo run --release -p kagami-benches --bin jit_mips [-- --scale N]
 
 use iced_x86::code_asm::*;
-use kagami_benches::{long_mode_cpu, CODE, DATA};
-use kagami_cpu::{Cpu, Exit, NullBus};
+use kagami_benches::long_mode_cpu;
+use kagami_benches::programs::{asm, fnv1a, insertion_sort, Program};
+use kagami_cpu::{Exit, NullBus};
 use kagami_machine::accel::{install, stats_report, JitOptions};
 use std::time::Instant;
-
-struct Program {
-    name: String,
-    code: Vec<u8>,
-    data: Vec<u8>,
-    check: Box<dyn Fn(&Cpu) -> Result<(), String>>,
-}
-
-fn asm(f: impl FnOnce(&mut CodeAssembler) -> Result<(), IcedError>) -> Vec<u8> {
-    let mut a = CodeAssembler::new(64).unwrap();
-    f(&mut a).unwrap();
-    a.hlt().unwrap();
-    a.assemble(CODE).unwrap()
-}
-
-fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect()
-}
 
 /// Register-only arithmetic: an LCG-like mix, `n` iterations.
 fn alu_loop(n: u32) -> Program {
@@ -68,95 +43,11 @@ fn alu_loop(n: u32) -> Program {
         name: format!("register ALU loop x{n}"),
         code,
         data: vec![],
+        bytes: None,
         check: Box::new(move |cpu| {
             (cpu.s.gpr[0] == x && cpu.s.gpr[3] == y)
                 .then_some(())
                 .ok_or(format!("rax {:#x} rbx {:#x}, expected {x:#x} {y:#x}", cpu.s.gpr[0], cpu.s.gpr[3]))
-        }),
-    }
-}
-
-/// FNV-1a over 64 KiB, `passes` times (a load, an IMUL per byte).
-fn fnv1a(passes: u32) -> Program {
-    const LEN: usize = 64 << 10;
-    let code = asm(|a| {
-        let mut pass = a.create_label();
-        let mut byte = a.create_label();
-        a.mov(eax, 0x811c_9dc5u32)?;
-        a.mov(ecx, passes)?;
-        a.set_label(&mut pass)?;
-        a.mov(rsi, DATA)?;
-        a.lea(rdi, ptr(rsi + LEN as i32))?;
-        a.set_label(&mut byte)?;
-        a.movzx(edx, byte_ptr(rsi))?;
-        a.xor(eax, edx)?;
-        a.imul_3(eax, eax, 0x0100_0193)?;
-        a.inc(rsi)?;
-        a.cmp(rsi, rdi)?;
-        a.jb(byte)?;
-        a.dec(ecx)?;
-        a.jne(pass)
-    });
-    let data = pseudo_random(LEN, 1);
-    let mut want = 0x811c_9dc5u32;
-    for _ in 0..passes {
-        for &b in &data {
-            want = (want ^ b as u32).wrapping_mul(0x0100_0193);
-        }
-    }
-    Program {
-        name: format!("fnv1a hash, 64 KiB x{passes}"),
-        code,
-        data,
-        check: Box::new(move |cpu| {
-            let got = cpu.s.gpr[0] as u32;
-            (got == want).then_some(()).ok_or(format!("hash {got:#x}, expected {want:#x}"))
-        }),
-    }
-}
-
-/// Insertion sort of `n` dwords (loads, stores, compares, branches).
-fn insertion_sort(n: u32) -> Program {
-    let code = asm(|a| {
-        let mut outer = a.create_label();
-        let mut inner = a.create_label();
-        let mut place = a.create_label();
-        let mut done = a.create_label();
-        a.mov(rbx, DATA)?;
-        a.mov(esi, 1u32)?;
-        a.set_label(&mut outer)?;
-        a.cmp(esi, n)?;
-        a.jae(done)?;
-        a.mov(eax, dword_ptr(rbx + rsi * 4))?;
-        a.mov(edi, esi)?;
-        a.set_label(&mut inner)?;
-        a.test(edi, edi)?;
-        a.je(place)?;
-        a.mov(edx, dword_ptr(rbx + rdi * 4 - 4))?;
-        a.cmp(edx, eax)?;
-        a.jbe(place)?;
-        a.mov(dword_ptr(rbx + rdi * 4), edx)?;
-        a.dec(edi)?;
-        a.jmp(inner)?;
-        a.set_label(&mut place)?;
-        a.mov(dword_ptr(rbx + rdi * 4), eax)?;
-        a.inc(esi)?;
-        a.jmp(outer)?;
-        a.set_label(&mut done)?;
-        a.nop()
-    });
-    let data = pseudo_random(4 * n as usize, 2);
-    let mut want: Vec<u32> = data.chunks(4).map(|c| u32::from_le_bytes(c.try_into().unwrap())).collect();
-    want.sort_unstable();
-    Program {
-        name: format!("insertion sort, {n} dwords"),
-        code,
-        data,
-        check: Box::new(move |cpu| {
-            let mut got = vec![0u8; want.len() * 4];
-            cpu.mem.read(DATA, &mut got);
-            let got: Vec<u32> = got.chunks(4).map(|c| u32::from_le_bytes(c.try_into().unwrap())).collect();
-            (got == want).then_some(()).ok_or("array not sorted".to_string())
         }),
     }
 }
@@ -171,8 +62,7 @@ fn run(p: &Program, jit: bool) -> Result<(u64, f64, String), String> {
             ..JitOptions::default()
         },
     );
-    cpu.mem.write(CODE, &p.code);
-    cpu.mem.write(DATA, &p.data);
+    p.load(&cpu);
     let t = Instant::now();
     let mut exit;
     loop {

@@ -14,8 +14,8 @@
 //! when [`PciBus::take_changes`] says they moved.
 //!
 //! Left out: PCI-to-PCI bridges and buses other than 0 (configuration
-//! cycles to them read all ones), MSI/MSI-X delivery
-//! (capabilities can be described, nothing sends messages), PCIe extended
+//! cycles to them read all ones), MSI-X and multi-message MSI (single
+//! message MSI is in [`msi`]), PCIe extended
 //! capabilities beyond what a device puts in its 4 KiB space, power
 //! management states.
 
@@ -60,6 +60,7 @@ pub mod config;
 pub mod i440fx;
 pub mod ich9;
 pub mod intx;
+pub mod msi;
 pub mod pam;
 pub mod piix;
 pub mod q35;
@@ -67,6 +68,7 @@ pub mod q35;
 pub use bus::{BarMapping, Ecam, PciBus, PciChanges};
 pub use config::{BarDecl, ConfigSpace, CONFIG_SIZE, PCIE_CONFIG_SIZE};
 pub use intx::{pirq_index, PciIntx};
+pub use msi::{MsiCapability, MsiMessage, MsiQueue, MsiSender};
 
 use std::any::Any;
 

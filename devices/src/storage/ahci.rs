@@ -13,7 +13,19 @@
 //! Commands execute when their CI bit is written (the port running, PxCMD.ST):
 //! the data moves at once and the port posts its FISes and interrupt. The
 //! interrupt is INTx (level), gated by GHC.IE and the command register's
-//! INTx disable. Left out: NCQ (CAP.SNCQ is 0), MSI, port multipliers,
+//! INTx disable, or, once software enables the MSI capability at 0x80 (ICH9
+//! datasheet §14.1, one message), a message each time the HBA's interrupt
+//! condition (GHC.IE and IS not zero) arises, and again after software
+//! writes IS while a port still has an enabled PxIS bit (AHCI 1.3.1 §10.7.2:
+//! the message stands for the edge INTx would have made).
+//! NCQ (CAP.SNCQ): READ/WRITE FPDMA QUEUED in any slot with its PxSACT
+//! bit; the device accepts it (D2H Register FIS without I, the CI bit
+//! clears), the data moves through the slot's PRDT, and a Set Device Bits
+//! FIS (SATA 3.x §10.3.7, at FB + 0x58) with the tag's SActive bit and I
+//! completes it: PxSACT clears, PxIS.SDBS sets. A failed queued command
+//! leaves its PxSACT bit, sets TFES and is in the drive's NCQ error log for
+//! the host's error handling (AHCI 1.3.1 §6.2.2).
+//! Left out: multiple MSI messages, port multipliers,
 //! staggered spin-up, power states (partial/slumber), enclosure management,
 //! command completion coalescing, the BAR4 index/data pair.
 
@@ -21,7 +33,7 @@ use super::ata::{Drive, DriveState, Phase, Taskfile, ABRT, DRDY, DSC, ERR};
 use crate::bus::MmioDevice;
 use crate::dma::DmaMemory;
 use crate::irq::IrqLine;
-use crate::pci::{BarKind, ConfigSpace, PciDevice, CONFIG_SIZE, VENDOR_INTEL};
+use crate::pci::{BarKind, ConfigSpace, MsiCapability, MsiSender, PciDevice, CMD_BUS_MASTER, COMMAND, CONFIG_SIZE, VENDOR_INTEL};
 use crate::snapshot::{check, Snapshot, StateError};
 use serde::{Deserialize, Serialize};
 
@@ -68,6 +80,7 @@ const CMD_CR: u32 = 1 << 15;
 /// PxIS bits.
 pub const IS_DHRS: u32 = 1 << 0;
 pub const IS_PSS: u32 = 1 << 1;
+pub const IS_SDBS: u32 = 1 << 3;
 pub const IS_TFES: u32 = 1 << 30;
 
 #[derive(Default)]
@@ -117,8 +130,15 @@ pub struct Ich9Ahci {
     is: u32,
     ports: [Port; PORTS],
     irq: Box<dyn IrqLine>,
+    msi_cap: MsiCapability,
+    msi: Box<dyn MsiSender>,
+    /// The interrupt condition held while MSI was on, and a message went out for it.
+    msi_sent: bool,
     dma: Box<dyn DmaMemory>,
 }
+
+/// Where the MSI capability sits (ICH9 datasheet §14.1: MSI at 0x80).
+pub const MSI_CAP_OFFSET: u8 = 0x80;
 
 fn u32_at(b: &[u8], o: usize) -> u32 {
     u32::from_le_bytes(b[o..o + 4].try_into().unwrap())
@@ -126,14 +146,15 @@ fn u32_at(b: &[u8], o: usize) -> u32 {
 
 impl Ich9Ahci {
     /// `irq`: the function's INTA line (the machine routes it through PIRQ);
-    /// `dma`: guest memory.
-    pub fn new(irq: Box<dyn IrqLine>, dma: Box<dyn DmaMemory>) -> Self {
+    /// `msi`: where its MSI messages go; `dma`: guest memory.
+    pub fn new(irq: Box<dyn IrqLine>, msi: Box<dyn MsiSender>, dma: Box<dyn DmaMemory>) -> Self {
         let mut cfg = ConfigSpace::new(CONFIG_SIZE, VENDOR_INTEL, ICH9_AHCI_DEVICE_ID, 0x02, 0x01_06_01);
         cfg.set_u16(crate::pci::STATUS as usize, 0x0290);
         cfg.set_interrupt_pin(1);
         cfg.declare_bar(5, BarKind::Mem32 { prefetchable: false }, ABAR_SIZE);
         // PCS (port control and status): Linux's ahci sets the port enables here.
         cfg.set_writable(0x92, 2);
+        let msi_cap = MsiCapability::add(&mut cfg, MSI_CAP_OFFSET, true);
         cfg.seal_power_on();
         let mut a = Ich9Ahci {
             cfg,
@@ -141,14 +162,18 @@ impl Ich9Ahci {
             is: 0,
             ports: Default::default(),
             irq,
+            msi_cap,
+            msi,
+            msi_sent: false,
             dma,
         };
         a.reset_hba();
         a
     }
 
-    /// Attach a drive to `port` (0–5).
-    pub fn attach(&mut self, port: usize, drive: Drive) {
+    /// Attach a drive to `port` (0–5). Disks are offered NCQ.
+    pub fn attach(&mut self, port: usize, mut drive: Drive) {
+        drive.set_ncq(true);
         self.ports[port].drive = Some(drive);
         self.ports[port].reset_device();
     }
@@ -173,13 +198,26 @@ impl Ich9Ahci {
                 self.is |= 1 << i;
             }
         }
-        let level = self.ghc & GHC_IE != 0 && self.is != 0 && !self.cfg.intx_disabled();
-        self.irq.set_level(level);
+        let pending = self.ghc & GHC_IE != 0 && self.is != 0;
+        if self.msi_cap.enabled(&self.cfg) {
+            // PCI 3.0 §6.8.1.3: with MSI enabled the function does not use INTx.
+            self.irq.set_level(false);
+            // A message is a memory write: bus mastering must be on.
+            let master = self.cfg.u16(COMMAND as usize) & CMD_BUS_MASTER != 0;
+            if pending && master && !self.msi_sent {
+                let m = self.msi_cap.message(&self.cfg);
+                self.msi.send(m);
+            }
+            self.msi_sent = pending && (master || self.msi_sent);
+        } else {
+            self.msi_sent = false;
+            self.irq.set_level(pending && !self.cfg.intx_disabled());
+        }
     }
 
     fn cap(&self) -> u32 {
-        // S64A, SAM (AHCI only), ISS Gen1, SCLO, 32 command slots, 6 ports.
-        (1 << 31) | (1 << 18) | (1 << 20) | (1 << 24) | (31 << 8) | (PORTS as u32 - 1)
+        // S64A, SNCQ, SAM (AHCI only), ISS Gen1, SCLO, 32 command slots, 6 ports.
+        (1 << 31) | (1 << 30) | (1 << 18) | (1 << 20) | (1 << 24) | (31 << 8) | (PORTS as u32 - 1)
     }
 
     fn read32(&mut self, offset: u64) -> u32 {
@@ -225,6 +263,9 @@ impl Ich9Ahci {
             }
             IS => {
                 self.is &= !v;
+                // A condition still pending after the acknowledgement is a new
+                // interrupt: with MSI it needs a new message.
+                self.msi_sent = false;
                 self.update_irq();
             }
             o if (PORT_BASE..PORT_BASE + PORTS as u64 * PORT_SIZE).contains(&o) => {
@@ -362,6 +403,10 @@ impl Ich9Ahci {
             count: cfis[12] as u16 | (cfis[13] as u16) << 8,
         };
         let drive = self.ports[n].drive.as_mut().expect("checked");
+        if matches!(tf.command, 0x60 | 0x61) && drive.ncq() {
+            self.run_fpdma(n, hdr_addr, ctba, prdtl, &tf);
+            return;
+        }
         let result = drive.execute(&mut tf).and_then(|acc| match acc.phase {
             Phase::None => Ok((0, false)),
             Phase::In { data, .. } => {
@@ -386,6 +431,62 @@ impl Ich9Ahci {
         match result {
             Ok((moved, pio_in)) => self.finish(n, slot, hdr_addr, moved, Ok(count), pio_in),
             Err(e) => self.finish(n, slot, hdr_addr, 0, Err(e), false),
+        }
+    }
+
+    /// A queued command (FPDMA): accept, move the data, complete it with a
+    /// Set Device Bits FIS.
+    fn run_fpdma(&mut self, n: usize, hdr_addr: u64, ctba: u64, prdtl: usize, tf: &Taskfile) {
+        let tag = super::ata::fpdma_tag(tf);
+        // Accepted: BSY clear, no interrupt; the slot's CI bit is already clear.
+        self.post_d2h(n, DRDY | DSC, 0, [0; 4], false);
+        let dma = self.dma.as_ref();
+        let drive = self.ports[n].drive.as_mut().expect("checked by run_slot");
+        let result = drive.fpdma(tf).and_then(|f| {
+            if f.write {
+                let mut buf = vec![0u8; f.sectors * super::ata::SECTOR];
+                let moved = scatter_gather(dma, ctba, prdtl, Sg::FromMemory(&mut buf))?;
+                if moved < buf.len() {
+                    return Err(ABRT);
+                }
+                drive.fpdma_write(&f, &buf).map(|()| moved)
+            } else {
+                let data = drive.fpdma_read(&f)?;
+                scatter_gather(dma, ctba, prdtl, Sg::ToMemory(&data))
+            }
+        });
+        let (status, error, done) = match result {
+            Ok(moved) => {
+                let _ = self.dma.write(hdr_addr + 4, &(moved as u32).to_le_bytes());
+                (DRDY | DSC, 0, 1u32 << tag)
+            }
+            Err(e) => {
+                let status = DRDY | ERR;
+                drive.set_ncq_error(super::ata::NcqError {
+                    tag,
+                    status,
+                    error: e,
+                    lba: tf.lba,
+                    count: tf.feature,
+                });
+                (status, e, 0)
+            }
+        };
+        let p = &mut self.ports[n];
+        p.sact &= !done;
+        p.tfd = (error as u32) << 8 | status as u32;
+        p.is |= IS_SDBS;
+        if status & ERR != 0 {
+            p.is |= IS_TFES;
+        }
+        if p.cmd & CMD_FR != 0 {
+            let mut fis = [0u8; 8];
+            fis[0] = 0xa1;
+            fis[1] = 0x40; // I
+            fis[2] = status & 0x77; // Status-Hi 6:4, Status-Lo 2:0
+            fis[3] = error;
+            fis[4..8].copy_from_slice(&done.to_le_bytes());
+            let _ = self.dma.write(p.fb + 0x58, &fis);
         }
     }
 
@@ -598,6 +699,8 @@ impl Snapshot for Ich9Ahci {
         }
         self.ghc = s.ghc;
         self.is = s.is;
+        // A pending condition was signalled before the snapshot: do not send it twice.
+        self.msi_sent = self.msi_cap.enabled(&self.cfg) && self.ghc & GHC_IE != 0 && self.is != 0;
         self.update_irq();
         Ok(())
     }

@@ -9,7 +9,14 @@
 //!
 //! Left out: CHS translation beyond the default 16-head, 63-sector geometry
 //! (INITIALIZE DEVICE PARAMETERS is accepted with it), security, SMART, HPA,
-//! NCQ, power management beyond answering CHECK POWER MODE.
+//! power management beyond answering CHECK POWER MODE, general purpose logs
+//! other than the NCQ command error log.
+//!
+//! NCQ (ACS-2 §7.22 READ FPDMA QUEUED, §7.64 WRITE FPDMA QUEUED, §A.13 the
+//! NCQ command error log, page 10h of READ LOG EXT): a drive the AHCI
+//! controller enables with [`Drive::set_ncq`] advertises queue depth 32
+//! (IDENTIFY words 75 and 76) and decodes FPDMA commands for it
+//! ([`Drive::fpdma`]); the controller moves the data and keeps the queue.
 
 use super::atapi::{Cdrom, CdromState};
 use super::block::BlockBackend;
@@ -91,6 +98,36 @@ pub struct Drive {
     mwdma: Option<u8>,
     write_cache: bool,
     serial: String,
+    /// NCQ offered (set by a SATA controller that can queue: AHCI).
+    ncq: bool,
+    /// Page 10h of the NCQ command error log after a failed queued command.
+    ncq_error: Option<NcqError>,
+}
+
+/// A queued command that failed, for the NCQ command error log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NcqError {
+    pub tag: u8,
+    pub status: u8,
+    pub error: u8,
+    pub lba: u64,
+    pub count: u16,
+}
+
+/// A decoded READ/WRITE FPDMA QUEUED: the tag in count 7:3, the sector
+/// count in the feature register (0 = 65536), FUA in device bit 7.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fpdma {
+    pub tag: u8,
+    pub write: bool,
+    pub lba: u64,
+    pub sectors: usize,
+    pub fua: bool,
+}
+
+/// The tag of an FPDMA command's taskfile.
+pub fn fpdma_tag(tf: &Taskfile) -> u8 {
+    (tf.count >> 3) as u8 & 0x1f
 }
 
 impl Drive {
@@ -111,7 +148,92 @@ impl Drive {
             mwdma: None,
             write_cache: true,
             serial: serial.to_string(),
+            ncq: false,
+            ncq_error: None,
         }
+    }
+
+    /// Offer NCQ (disks only): the controller can queue FPDMA commands.
+    pub fn set_ncq(&mut self, on: bool) {
+        self.ncq = on && !self.is_atapi();
+    }
+
+    pub fn ncq(&self) -> bool {
+        self.ncq
+    }
+
+    /// Decode and check READ (0x60) / WRITE (0x61) FPDMA QUEUED.
+    pub fn fpdma(&self, tf: &Taskfile) -> Result<Fpdma, AtaError> {
+        let Kind::Disk(b) = &self.kind else { return Err(ABRT) };
+        let write = match tf.command {
+            0x60 => false,
+            0x61 => true,
+            _ => return Err(ABRT),
+        };
+        if !self.ncq || (write && b.read_only()) {
+            return Err(ABRT);
+        }
+        let sectors = if tf.feature == 0 { 65536 } else { tf.feature as usize };
+        let lba = tf.lba & 0xffff_ffff_ffff;
+        if lba.checked_add(sectors as u64).is_none_or(|end| end > self.sectors()) {
+            return Err(IDNF);
+        }
+        Ok(Fpdma {
+            tag: fpdma_tag(tf),
+            write,
+            lba,
+            sectors,
+            fua: tf.device & 0x80 != 0,
+        })
+    }
+
+    /// The data of a checked READ FPDMA QUEUED.
+    pub fn fpdma_read(&mut self, f: &Fpdma) -> Result<Vec<u8>, AtaError> {
+        let Kind::Disk(b) = &mut self.kind else { return Err(ABRT) };
+        let mut data = vec![0u8; f.sectors * SECTOR];
+        b.read_at(f.lba * SECTOR as u64, &mut data).map_err(|_| UNC | ABRT)?;
+        Ok(data)
+    }
+
+    /// Write the host's data of a checked WRITE FPDMA QUEUED; FUA or a
+    /// disabled write cache make it durable before it completes.
+    pub fn fpdma_write(&mut self, f: &Fpdma, data: &[u8]) -> Result<(), AtaError> {
+        let durable = f.fua || !self.write_cache;
+        let Kind::Disk(b) = &mut self.kind else { return Err(ABRT) };
+        b.write_at(f.lba * SECTOR as u64, data).map_err(|_| ABRT)?;
+        if durable {
+            b.flush().map_err(|_| ABRT)?;
+        }
+        Ok(())
+    }
+
+    /// Record a failed queued command for READ LOG EXT page 10h.
+    pub fn set_ncq_error(&mut self, e: NcqError) {
+        self.ncq_error = Some(e);
+    }
+
+    /// Page 10h of the NCQ command error log (ACS-2 §A.13), which reading
+    /// clears: NQ (bit 7 of byte 0) when no queued command failed.
+    fn ncq_error_log(&mut self) -> Vec<u8> {
+        let mut p = vec![0u8; SECTOR];
+        match self.ncq_error.take() {
+            None => p[0] = 0x80,
+            Some(e) => {
+                p[0] = e.tag & 0x1f;
+                p[2] = e.status;
+                p[3] = e.error;
+                for i in 0..3 {
+                    p[4 + i] = (e.lba >> (8 * i)) as u8;
+                    p[8 + i] = (e.lba >> (8 * (i + 3))) as u8;
+                }
+                p[7] = 0x40;
+                p[12] = e.count as u8;
+                p[13] = (e.count >> 8) as u8;
+            }
+        }
+        let sum = p[..511].iter().fold(0u8, |a, &b| a.wrapping_add(b));
+        p[511] = sum.wrapping_neg();
+        p
     }
 
     pub fn is_atapi(&self) -> bool {
@@ -220,6 +342,11 @@ impl Drive {
                 tf.count = 0xff;
                 Ok(Accepted::pio(Phase::None))
             }
+            // READ LOG EXT: only one page of the NCQ command error log.
+            0x2f if self.ncq && tf.lba & 0xff == 0x10 && tf.count == 1 && tf.lba >> 8 & 0xffff == 0 => Ok(Accepted::pio(Phase::In {
+                data: self.ncq_error_log(),
+                block: SECTOR,
+            })),
             _ => Err(ABRT),
         }
     }
@@ -391,6 +518,11 @@ impl Drive {
             *word = (sectors >> (16 * i)) as u16;
         }
         w[106] = 0x4000; // one 512-byte logical sector per physical
+        if self.ncq {
+            // Queue depth 32; SATA capabilities: NCQ, Gen1 signalling.
+            w[75] = 31;
+            w[76] = 0x0100 | 0x0002;
+        }
         finish_identify(w)
     }
 
@@ -419,6 +551,9 @@ pub struct DriveState {
     pub write_cache: bool,
     /// Present for a CD-ROM.
     pub cdrom: Option<CdromState>,
+    /// A failed queued command not yet read from the NCQ error log.
+    #[serde(default)]
+    pub ncq_error: Option<NcqError>,
 }
 
 impl Drive {
@@ -433,6 +568,7 @@ impl Drive {
                 Kind::Cdrom(c) => Some(c.save()),
                 Kind::Disk(_) => None,
             },
+            ncq_error: self.ncq_error,
         }
     }
 
@@ -448,6 +584,9 @@ impl Drive {
             "transfer mode out of range".into()
         })?;
         check(D, s.cdrom.is_some() == self.is_atapi(), || "saved drive is of another kind".into())?;
+        check(D, s.ncq_error.is_none_or(|e| self.ncq && e.tag < 32), || {
+            "NCQ error log on a drive without NCQ".into()
+        })?;
         check(D, s.write_at.is_multiple_of(SECTOR as u64), || {
             format!("write offset {}", s.write_at)
         })
@@ -460,6 +599,7 @@ impl Drive {
         self.udma = s.udma;
         self.mwdma = s.mwdma;
         self.write_cache = s.write_cache;
+        self.ncq_error = s.ncq_error;
         if let (Kind::Cdrom(c), Some(cs)) = (&mut self.kind, &s.cdrom) {
             c.restore(cs);
         }

@@ -8,6 +8,7 @@ use super::*;
 use crate::bus::{MmioDevice, PortIoDevice};
 use crate::dma::{DmaMemory, VecDma};
 use crate::irq::RecordingIrq;
+use crate::pci::{MsiMessage, MsiQueue, PciDevice, CMD_BUS_MASTER, CMD_INTX_DISABLE, CMD_MEMORY, COMMAND};
 
 fn pattern(bytes: usize, unit: usize) -> Vec<u8> {
     (0..bytes).map(|i| ((i / unit) as u8).wrapping_mul(7) ^ (i as u8)).collect()
@@ -316,6 +317,7 @@ struct Hba {
     a: Ich9Ahci,
     mem: VecDma,
     irq: RecordingIrq,
+    msi: MsiQueue,
     disk: MemBackend,
 }
 
@@ -331,7 +333,8 @@ fn port_reg(port: usize, reg: u64) -> u64 {
 fn hba() -> Hba {
     let mem = VecDma::new(1 << 20);
     let irq = RecordingIrq::new();
-    let mut a = Ich9Ahci::new(irq.line(), mem.boxed());
+    let msi = MsiQueue::new();
+    let mut a = Ich9Ahci::new(irq.line(), msi.sender(), mem.boxed());
     let disk = MemBackend::new(pattern(4096 * SECTOR, SECTOR));
     a.attach(0, Drive::disk(Box::new(disk.clone()), "QM0001"));
     let cd = MemBackend::new(pattern(64 * CD_SECTOR, CD_SECTOR));
@@ -346,13 +349,18 @@ fn hba() -> Hba {
         a.write(port_reg(p, P_IE), 4, 0xffff_ffff);
         a.write(port_reg(p, P_CMD), 4, 0x11);
     }
-    Hba { a, mem, irq, disk }
+    Hba { a, mem, irq, msi, disk }
 }
 
 impl Hba {
     /// Issue one command in slot 0 of `port`: CFIS from `tf`, PRDT entries
     /// (addr, len), `write` for host-to-device data, `acmd` for ATAPI.
     fn issue(&mut self, port: usize, tf: Taskfile, prdt: &[(u64, u32)], write: bool, acmd: Option<[u8; 12]>) {
+        self.prepare(port, 0, tf, prdt, write, acmd);
+        self.a.write(port_reg(port, P_CI), 4, 1);
+    }
+    /// Build command slot `slot` of `port` (its table at CTBA + slot * 0x100) without issuing it.
+    fn prepare(&mut self, port: usize, slot: u64, tf: Taskfile, prdt: &[(u64, u32)], write: bool, acmd: Option<[u8; 12]>) {
         let off = port as u64 * 0x10000;
         let mut cfis = [0u8; 20];
         cfis[0] = 0x27;
@@ -367,7 +375,7 @@ impl Hba {
         cfis[11] = (tf.feature >> 8) as u8;
         cfis[12] = tf.count as u8;
         cfis[13] = (tf.count >> 8) as u8;
-        let ctba = CTBA + off;
+        let ctba = CTBA + off + slot * 0x100;
         self.mem.write(ctba, &cfis).unwrap();
         if let Some(a) = acmd {
             self.mem.write(ctba + 0x40, &a).unwrap();
@@ -382,8 +390,7 @@ impl Hba {
         let mut hdr = [0u8; 16];
         hdr[0..4].copy_from_slice(&dw0.to_le_bytes());
         hdr[8..16].copy_from_slice(&ctba.to_le_bytes());
-        self.mem.write(CLB + off, &hdr).unwrap();
-        self.a.write(port_reg(port, P_CI), 4, 1);
+        self.mem.write(CLB + off + slot * 32, &hdr).unwrap();
     }
     fn reg(&mut self, port: usize, r: u64) -> u32 {
         self.a.read(port_reg(port, r), 4) as u32
@@ -416,7 +423,7 @@ fn ahci_hba_and_port_registers() {
     let cap = h.a.read(CAP, 4) as u32;
     assert_eq!(cap & 0x1f, 5, "six ports");
     assert_eq!((cap >> 8) & 0x1f, 31, "32 command slots");
-    assert_eq!(cap & (1 << 30), 0, "no NCQ");
+    assert_ne!(cap & (1 << 30), 0, "NCQ");
     assert_eq!(h.a.read(PI, 4), 0x3f);
     assert_eq!(h.reg(0, P_SSTS), 0x113);
     assert_eq!(h.reg(2, P_SSTS), 0, "no device on port 2");
@@ -471,6 +478,143 @@ fn ahci_identify_and_dma_read_write() {
     h.issue(0, tf(0xea, 0, 0), &[], false, None);
     assert_eq!(h.disk.flushes(), 1);
     assert_eq!(h.reg(0, P_TFD), (DRDY | DSC) as u32);
+}
+
+/// MSI: the capability at 0x80 in the list, INTx silent while it is
+/// enabled, one message per interrupt condition, another after an IS write
+/// that leaves a port's condition pending, none without bus mastering.
+#[test]
+fn ahci_msi_replaces_intx() {
+    let mut h = hba();
+    let cfg = |h: &mut Hba, off: u16, size: u8| h.a.config_read(off, size);
+    assert_eq!(cfg(&mut h, 0x34, 1), MSI_CAP_OFFSET as u32);
+    assert_eq!(cfg(&mut h, MSI_CAP_OFFSET as u16, 1), 0x05);
+    h.a.config_write(COMMAND, 2, (CMD_MEMORY | CMD_BUS_MASTER) as u32);
+    // INTx first: the level follows the condition.
+    h.issue(0, tf(0xe7, 0, 0), &[], false, None);
+    assert!(h.irq.level());
+    assert!(h.msi.take().is_empty());
+    // Enabling MSI with the condition pending drops INTx and sends one message.
+    let o = MSI_CAP_OFFSET as u16;
+    h.a.config_write(o + 4, 4, 0xfee0_0000);
+    h.a.config_write(o + 8, 4, 0);
+    h.a.config_write(o + 12, 2, 0x0041);
+    h.a.config_write(o + 2, 2, 1);
+    assert!(!h.irq.level(), "no INTx while MSI is enabled");
+    let m = MsiMessage {
+        address: 0xfee0_0000,
+        data: 0x41,
+    };
+    assert_eq!(h.msi.take(), [m]);
+    h.ack(0);
+    assert!(h.msi.take().is_empty(), "acknowledged: nothing more");
+    // Two completions before the handler runs: one message.
+    h.issue(0, tf(0xe7, 0, 0), &[], false, None);
+    h.issue(0, tf(0xe7, 0, 0), &[], false, None);
+    assert_eq!(h.msi.take(), [m]);
+    // The handler clears the HBA's IS while the port's PxIS is still set
+    // (a completion between its reads): the condition stays, a new message.
+    h.a.write(IS, 4, 1);
+    assert_eq!(h.msi.take(), [m]);
+    h.ack(0);
+    assert!(h.msi.take().is_empty());
+    assert!(!h.irq.level());
+    // Without bus mastering no message goes out, even with INTx disable clear.
+    h.a.config_write(COMMAND, 2, CMD_MEMORY as u32);
+    h.issue(0, tf(0xe7, 0, 0), &[], false, None);
+    assert!(h.msi.take().is_empty() && !h.irq.level());
+    h.a.config_write(COMMAND, 2, (CMD_MEMORY | CMD_BUS_MASTER) as u32);
+    assert_eq!(h.msi.take(), [m], "sent once mastering is on");
+    h.ack(0);
+    // MSI off again: back to INTx, gated by INTx disable.
+    h.a.config_write(o + 2, 2, 0);
+    h.a.config_write(COMMAND, 2, (CMD_MEMORY | CMD_BUS_MASTER | CMD_INTX_DISABLE) as u32);
+    h.issue(0, tf(0xe7, 0, 0), &[], false, None);
+    assert!(!h.irq.level() && h.msi.take().is_empty());
+    h.a.config_write(COMMAND, 2, (CMD_MEMORY | CMD_BUS_MASTER) as u32);
+    assert!(h.irq.level());
+}
+
+fn fpdma(write: bool, tag: u8, lba: u64, sectors: u16) -> Taskfile {
+    Taskfile {
+        command: if write { 0x61 } else { 0x60 },
+        lba,
+        count: (tag as u16) << 3,
+        device: 0x40,
+        feature: sectors,
+    }
+}
+
+/// NCQ: IDENTIFY advertises it; several queued commands issued at once
+/// complete with Set Device Bits FISes that clear their PxSACT bits; a
+/// failing one keeps its bit, sets TFES, and READ LOG EXT page 10h names it.
+#[test]
+fn ahci_ncq_queued_reads_and_writes() {
+    let mut h = hba();
+    h.issue(0, tf(0xec, 0, 0), &[(DATA, 512)], false, None);
+    let mut id = vec![0u8; 512];
+    h.mem.read(DATA, &mut id).unwrap();
+    let word = |w: usize| u16::from_le_bytes([id[2 * w], id[2 * w + 1]]);
+    assert_eq!((word(75) & 0x1f, word(76) & 0x100), (31, 0x100), "queue depth 32, NCQ");
+    h.ack(0);
+
+    // Tag 3: write 4 sectors at LBA 100; tag 7: read 8 sectors at LBA 2000; tag 12: read 1 at 4000.
+    h.mem.write(DATA + 0x8000, &[0x5a; 2048]).unwrap();
+    h.prepare(0, 3, fpdma(true, 3, 100, 4), &[(DATA + 0x8000, 2048)], true, None);
+    h.prepare(0, 7, fpdma(false, 7, 2000, 8), &[(DATA, 1024), (DATA + 0x1000, 3072)], false, None);
+    h.prepare(0, 12, fpdma(false, 12, 4000, 1), &[(DATA + 0x4000, 512)], false, None);
+    let slots = 1 << 3 | 1 << 7 | 1 << 12;
+    h.a.write(port_reg(0, P_SACT), 4, slots);
+    assert_eq!(h.reg(0, P_SACT), slots as u32);
+    h.a.write(port_reg(0, P_CI), 4, slots);
+    assert_eq!((h.reg(0, P_CI), h.reg(0, P_SACT)), (0, 0), "all three done");
+    assert_eq!(h.reg(0, P_IS) & IS_SDBS, IS_SDBS);
+    assert_eq!(h.reg(0, P_TFD), (DRDY | DSC) as u32);
+    assert!(h.irq.level());
+    let d = h.disk.bytes();
+    assert_eq!(&d[100 * 512..104 * 512], &[0x5a; 2048]);
+    let mut got = vec![0u8; 4096];
+    h.mem.read(DATA, &mut got[..1024]).unwrap();
+    h.mem.read(DATA + 0x1000, &mut got[1024..]).unwrap();
+    assert_eq!(got, &d[2000 * 512..2008 * 512]);
+    let mut got = vec![0u8; 512];
+    h.mem.read(DATA + 0x4000, &mut got).unwrap();
+    assert_eq!(got, &d[4000 * 512..4001 * 512]);
+    let mut sdb = [0u8; 8];
+    h.mem.read(FB + 0x58, &mut sdb).unwrap();
+    assert_eq!((sdb[0], sdb[1], sdb[2]), (0xa1, 0x40, DRDY | DSC), "the last SDB FIS");
+    assert_eq!(u32::from_le_bytes(sdb[4..8].try_into().unwrap()), 1 << 12);
+    h.ack(0);
+    assert!(!h.irq.level());
+
+    // Tag 5 reaches past the end of the disk: its SActive bit stays, TFES.
+    h.prepare(0, 5, fpdma(false, 5, 4090, 16), &[(DATA, 8192)], false, None);
+    h.a.write(port_reg(0, P_SACT), 4, 1 << 5);
+    h.a.write(port_reg(0, P_CI), 4, 1 << 5);
+    assert_eq!(h.reg(0, P_SACT), 1 << 5);
+    assert_ne!(h.reg(0, P_IS) & IS_TFES, 0);
+    assert_eq!(h.reg(0, P_TFD), (IDNF as u32) << 8 | (DRDY | ERR) as u32);
+    // Error handling as Linux does it: stop the port, restart, read log 10h.
+    h.ack(0);
+    h.a.write(port_reg(0, P_CMD), 4, 0x10);
+    assert_eq!(h.reg(0, P_SACT), 0);
+    h.a.write(port_reg(0, P_CMD), 4, 0x11);
+    let mut log = tf(0x2f, 0x10, 1);
+    log.device = 0;
+    h.issue(0, log, &[(DATA, 512)], false, None);
+    assert_eq!(h.reg(0, P_TFD), (DRDY | DSC) as u32);
+    let mut page = vec![0u8; 512];
+    h.mem.read(DATA, &mut page).unwrap();
+    assert_eq!((page[0], page[2], page[3]), (5, DRDY | ERR, IDNF), "tag, status, error");
+    assert_eq!((page[4], page[5], page[12]), ((4090 & 0xff) as u8, (4090 >> 8) as u8, 16));
+    assert_eq!(page.iter().fold(0u8, |a, &b| a.wrapping_add(b)), 0, "checksum");
+    h.ack(0);
+    h.issue(0, log, &[(DATA, 512)], false, None);
+    h.mem.read(DATA, &mut page).unwrap();
+    assert_eq!(page[0], 0x80, "read once: no queued error left (NQ)");
+    // Other log pages are not there.
+    h.issue(0, tf(0x2f, 0x00, 1), &[(DATA, 512)], false, None);
+    assert_eq!(h.reg(0, P_TFD) & 0xff, (DRDY | ERR) as u32);
 }
 
 #[test]
@@ -590,10 +734,10 @@ fn ahci_random_command_tables_never_panic() {
         }
         if round % 2 == 0 {
             h.mem
-                .write(CTBA, &[0x27, 0x80, [0xec, 0x25, 0x35, 0xa0, 0xc8, 0x00][round % 6]])
+                .write(CTBA, &[0x27, 0x80, [0xec, 0x25, 0x35, 0xa0, 0xc8, 0x00, 0x60, 0x61][round % 8]])
                 .unwrap();
         }
-        let reg = [P_CI, P_CMD, P_IS, P_IE, P_SCTL, P_SERR, P_CLB, P_FB][r.next() as usize % 8];
+        let reg = [P_CI, P_CMD, P_IS, P_IE, P_SCTL, P_SERR, P_CLB, P_FB, P_SACT][r.next() as usize % 9];
         let port = r.next() as usize % PORTS;
         let v = match reg {
             P_CLB => CLB,

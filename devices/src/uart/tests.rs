@@ -217,3 +217,17 @@ fn reset_clears_registers_and_keeps_the_line() {
     assert_eq!(u.rx_backlog_len(), 3, "FIFO emptied, RBR refilled from the line");
     assert_eq!(u.read(RBR, 1), 1);
 }
+
+/// A prompt without a newline reaches the host at once, even through a
+/// line-buffered sink such as `std::io::stdout()` (the interactive Linux
+/// test waited forever for busybox's "~ # " before the UART flushed).
+#[test]
+fn a_prompt_without_newline_is_flushed_through_a_buffered_sink() {
+    let out = SharedBuffer::new();
+    let mut u = Uart16550::new(Box::new(std::io::LineWriter::new(out.clone())), RecordingIrq::new().line());
+    for b in b"~ # " {
+        u.write(0, 1, *b as u32);
+    }
+    assert_eq!(out.contents(), b"~ # ");
+    assert_eq!(u.sink_errors(), 0);
+}

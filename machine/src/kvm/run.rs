@@ -4,9 +4,8 @@
 //! halts, or when a device asks the machine to act.
 
 use super::vcpu::KvmCpu;
-use crate::pc::{Pc, Stop};
+use crate::pc::{Pc, Requests, Stop};
 use kagami_cpu::Exit;
-use kagami_devices::MachineRequest;
 use std::time::{Duration, Instant};
 
 /// Longest slice between device updates (host time).
@@ -19,6 +18,10 @@ pub fn run_pc(pc: &mut Pc, kvm: &mut KvmCpu) -> Result<Stop, String> {
         return Err("-icount: KVM does not count instructions, so the deterministic clock needs the software CPU (-accel tcg)".into());
     }
     loop {
+        // Outside input (typing on COM1, Ctrl-A X), as `Pc::run` takes it.
+        if let Some(stop) = pc.drain_input() {
+            return Ok(stop);
+        }
         // PAM/SMRAM changes: both the software CPU's map and KVM's slots.
         if let Some(m) = pc.board.take_phys_map() {
             kvm.set_phys_map(&m)?;
@@ -26,20 +29,13 @@ pub fn run_pc(pc: &mut Pc, kvm: &mut KvmCpu) -> Result<Stop, String> {
         }
         let now = pc.clock.now_ns(0);
         pc.board.advance_to(now);
-        for r in pc.board.take_requests() {
-            match r {
-                MachineRequest::Exit(code) => return Ok(Stop::Exit(code)),
-                MachineRequest::PowerOff => return Ok(Stop::Exit(0)),
-                // KVM has no A20 gate: the line stays open (every guest
-                // kagami boots directly runs with A20 enabled).
-                MachineRequest::SetA20(_) => {}
-                MachineRequest::Reset => {
-                    if let Some(stop) = pc.reset_cpu() {
-                        return Ok(stop);
-                    }
-                    kvm.set_state(&pc.cpu.s)?;
-                }
-            }
+        // KVM has no A20 gate: the line stays open (every guest kagami
+        // boots directly runs with A20 enabled); A20 requests only set the
+        // software CPU's gate.
+        match pc.handle_requests() {
+            Requests::Run => {}
+            Requests::CpuReset => kvm.set_state(&pc.cpu.s)?,
+            Requests::Stop(stop) => return Ok(stop),
         }
         let slice = match pc.board.next_deadline() {
             Some(d) => Duration::from_nanos(d.saturating_sub(now)).min(SLICE),

@@ -1,0 +1,119 @@
+//! The in-guest CPU workload of the `boot` benchmark (issue 5), at tiny
+//! sizes so CI stays fast: the stock Debian kernel (vmlinux through its PVH
+//! entry, `-machine pc`, interpreter) boots the test guest, which runs
+//! `dd if=/dev/zero bs=1M count=4 | sha256sum` and
+//! `seq 1 30000 | gzip -9 | sha256sum` from the kernel command line; the
+//! digests on its console must equal those of the same script run on the
+//! host under the guest's own busybox (busybox's gzip output differs from
+//! GNU gzip's). The script, the marker lines and the host run are the
+//! benchmark's own code (benches/src/workload.rs), so the benchmark's path
+//! cannot rot. About 20-40 s in the debug profile.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+#[allow(dead_code)]
+#[path = "../../benches/src/workload.rs"]
+mod workload;
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// The `kagami` binary of this build, built with cargo if the test runner
+/// did not build it.
+fn kagami() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let profile_dir = exe.parent().unwrap().parent().unwrap();
+    let bin = profile_dir.join("kagami");
+    if !bin.exists() {
+        let target = profile_dir.parent().unwrap();
+        let status = Command::new(env!("CARGO"))
+            .args(["build", "-p", "kagami-machine", "--bin", "kagami", "--target-dir"])
+            .arg(target)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .status()
+            .expect("run cargo");
+        assert!(status.success(), "building the kagami binary failed");
+    }
+    bin
+}
+
+/// The guest folder, built by scripts/build-test-guest.sh when a file is missing.
+fn guest() -> PathBuf {
+    let dir = match std::env::var_os("KAGAMI_GUEST_DIR") {
+        Some(d) => PathBuf::from(d),
+        None => workspace().join("target/guest"),
+    };
+    let complete = ["vmlinux", "initramfs.cpio.gz", "busybox"].iter().all(|f| dir.join(f).is_file());
+    if !complete {
+        let status = Command::new("bash")
+            .arg(workspace().join("scripts/build-test-guest.sh"))
+            .env("KAGAMI_GUEST_DIR", &dir)
+            .status()
+            .expect("run scripts/build-test-guest.sh");
+        assert!(
+            status.success(),
+            "scripts/build-test-guest.sh failed: the Linux guest cannot be built"
+        );
+    }
+    dir
+}
+
+#[test]
+fn workload_digests_match_the_host() {
+    let g = guest();
+    let jobs = workload::jobs(4, 30_000);
+    let script = workload::script(&jobs);
+
+    // The reference: the same script on the host under the guest's busybox.
+    let dir = workload::scratch_dir("guest-workload-test");
+    let mut host = workload::host_command(&g.join("busybox"), &dir, &script).expect("set up the host busybox run");
+    let host = workload::run_timed("host busybox", &mut host, Duration::from_secs(120), workload::all_results(&jobs));
+    let _ = std::fs::remove_dir_all(&dir);
+    let host = host.unwrap();
+
+    let mut cmd = Command::new(kagami());
+    cmd.args([
+        "-machine",
+        "pc",
+        "-m",
+        "256",
+        "-accel",
+        "tcg",
+        "--no-jit",
+        "-nographic",
+        "-no-reboot",
+    ])
+    .arg("-kernel")
+    .arg(g.join("vmlinux"))
+    .arg("-initrd")
+    .arg(g.join("initramfs.cpio.gz"))
+    .args([
+        "-append",
+        &format!("console=ttyS0 kagami.poweroff=1 {}", workload::append_word(&script)),
+    ]);
+    // Generous: a loaded 2-core machine; the timeout only keeps a hang from
+    // holding CI forever, nothing depends on the time.
+    let guest_run = workload::run_timed("kagami", &mut cmd, Duration::from_secs(900), workload::all_results(&jobs)).unwrap();
+
+    assert!(guest_run.marker().is_some(), "no marker line:\n{}", guest_run.output);
+    for j in &jobs {
+        let want = host.job_result(j.name).unwrap();
+        let got = guest_run.job_result(j.name).unwrap();
+        assert_eq!(want.digest.len(), 64, "host {}: not a SHA-256 digest: {}", j.title, want.digest);
+        if j.name == "zero" {
+            // SHA-256 of 4 MiB of zero bytes, a fixed fact that guards the host run.
+            assert_eq!(want.digest, "bb9f8df61474d25e71fa00722318cd387396ca1736605e1248821cc0de3d3af8");
+        }
+        assert_eq!(got.digest, want.digest, "{}: the guest's digest differs from the host's", j.title);
+        eprintln!(
+            "{}: {} (guest {:.2} s by its uptime, host {:.3} s)",
+            j.title,
+            got.digest,
+            got.guest_secs.unwrap_or(f64::NAN),
+            want.host_secs
+        );
+    }
+}
