@@ -88,7 +88,8 @@ pub(crate) struct Cli {
     #[arg(long, value_name = "DEV")]
     pub(crate) serial: Vec<String>,
 
-    /// Devices: isa-debug-exit[,iobase=A,iosize=N], isa-debugcon[,iobase=A,chardev=ID].
+    /// Devices: isa-debug-exit[,iobase=A,iosize=N], isa-debugcon[,iobase=A,chardev=ID], pc-testdev,
+    /// ide-hd|ide-cd[,drive=ID][,bus=ide.N|CTRL.N][,unit=U][,bootindex=I], ahci[,id=CTRL][,addr=SLOT].
     #[arg(long, value_name = "DRIVER[,PROP=V...]")]
     pub(crate) device: Vec<String>,
 
@@ -96,7 +97,7 @@ pub(crate) struct Cli {
     #[arg(long, value_name = "BACKEND,id=ID[,path=P]")]
     pub(crate) chardev: Vec<String>,
 
-    /// A drive: file=PATH[,format=raw|qcow2][,if=ide|none][,media=disk|cdrom][,readonly=on][,index=N][,snapshot=on].
+    /// A drive: file=PATH[,format=raw|qcow2][,if=ide|none][,media=disk|cdrom][,readonly=on][,index=N|bus=B,unit=U][,id=ID][,snapshot=on].
     #[arg(long, value_name = "OPTIONS")]
     pub(crate) drive: Vec<String>,
 

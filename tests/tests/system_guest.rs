@@ -463,7 +463,8 @@ mod debug {
     use kagami_cpu::Exit;
     use kagami_tests::guest::{flat_cpu, Guest, DONE_PORT, FLAT_CODE, FLAT_CODE64_SEL};
 
-    const IDT64: u64 = 0x3000;
+    /// Above the harness's page tables (0x1000-0x3fff).
+    const IDT64: u64 = 0x6000;
     /// Handlers: #DB, #UD, #BP.
     const DB: u64 = 0x1_1000;
     const UD: u64 = 0x1_1400;
@@ -548,6 +549,81 @@ mod debug {
         run(&mut g);
         assert_eq!(g.reports(), vec![RF, 0, 0x77]);
         assert_eq!(g.cpu.s.rflags & RF as u64, 0, "RF is clear at the end");
+    }
+
+    /// A bus that raises interrupt vector 0x40 after a write to port 0x80.
+    #[derive(Default)]
+    struct IrqBus {
+        inner: kagami_tests::guest::PortBus,
+        pending: bool,
+    }
+
+    impl kagami_cpu::Bus for IrqBus {
+        fn io_read(&mut self, p: u16, s: u8) -> u32 {
+            self.inner.io_read(p, s)
+        }
+        fn io_write(&mut self, p: u16, s: u8, v: u32) {
+            self.pending |= p == 0x80;
+            self.inner.io_write(p, s, v)
+        }
+        fn mmio_read(&mut self, a: u64, s: u8) -> u64 {
+            self.inner.mmio_read(a, s)
+        }
+        fn mmio_write(&mut self, a: u64, s: u8, v: u64) {
+            self.inner.mmio_write(a, s, v)
+        }
+        fn stop_requested(&mut self) -> bool {
+            self.inner.stop_requested()
+        }
+        fn interrupt_pending(&mut self) -> bool {
+            self.pending
+        }
+        fn acknowledge_interrupt(&mut self) -> Option<u8> {
+            std::mem::take(&mut self.pending).then_some(0x40)
+        }
+    }
+
+    #[test]
+    fn interrupt_right_after_iret_pushes_the_current_rf() {
+        let mut g = guest();
+        let irq = 0x1_1c00u64;
+        let lo = (irq & 0xffff) | (FLAT_CODE64_SEL as u64) << 16 | 0x8e << 40 | (irq >> 16) << 48;
+        g.load(IDT64 + 16 * 0x40, &lo.to_le_bytes());
+        g.load(IDT64 + 16 * 0x40 + 8, &0u64.to_le_bytes());
+        g.asm(64, FLAT_CODE, |a| {
+            a.sti()?;
+            a.ud2()?;
+            a.nop()?;
+            a.int3()?;
+            a.mov(ecx, 0x77)?;
+            report(a, ecx)?;
+            done(a)
+        });
+        // The #UD handler (interrupts off) makes the interrupt pending; it
+        // is taken at the boundary after IRETQ, which restored IF and RF = 1.
+        g.asm(64, UD, |a| {
+            a.mov(rax, qword_ptr(rsp + 16))?;
+            a.and(eax, RF)?;
+            a.out(0xe9, eax)?;
+            a.out(0x80, al)?;
+            a.add(qword_ptr(rsp), 2)?;
+            a.iretq()
+        });
+        for h in [irq, BP] {
+            g.asm(64, h, |a| {
+                a.mov(rax, qword_ptr(rsp + 16))?;
+                a.and(eax, RF)?;
+                a.out(0xe9, eax)?;
+                a.iretq()
+            });
+        }
+        let mut bus = IrqBus::default();
+        g.cpu.s.rip = FLAT_CODE;
+        assert_eq!(g.cpu.run(&mut bus, 100_000), Exit::Stopped);
+        let reports: Vec<u32> = bus.inner.writes.iter().filter(|w| w.0 == 0xe9).map(|w| w.1).collect();
+        // #UD frame: RF = 1; the interrupt's frame: RF = 1 still (no
+        // instruction completed since IRETQ); INT3 after the NOP: RF = 0.
+        assert_eq!(reports, vec![RF, RF, 0, 0x77]);
     }
 
     #[test]

@@ -108,44 +108,54 @@ fn store<const S: usize>(cpu: &mut Cpu, bus: &mut dyn Bus, op: &Op, v: u64) -> R
     cpu.write_lin(bus, l, S, v)
 }
 
+// ----- operand forms -----
+
+// The shape of a two-operand instruction, as a const parameter of the
+// handlers below: each (size, operation, form) is its own monomorphised
+// function, so the form is resolved at compile time, not per execution.
+/// Register destination, register source.
+const RR: u8 = 0;
+/// Register destination, immediate source.
+const RI: u8 = 1;
+/// Register destination, memory source.
+const RM: u8 = 2;
+/// Memory destination, register source.
+const MR: u8 = 3;
+/// Memory destination, immediate source.
+const MI: u8 = 4;
+
+#[inline(always)]
+const fn to_memory(form: u8) -> bool {
+    form == MR || form == MI
+}
+
+/// The source operand of form `F` (a memory source is read here, so its
+/// faults come first, as in the family handlers).
+#[inline(always)]
+fn source<const S: usize, const F: u8>(cpu: &mut Cpu, bus: &mut dyn Bus, op: &Op) -> Result<u64> {
+    match F {
+        RR | MR => Ok(rd::<S>(cpu, op.r1)),
+        RI | MI => Ok(op.imm),
+        _ => load::<S>(cpu, bus, op),
+    }
+}
+
 // ----- MOV, MOVZX, MOVSX, LEA -----
 
-fn mov_rr<const S: usize>(cpu: &mut Cpu, _: &mut dyn Bus, op: &Op) -> OpResult {
-    let v = rd::<S>(cpu, op.r1);
-    wr::<S>(cpu, op.r0, v);
+fn mov<const S: usize, const F: u8>(cpu: &mut Cpu, bus: &mut dyn Bus, op: &Op) -> OpResult {
+    let v = source::<S, F>(cpu, bus, op)?;
+    if to_memory(F) {
+        store::<S>(cpu, bus, op, v)?;
+    } else {
+        wr::<S>(cpu, op.r0, v);
+    }
     Ok(())
 }
 
-fn mov_ri<const S: usize>(cpu: &mut Cpu, _: &mut dyn Bus, op: &Op) -> OpResult {
-    wr::<S>(cpu, op.r0, op.imm);
-    Ok(())
-}
-
-fn mov_rm<const S: usize>(cpu: &mut Cpu, bus: &mut dyn Bus, op: &Op) -> OpResult {
-    let v = load::<S>(cpu, bus, op)?;
-    wr::<S>(cpu, op.r0, v);
-    Ok(())
-}
-
-fn mov_mr<const S: usize>(cpu: &mut Cpu, bus: &mut dyn Bus, op: &Op) -> OpResult {
-    let v = rd::<S>(cpu, op.r1);
-    Ok(store::<S>(cpu, bus, op, v)?)
-}
-
-fn mov_mi<const S: usize>(cpu: &mut Cpu, bus: &mut dyn Bus, op: &Op) -> OpResult {
-    Ok(store::<S>(cpu, bus, op, op.imm)?)
-}
-
-/// MOVZX/MOVSX(D) from a `S`-byte source into a `D`-byte register.
-fn movx_r<const D: usize, const S: usize, const SIGNED: bool>(cpu: &mut Cpu, _: &mut dyn Bus, op: &Op) -> OpResult {
-    let v = rd::<S>(cpu, op.r1);
-    let v = if SIGNED { sext::<S>(v) as u64 } else { v };
-    wr::<D>(cpu, op.r0, v);
-    Ok(())
-}
-
-fn movx_m<const D: usize, const S: usize, const SIGNED: bool>(cpu: &mut Cpu, bus: &mut dyn Bus, op: &Op) -> OpResult {
-    let v = load::<S>(cpu, bus, op)?;
+/// MOVZX/MOVSX(D) from a `S`-byte register or (`MEM`) memory source into
+/// a `D`-byte register.
+fn movx<const D: usize, const S: usize, const SIGNED: bool, const MEM: bool>(cpu: &mut Cpu, bus: &mut dyn Bus, op: &Op) -> OpResult {
+    let v = if MEM { load::<S>(cpu, bus, op)? } else { rd::<S>(cpu, op.r1) };
     let v = if SIGNED { sext::<S>(v) as u64 } else { v };
     wr::<D>(cpu, op.r0, v);
     Ok(())
@@ -199,23 +209,6 @@ fn alu_reg<const S: usize, const OP: u8>(cpu: &mut Cpu, r0: u8, b: u64) {
     cpu.s.set_cc(cc, lg::<S>(), r, a, b);
 }
 
-fn alu_rr<const S: usize, const OP: u8>(cpu: &mut Cpu, _: &mut dyn Bus, op: &Op) -> OpResult {
-    let b = rd::<S>(cpu, op.r1);
-    alu_reg::<S, OP>(cpu, op.r0, b);
-    Ok(())
-}
-
-fn alu_ri<const S: usize, const OP: u8>(cpu: &mut Cpu, _: &mut dyn Bus, op: &Op) -> OpResult {
-    alu_reg::<S, OP>(cpu, op.r0, op.imm);
-    Ok(())
-}
-
-fn alu_rm<const S: usize, const OP: u8>(cpu: &mut Cpu, bus: &mut dyn Bus, op: &Op) -> OpResult {
-    let b = load::<S>(cpu, bus, op)?;
-    alu_reg::<S, OP>(cpu, op.r0, b);
-    Ok(())
-}
-
 #[inline(always)]
 fn alu_mem<const S: usize, const OP: u8>(cpu: &mut Cpu, bus: &mut dyn Bus, op: &Op, b: u64) -> Result<()> {
     let access = if alu_writes(OP) { Access::Write } else { Access::Read };
@@ -229,13 +222,15 @@ fn alu_mem<const S: usize, const OP: u8>(cpu: &mut Cpu, bus: &mut dyn Bus, op: &
     Ok(())
 }
 
-fn alu_mr<const S: usize, const OP: u8>(cpu: &mut Cpu, bus: &mut dyn Bus, op: &Op) -> OpResult {
-    let b = rd::<S>(cpu, op.r1);
-    Ok(alu_mem::<S, OP>(cpu, bus, op, b)?)
-}
-
-fn alu_mi<const S: usize, const OP: u8>(cpu: &mut Cpu, bus: &mut dyn Bus, op: &Op) -> OpResult {
-    Ok(alu_mem::<S, OP>(cpu, bus, op, op.imm)?)
+/// The ALU group in every form: `OP` (ADD..TEST) of size `S`, form `F`.
+fn alu<const S: usize, const OP: u8, const F: u8>(cpu: &mut Cpu, bus: &mut dyn Bus, op: &Op) -> OpResult {
+    let b = source::<S, F>(cpu, bus, op)?;
+    if to_memory(F) {
+        alu_mem::<S, OP>(cpu, bus, op, b)?;
+    } else {
+        alu_reg::<S, OP>(cpu, op.r0, b);
+    }
+    Ok(())
 }
 
 const INC: u8 = 0;
@@ -264,21 +259,20 @@ fn unary_flags<const S: usize, const OP: u8>(cpu: &mut Cpu, a: u64, r: u64, cf: 
     }
 }
 
-fn unary_r<const S: usize, const OP: u8>(cpu: &mut Cpu, _: &mut dyn Bus, op: &Op) -> OpResult {
-    let a = rd::<S>(cpu, op.r0);
-    let r = unary_calc::<S, OP>(a);
+/// INC/DEC/NEG/NOT of a register or (`MEM`) of memory.
+fn unary<const S: usize, const OP: u8, const MEM: bool>(cpu: &mut Cpu, bus: &mut dyn Bus, op: &Op) -> OpResult {
+    let (a, r);
+    if MEM {
+        let l = lin::<S>(cpu, op, Access::Write)?;
+        a = cpu.read_lin(bus, l, S)?;
+        r = unary_calc::<S, OP>(a);
+        cpu.write_lin(bus, l, S, r)?;
+    } else {
+        a = rd::<S>(cpu, op.r0);
+        r = unary_calc::<S, OP>(a);
+        wr::<S>(cpu, op.r0, r);
+    }
     let cf = if OP == INC || OP == DEC { cpu.s.cf() as u64 } else { 0 };
-    wr::<S>(cpu, op.r0, r);
-    unary_flags::<S, OP>(cpu, a, r, cf);
-    Ok(())
-}
-
-fn unary_m<const S: usize, const OP: u8>(cpu: &mut Cpu, bus: &mut dyn Bus, op: &Op) -> OpResult {
-    let l = lin::<S>(cpu, op, Access::Write)?;
-    let a = cpu.read_lin(bus, l, S)?;
-    let r = unary_calc::<S, OP>(a);
-    let cf = if OP == INC || OP == DEC { cpu.s.cf() as u64 } else { 0 };
-    cpu.write_lin(bus, l, S, r)?;
     unary_flags::<S, OP>(cpu, a, r, cf);
     Ok(())
 }
@@ -536,17 +530,21 @@ macro_rules! sized {
     };
 }
 
-fn alu<const OP: u8>(f: Form, size: usize) -> Option<OpFn> {
-    Some(match f {
-        Form::RR => sized!(alu_rr, size, OP),
-        Form::RI => sized!(alu_ri, size, OP),
-        Form::RM => sized!(alu_rm, size, OP),
-        Form::MR => sized!(alu_mr, size, OP),
-        Form::MI => sized!(alu_mi, size, OP),
-    })
+/// Instantiate `f` for the operand size `$size` and the form `$form`,
+/// after the const parameters `$c` (the form comes last).
+macro_rules! formed {
+    ($f:ident, $form:expr, $size:expr $(, $c:tt)*) => {
+        match $form {
+            Form::RR => sized!($f, $size $(, $c)*, RR),
+            Form::RI => sized!($f, $size $(, $c)*, RI),
+            Form::RM => sized!($f, $size $(, $c)*, RM),
+            Form::MR => sized!($f, $size $(, $c)*, MR),
+            Form::MI => sized!($f, $size $(, $c)*, MI),
+        }
+    };
 }
 
-fn unary<const OP: u8>(op: &mut Op, i: &Instruction, mode: Mode) -> Option<OpFn> {
+fn unary_form<const OP: u8>(op: &mut Op, i: &Instruction, mode: Mode) -> Option<OpFn> {
     if i.op_count() != 1 {
         return None;
     }
@@ -554,18 +552,18 @@ fn unary<const OP: u8>(op: &mut Op, i: &Instruction, mode: Mode) -> Option<OpFn>
     Some(match i.op_kind(0) {
         OpKind::Register => {
             op.r0 = reg_op(i, 0)?;
-            sized!(unary_r, size, OP)
+            sized!(unary, size, OP, false)
         }
         OpKind::Memory => {
             mem_op(op, i, mode)?;
-            sized!(unary_m, size, OP)
+            sized!(unary, size, OP, true)
         }
         _ => return None,
     })
 }
 
 /// MOVZX/MOVSX/MOVSXD: destination size `d`, source size `s`.
-fn movx<const SIGNED: bool>(op: &mut Op, i: &Instruction, mode: Mode) -> Option<OpFn> {
+fn movx_form<const SIGNED: bool>(op: &mut Op, i: &Instruction, mode: Mode) -> Option<OpFn> {
     if i.op_count() != 2 {
         return None;
     }
@@ -586,9 +584,9 @@ fn movx<const SIGNED: bool>(op: &mut Op, i: &Instruction, mode: Mode) -> Option<
     macro_rules! pick {
         ($d:tt, $s:tt) => {
             if mem {
-                movx_m::<$d, $s, SIGNED> as OpFn
+                movx::<$d, $s, SIGNED, true> as OpFn
             } else {
-                movx_r::<$d, $s, SIGNED> as OpFn
+                movx::<$d, $s, SIGNED, false> as OpFn
             }
         };
     }
@@ -673,28 +671,22 @@ pub fn specialise(op: &mut Op, mode: Mode) {
 fn pick(op: &mut Op, i: &Instruction, mode: Mode) -> Option<OpFn> {
     let size = Cpu::op_size(i, 0);
     match i.mnemonic() {
-        Mnemonic::Mov => Some(match form2(op, i, mode)? {
-            Form::RR => sized!(mov_rr, size),
-            Form::RI => sized!(mov_ri, size),
-            Form::RM => sized!(mov_rm, size),
-            Form::MR => sized!(mov_mr, size),
-            Form::MI => sized!(mov_mi, size),
-        }),
-        Mnemonic::Add => alu::<ADD>(form2(op, i, mode)?, size),
-        Mnemonic::Or => alu::<OR>(form2(op, i, mode)?, size),
-        Mnemonic::Adc => alu::<ADC>(form2(op, i, mode)?, size),
-        Mnemonic::Sbb => alu::<SBB>(form2(op, i, mode)?, size),
-        Mnemonic::And => alu::<AND>(form2(op, i, mode)?, size),
-        Mnemonic::Sub => alu::<SUB>(form2(op, i, mode)?, size),
-        Mnemonic::Xor => alu::<XOR>(form2(op, i, mode)?, size),
-        Mnemonic::Cmp => alu::<CMP>(form2(op, i, mode)?, size),
-        Mnemonic::Test => alu::<TEST>(form2(op, i, mode)?, size),
-        Mnemonic::Inc => unary::<INC>(op, i, mode),
-        Mnemonic::Dec => unary::<DEC>(op, i, mode),
-        Mnemonic::Neg => unary::<NEG>(op, i, mode),
-        Mnemonic::Not => unary::<NOT>(op, i, mode),
-        Mnemonic::Movzx => movx::<false>(op, i, mode),
-        Mnemonic::Movsx | Mnemonic::Movsxd => movx::<true>(op, i, mode),
+        Mnemonic::Mov => Some(formed!(mov, form2(op, i, mode)?, size)),
+        Mnemonic::Add => Some(formed!(alu, form2(op, i, mode)?, size, ADD)),
+        Mnemonic::Or => Some(formed!(alu, form2(op, i, mode)?, size, OR)),
+        Mnemonic::Adc => Some(formed!(alu, form2(op, i, mode)?, size, ADC)),
+        Mnemonic::Sbb => Some(formed!(alu, form2(op, i, mode)?, size, SBB)),
+        Mnemonic::And => Some(formed!(alu, form2(op, i, mode)?, size, AND)),
+        Mnemonic::Sub => Some(formed!(alu, form2(op, i, mode)?, size, SUB)),
+        Mnemonic::Xor => Some(formed!(alu, form2(op, i, mode)?, size, XOR)),
+        Mnemonic::Cmp => Some(formed!(alu, form2(op, i, mode)?, size, CMP)),
+        Mnemonic::Test => Some(formed!(alu, form2(op, i, mode)?, size, TEST)),
+        Mnemonic::Inc => unary_form::<INC>(op, i, mode),
+        Mnemonic::Dec => unary_form::<DEC>(op, i, mode),
+        Mnemonic::Neg => unary_form::<NEG>(op, i, mode),
+        Mnemonic::Not => unary_form::<NOT>(op, i, mode),
+        Mnemonic::Movzx => movx_form::<false>(op, i, mode),
+        Mnemonic::Movsx | Mnemonic::Movsxd => movx_form::<true>(op, i, mode),
         Mnemonic::Lea => {
             if i.op_count() != 2 || i.op_kind(1) != OpKind::Memory {
                 return None;
