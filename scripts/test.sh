@@ -6,7 +6,7 @@
 #      qemu-utils for qemu-img, which makes and checks disk images,
 #      acpica-tools for iasl, which checks the generated ACPI tables, seabios
 #      for the -bios tests, syslinux/isolinux/mtools/dosfstools/fdisk/xorriso
-#      to build the boot images of the disk tests);
+#      to build the boot images of the disk tests, gdb for the gdb stub tests);
 #   2. builds the Linux test guest in target/guest/ if it is not there
 #      (scripts/build-test-guest.sh) and the disk modules (scripts/build-disk-guest.sh);
 #   3. runs every test of the workspace with cargo-nextest (cargo test if
@@ -26,7 +26,7 @@ as_root() {
 command -v cargo >/dev/null || { log "cargo not found: install Rust 1.95 or later (rustup.rs)"; exit 1; }
 
 missing=()
-for p in cpio qemu-system-x86 qemu-utils acpica-tools seabios syslinux syslinux-common isolinux mtools dosfstools fdisk xorriso; do
+for p in cpio qemu-system-x86 qemu-utils acpica-tools seabios syslinux syslinux-common isolinux mtools dosfstools fdisk xorriso gdb; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
 if [ ${#missing[@]} -gt 0 ]; then
