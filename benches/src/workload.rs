@@ -7,8 +7,10 @@
 //! it with `sh -c` after its `KAGAMI-MARKER` line. For every job the script
 //! prints, each on a line of its own,
 //!
-//!     KAGAMI-BEGIN <name> up=<guest uptime>
-//!     KAGAMI-RESULT <name> <sha256 hex> - up=<guest uptime>
+//! ```text
+//! KAGAMI-BEGIN <name> up=<guest uptime>
+//! KAGAMI-RESULT <name> <sha256 hex> - up=<guest uptime>
+//! ```
 //!
 //! so a harness gets the digest, the in-guest elapsed time (from
 //! /proc/uptime, 10 ms resolution) and, from when the lines arrive, a
