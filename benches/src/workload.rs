@@ -7,8 +7,10 @@
 //! it with `sh -c` after its `KAGAMI-MARKER` line. For every job the script
 //! prints, each on a line of its own,
 //!
-//!     KAGAMI-BEGIN <name> up=<guest uptime>
-//!     KAGAMI-RESULT <name> <sha256 hex> - up=<guest uptime>
+//! ```text
+//! KAGAMI-BEGIN <name> up=<guest uptime>
+//! KAGAMI-RESULT <name> <sha256 hex> - up=<guest uptime>
+//! ```
 //!
 //! so a harness gets the digest, the in-guest elapsed time (from
 //! /proc/uptime, 10 ms resolution) and, from when the lines arrive, a
@@ -120,6 +122,10 @@ pub fn parse_line(line: &str) -> Option<Event> {
 #[derive(Debug, Default)]
 pub struct Timeline {
     pub events: Vec<(f64, Event)>,
+    /// For each event, the CPU seconds the process (and the children it
+    /// waited for) had used when the line arrived, from /proc/PID/stat:
+    /// on a loaded host this grows with the work done, not with the load.
+    pub cpu: Vec<Option<f64>>,
     pub output: String,
 }
 
@@ -131,6 +137,17 @@ impl Timeline {
 
     pub fn marker(&self) -> Option<f64> {
         self.at(|e| *e == Event::Marker)
+    }
+
+    /// CPU seconds used up to the marker line.
+    pub fn marker_cpu(&self) -> Option<f64> {
+        let i = self.events.iter().position(|(_, e)| *e == Event::Marker)?;
+        self.cpu[i]
+    }
+
+    fn cpu_of(&self, f: impl Fn(&Event) -> bool) -> Option<f64> {
+        let i = self.events.iter().position(|(_, e)| f(e))?;
+        self.cpu[i]
     }
 
     /// The job's begin and result events with their host times.
@@ -150,9 +167,12 @@ impl Timeline {
     /// line, and the guest's own elapsed seconds (uptime difference).
     pub fn job_result(&self, name: &str) -> Option<JobResult> {
         let ((t0, up0), (t1, digest, up1)) = self.job(name)?;
+        let c0 = self.cpu_of(|e| matches!(e, Event::Begin { job, .. } if job == name));
+        let c1 = self.cpu_of(|e| matches!(e, Event::Result { job, .. } if job == name));
         Some(JobResult {
             digest,
             host_secs: t1 - t0,
+            cpu_secs: c0.zip(c1).map(|(a, b)| b - a),
             guest_secs: up0.zip(up1).map(|(a, b)| b - a),
         })
     }
@@ -163,6 +183,8 @@ impl Timeline {
 pub struct JobResult {
     pub digest: String,
     pub host_secs: f64,
+    /// CPU seconds the process used between the two lines.
+    pub cpu_secs: Option<f64>,
     pub guest_secs: Option<f64>,
 }
 
@@ -179,7 +201,8 @@ pub fn run_timed(what: &str, cmd: &mut Command, timeout: Duration, done: impl Fn
         .spawn()
         .map_err(|e| format!("{what}: cannot start: {e}"))?;
     let out = child.stdout.take().expect("stdout is piped");
-    let (tx, rx) = mpsc::channel::<(Instant, String)>();
+    let pid = child.id();
+    let (tx, rx) = mpsc::channel::<(Instant, Option<f64>, String)>();
     let reader = std::thread::spawn(move || {
         let mut r = BufReader::new(out);
         let mut line = Vec::new();
@@ -189,7 +212,10 @@ pub fn run_timed(what: &str, cmd: &mut Command, timeout: Duration, done: impl Fn
                 Ok(0) | Err(_) => break,
                 Ok(_) => {
                     let now = Instant::now();
-                    if tx.send((now, String::from_utf8_lossy(&line).into_owned())).is_err() {
+                    if tx
+                        .send((now, cpu_seconds(pid), String::from_utf8_lossy(&line).into_owned()))
+                        .is_err()
+                    {
                         break;
                     }
                 }
@@ -200,9 +226,10 @@ pub fn run_timed(what: &str, cmd: &mut Command, timeout: Duration, done: impl Fn
     let result = loop {
         let left = timeout.saturating_sub(t0.elapsed());
         match rx.recv_timeout(left) {
-            Ok((at, line)) => {
+            Ok((at, cpu, line)) => {
                 if let Some(e) = parse_line(&line) {
                     tl.events.push(((at - t0).as_secs_f64(), e));
+                    tl.cpu.push(cpu);
                 }
                 tl.output.push_str(&line);
                 if done(&tl) {
@@ -219,6 +246,16 @@ pub fn run_timed(what: &str, cmd: &mut Command, timeout: Duration, done: impl Fn
         Ok(()) => Ok(tl),
         Err(e) => Err(format!("{e}; the last output:\n{}", tail(&tl.output, 3000))),
     }
+}
+
+/// utime + stime + cutime + cstime of process `pid` in seconds (fields 14
+/// to 17 of /proc/PID/stat, in clock ticks of 1/100 s on Linux).
+fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest: Vec<&str> = stat.rsplit_once(") ")?.1.split_whitespace().collect();
+    // rest[0] is field 3 (state), so field n is rest[n - 3].
+    let ticks: u64 = rest.get(11..15)?.iter().map(|f| f.parse::<u64>().ok()).sum::<Option<u64>>()?;
+    Some(ticks as f64 / 100.0)
 }
 
 fn stop(child: &mut Child) {

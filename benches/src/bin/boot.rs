@@ -150,8 +150,10 @@ fn all_runs(v: &[f64]) -> String {
 #[derive(Default)]
 struct Series {
     marker: Vec<f64>,
-    /// Per job: host seconds and guest seconds of each run.
-    jobs: Vec<(Vec<f64>, Vec<f64>)>,
+    /// CPU seconds of the process at the marker, per run.
+    marker_cpu: Vec<f64>,
+    /// Per job: host (wall) seconds, guest seconds and CPU seconds of each run.
+    jobs: Vec<(Vec<f64>, Vec<f64>, Vec<f64>)>,
 }
 
 impl Series {
@@ -159,6 +161,9 @@ impl Series {
         if boot {
             if let Some(t) = tl.marker() {
                 self.marker.push(t);
+            }
+            if let Some(t) = tl.marker_cpu() {
+                self.marker_cpu.push(t);
             }
         }
         self.jobs.resize(jobs.len(), Default::default());
@@ -172,6 +177,9 @@ impl Series {
             self.jobs[i].0.push(r.host_secs);
             if let Some(g) = r.guest_secs {
                 self.jobs[i].1.push(g);
+            }
+            if let Some(c) = r.cpu_secs {
+                self.jobs[i].2.push(c);
             }
         }
     }
@@ -314,16 +322,24 @@ fn main() {
         "Time to KAGAMI-MARKER (s, from process start; best of {}), -machine {} -m 256",
         o.runs, o.machine
     );
-    println!("{:<9} {:<20} {:>8} {:>8}   all runs", "kernel", "engine", "best", "/ QEMU");
+    println!("(cpu: CPU seconds of the process at the marker, all its threads; steadier than wall time on a loaded host)");
+    println!(
+        "{:<9} {:<20} {:>8} {:>8} {:>8} {:>8}   all runs (wall)",
+        "kernel", "engine", "wall", "/ QEMU", "cpu", "/ QEMU"
+    );
     for (ki, kernel) in o.kernels.iter().enumerate() {
         let q = qemu_at.and_then(|qi| best(&series[ki][qi].marker));
+        let qc = qemu_at.and_then(|qi| best(&series[ki][qi].marker_cpu));
         for (ei, e) in engines.iter().enumerate() {
             let b = best(&series[ki][ei].marker);
+            let c = best(&series[ki][ei].marker_cpu);
             println!(
-                "{kernel:<9} {:<20} {:>8} {:>8}   {}",
+                "{kernel:<9} {:<20} {:>8} {:>8} {:>8} {:>8}   {}",
                 e.label(),
                 secs(b),
                 ratio(b, q),
+                secs(c),
+                ratio(c, qc),
                 all_runs(&series[ki][ei].marker)
             );
         }
@@ -334,38 +350,38 @@ fn main() {
             "In-guest workload (s between the job's begin and result lines, host clock; best of {}; guest = uptime difference)",
             o.runs
         );
+        println!("(wall: host clock; cpu: CPU seconds the process used in between; guest: uptime difference)");
         println!(
-            "{:<9} {:<46} {:<20} {:>8} {:>8} {:>8} {:>9}   all runs",
-            "kernel", "job", "engine", "best", "guest", "/ QEMU", "/ native"
+            "{:<9} {:<46} {:<20} {:>8} {:>8} {:>8} {:>8} {:>8} {:>9} {:>9}   all runs (wall)",
+            "kernel", "job", "engine", "wall", "cpu", "guest", "/ QEMU", "cpu/QEMU", "/ native", "cpu/nat."
         );
         for (ki, kernel) in o.kernels.iter().enumerate() {
             for (ji, j) in jobs.iter().enumerate() {
                 let host = best(&native.jobs[ji].0);
+                let host_c = best(&native.jobs[ji].2);
                 let q = qemu_at.and_then(|qi| best(&series[ki][qi].jobs.get(ji)?.0));
-                for (ei, e) in engines.iter().enumerate() {
-                    let Some((h, g)) = series[ki][ei].jobs.get(ji) else { continue };
-                    let b = best(h);
+                let qc = qemu_at.and_then(|qi| best(&series[ki][qi].jobs.get(ji)?.2));
+                let rows = engines
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(ei, e)| Some((e.label(), series[ki][ei].jobs.get(ji)?)))
+                    .chain(std::iter::once(("native busybox", &native.jobs[ji])));
+                for (label, (h, g, c)) in rows {
+                    let (b, bc) = (best(h), best(c));
                     println!(
-                        "{kernel:<9} {:<46} {:<20} {:>8} {:>8} {:>8} {:>9}   {}",
+                        "{kernel:<9} {:<46} {:<20} {:>8} {:>8} {:>8} {:>8} {:>8} {:>9} {:>9}   {}",
                         j.title,
-                        e.label(),
+                        label,
                         secs(b),
+                        secs(bc),
                         secs(best(g)),
                         ratio(b, q),
+                        ratio(bc, qc),
                         ratio(b, host),
+                        ratio(bc, host_c),
                         all_runs(h)
                     );
                 }
-                println!(
-                    "{kernel:<9} {:<46} {:<20} {:>8} {:>8} {:>8} {:>9}   {}",
-                    j.title,
-                    "native busybox",
-                    secs(host),
-                    secs(best(&native.jobs[ji].1)),
-                    ratio(host, q),
-                    "1.00",
-                    all_runs(&native.jobs[ji].0)
-                );
             }
         }
         println!();
