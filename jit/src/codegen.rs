@@ -64,6 +64,25 @@ pub struct Emitter<'a, 'b> {
     cond_sig: SigRef,
     pub fallbacks: usize,
     pub inlined: usize,
+    /// For a block that branches back to its own start: the loop header,
+    /// see `Emitter::start_loop`.
+    lp: Option<Loop>,
+}
+
+/// A block whose taken branch may go back to its own first instruction
+/// loops inside its function while the budget allows, instead of returning
+/// to the dispatch loop (after a clean exit the run loop would only check
+/// the budget before running the same block again).
+struct Loop {
+    head: ir::Block,
+    start: u64,
+    len: u64,
+    end: Value,
+    /// `icount` as of the last store (kept in a variable so the back edge
+    /// need not load it).
+    ic: Variable,
+    /// Registers loaded before the header: valid at its top.
+    valid: [bool; 16],
 }
 
 /// The register-cache state at one point of the emitted code, to give both
@@ -116,6 +135,109 @@ impl<'a, 'b> Emitter<'a, 'b> {
             cond_sig,
             fallbacks: 0,
             inlined: 0,
+            lp: None,
+        }
+    }
+
+    /// Make this block's function loop: `start` is its first instruction,
+    /// `len` its instruction count, `regs` the GPRs to keep in variables
+    /// across iterations. Call before emitting any instruction.
+    pub fn start_loop(&mut self, start: u64, len: u64, regs: &[usize]) {
+        let end = self
+            .b
+            .ins()
+            .load(I64, MemFlagsData::trusted(), self.ctx, offset_of!(RunCtx, end) as i32);
+        let ic = self.b.declare_var(I64);
+        let v = self.load_field(offset_of!(CpuState, icount));
+        self.b.def_var(ic, v);
+        for &r in regs {
+            self.gpr(r);
+        }
+        let head = self.b.create_block();
+        self.b.ins().jump(head, &[]);
+        self.b.switch_to_block(head);
+        // `s.rip` is right on entry but not after the back edge.
+        self.rip_stale = true;
+        self.lp = Some(Loop {
+            head,
+            start,
+            len,
+            end,
+            ic,
+            valid: self.valid,
+        });
+    }
+
+    /// Leave the block by a taken branch to `target`: back to the loop
+    /// header when it is the block's own start and the budget allows
+    /// another whole iteration, otherwise return with RIP = `target`.
+    pub fn exit_to(&mut self, target: u64) {
+        let Some((head, start, len, end, ic, valid)) = self.lp.as_ref().map(|l| (l.head, l.start, l.len, l.end, l.ic, l.valid)) else {
+            let t = self.iconst(target);
+            self.finish_with_rip(t);
+            return;
+        };
+        if target != start {
+            let t = self.iconst(target);
+            self.finish_with_rip(t);
+            return;
+        }
+        // Store what the header does not carry in variables.
+        for r in 0..16 {
+            if self.dirty[r] {
+                let v = self.b.use_var(self.vars[r]);
+                self.b.ins().store(MemFlagsData::trusted(), v, self.st, gpr_offset(r));
+                self.dirty[r] = false;
+            }
+            if valid[r] && !self.valid[r] {
+                let v = self.b.ins().load(I64, MemFlagsData::trusted(), self.st, gpr_offset(r));
+                self.b.def_var(self.vars[r], v);
+            }
+        }
+        self.sync_cc();
+        let c = self.b.use_var(ic);
+        let c = self.b.ins().iadd_imm_u(c, self.pending_icount as i64);
+        self.store_field(offset_of!(CpuState, icount), c);
+        self.b.def_var(ic, c);
+        self.pending_icount = 0;
+        let next_end = self.b.ins().iadd_imm_u(c, len as i64);
+        let fits = self.b.ins().icmp(ir::condcodes::IntCC::UnsignedLessThanOrEqual, next_end, end);
+        let out = self.b.create_block();
+        self.b.ins().brif(fits, head, &[], out, &[]);
+        self.b.switch_to_block(out);
+        let t = self.iconst(target);
+        self.store_field(offset_of!(CpuState, rip), t);
+        self.ret(EXIT_CLEAN);
+    }
+
+    /// Whether a taken branch to `target` stays in this function.
+    pub fn loops_to(&self, target: u64) -> bool {
+        self.lp.as_ref().is_some_and(|l| l.start == target)
+    }
+
+    /// Store the pending `icount`.
+    fn sync_icount(&mut self) {
+        if self.pending_icount == 0 {
+            return;
+        }
+        let off = offset_of!(CpuState, icount);
+        let c = match &self.lp {
+            Some(l) => self.b.use_var(l.ic),
+            None => self.load_field(off),
+        };
+        let c = self.b.ins().iadd_imm_u(c, self.pending_icount as i64);
+        self.store_field(off, c);
+        if let Some(l) = &self.lp {
+            self.b.def_var(l.ic, c);
+        }
+        self.pending_icount = 0;
+    }
+
+    /// A helper changed `icount` in `CpuState`: reload the loop's copy.
+    fn reload_icount(&mut self) {
+        if let Some(ic) = self.lp.as_ref().map(|l| l.ic) {
+            let v = self.load_field(offset_of!(CpuState, icount));
+            self.b.def_var(ic, v);
         }
     }
 
@@ -189,13 +311,7 @@ impl<'a, 'b> Emitter<'a, 'b> {
             }
         }
         self.sync_cc();
-        if self.pending_icount != 0 {
-            let off = offset_of!(CpuState, icount);
-            let c = self.load_field(off);
-            let c = self.b.ins().iadd_imm_u(c, self.pending_icount as i64);
-            self.store_field(off, c);
-            self.pending_icount = 0;
-        }
+        self.sync_icount();
         if self.rip_stale {
             if let Some(rip) = rip {
                 let v = self.iconst(rip);
@@ -253,6 +369,9 @@ impl<'a, 'b> Emitter<'a, 'b> {
             let c = self.load_field(off);
             let c = self.b.ins().iadd_imm_s(c, -(fast.pending_icount as i64));
             self.store_field(off, c);
+            if let Some(ic) = self.lp.as_ref().map(|l| l.ic) {
+                self.b.def_var(ic, c);
+            }
         }
         self.restore(fast);
     }
@@ -276,6 +395,7 @@ impl<'a, 'b> Emitter<'a, 'b> {
         self.b.switch_to_block(exit);
         self.ret(EXIT_BREAK);
         self.b.switch_to_block(cont);
+        self.reload_icount();
         self.fallbacks += 1;
     }
 

@@ -543,8 +543,7 @@ pub fn emit(em: &mut Emitter, i: &Instruction, n: usize, mode: Mode, last: bool)
         }
         Mnemonic::Jmp => {
             em.retire_inline();
-            let t = em.iconst(i.near_branch_target());
-            em.finish_with_rip(t);
+            em.exit_to(i.near_branch_target());
             return true;
         }
         _ => {
@@ -559,13 +558,24 @@ pub fn emit(em: &mut Emitter, i: &Instruction, n: usize, mode: Mode, last: bool)
                 let cont = em.b.create_block();
                 em.b.ins().brif(c, taken, &[], cont, &[]);
                 em.b.switch_to_block(taken);
-                let t = em.iconst(i.near_branch_target());
-                em.finish_with_rip(t);
+                em.exit_to(i.near_branch_target());
                 em.b.switch_to_block(cont);
                 em.restore(&at);
                 return false;
             }
             em.retire_inline();
+            if em.loops_to(i.near_branch_target()) {
+                let at = em.save();
+                let taken = em.b.create_block();
+                let cont = em.b.create_block();
+                em.b.ins().brif(c, taken, &[], cont, &[]);
+                em.b.switch_to_block(taken);
+                em.exit_to(i.near_branch_target());
+                em.b.switch_to_block(cont);
+                em.restore(&at);
+                em.finish(i.next_ip());
+                return true;
+            }
             let t = em.iconst(i.near_branch_target());
             let n = em.iconst(i.next_ip());
             let rip = em.b.ins().select(c, t, n);

@@ -108,6 +108,9 @@ struct Compiled {
 struct CodeKey {
     mode: u8,
     model: u8,
+    /// The block's start when an inline branch goes back to it (the code
+    /// then loops inside its function, see `Emitter::start_loop`).
+    loop_start: Option<u64>,
     insns: Box<[Option<(u64, Box<[u8]>)>]>,
 }
 
@@ -274,9 +277,14 @@ impl Jit {
                 (inline && inline::supported(i, mode)).then(|| (i.ip(), b.into()))
             })
             .collect();
+        let start = insns[0].ip();
+        let loops = insns.iter().enumerate().any(|(n, i)| {
+            plan[n].is_some() && (i.is_jcc_short_or_near() || i.mnemonic() == iced_x86::Mnemonic::Jmp) && i.near_branch_target() == start
+        });
         let code_key = CodeKey {
             mode: key.mode,
             model: cpu.model as u8,
+            loop_start: loops.then_some(start),
             insns: plan,
         };
         let code = match self.by_code.get(&code_key) {
@@ -321,6 +329,9 @@ impl Jit {
             let mut b = FunctionBuilder::new(&mut self.cl_ctx.func, &mut self.fctx);
             let mut em = Emitter::new(&mut b, call_conv);
             let last = insns.len() - 1;
+            if let Some(start) = plan.loop_start {
+                em.start_loop(start, insns.len() as u64, &used_gprs(insns));
+            }
             for (n, i) in insns.iter().enumerate() {
                 if plan.insns[n].is_some() {
                     let ended = inline::emit(&mut em, i, n, mode, n == last);
@@ -391,6 +402,28 @@ impl Jit {
     }
 }
 
+/// The GPRs (0..15) that instructions name as operands or address parts.
+fn used_gprs(insns: &[Instruction]) -> Vec<usize> {
+    let mut used = [false; 16];
+    for i in insns {
+        let mut note = |r: iced_x86::Register| {
+            if r.is_gpr() {
+                used[r.full_register().number()] = true;
+            }
+        };
+        for n in 0..i.op_count() {
+            if i.op_kind(n) == iced_x86::OpKind::Register {
+                note(i.op_register(n));
+            }
+        }
+        if i.op_count() > 0 && (0..i.op_count()).any(|n| i.op_kind(n) == iced_x86::OpKind::Memory) {
+            note(i.memory_base());
+            note(i.memory_index());
+        }
+    }
+    (0..16).filter(|&r| used[r]).collect()
+}
+
 impl Translator for Jit {
     fn run_block(&mut self, cpu: &mut Cpu, bus: &mut dyn Bus, key: &JitKey, end: u64) -> bool {
         let mut c: *const Compiled = match self.fast_get(key) {
@@ -409,6 +442,7 @@ impl Translator for Jit {
             tlb: std::ptr::null(),
             cpu: cpu_ptr,
             bus: bus as *mut dyn Bus,
+            end,
             panic: None,
         };
         let mut first = true;
