@@ -189,3 +189,68 @@ fn a_fault_inside_a_looping_block_leaves_the_interpreters_state() {
     assert_eq!(jit.s.cr2, RAM);
     assert_eq!(jit.s.rip, CODE + 9, "RIP at the faulting load");
 }
+
+#[test]
+fn every_condition_after_add_inc_dec_at_edge_values() {
+    use iced_x86::{Code, Instruction, Register};
+    let dst = [Register::BPL, Register::BP, Register::EBP, Register::RBP];
+    let set = [
+        Register::AL,
+        Register::CL,
+        Register::DL,
+        Register::BL,
+        Register::AH,
+        Register::CH,
+        Register::DH,
+        Register::BH,
+        Register::SIL,
+        Register::DIL,
+        Register::R8L,
+        Register::R9L,
+        Register::R10L,
+        Register::R11L,
+        Register::R12L,
+        Register::R13L,
+    ];
+    for (size, &d) in dst.iter().enumerate() {
+        let bits = 8u32 << size;
+        let mask = if bits == 64 { u64::MAX } else { (1u64 << bits) - 1 };
+        let sb = 1u64 << (bits - 1);
+        for v in [0, 1, sb - 2, sb - 1, sb, sb + 1, mask - 1, mask] {
+            for op in 0..4 {
+                let first = match op {
+                    0 => Instruction::with1([Code::Inc_rm8, Code::Inc_rm16, Code::Inc_rm32, Code::Inc_rm64][size], d),
+                    1 => Instruction::with1([Code::Dec_rm8, Code::Dec_rm16, Code::Dec_rm32, Code::Dec_rm64][size], d),
+                    2 => Instruction::with2(
+                        [Code::Add_rm8_imm8, Code::Add_rm16_imm8, Code::Add_rm32_imm8, Code::Add_rm64_imm8][size],
+                        d,
+                        1,
+                    ),
+                    _ => Instruction::with2(
+                        [Code::Add_rm8_imm8, Code::Add_rm16_imm8, Code::Add_rm32_imm8, Code::Add_rm64_imm8][size],
+                        d,
+                        -1,
+                    ),
+                }
+                .unwrap();
+                let mut insns = vec![first];
+                for (cc, &r) in set.iter().enumerate() {
+                    insns.push(Instruction::with1(Code::try_from(Code::Seto_rm8 as usize + cc).unwrap(), r).unwrap());
+                }
+                insns.push(Instruction::with(Code::Hlt));
+                let code = assemble(&insns);
+                let mut interp = cpu64(None);
+                let mut jit = cpu64(translate_all());
+                for c in [&mut interp, &mut jit] {
+                    c.mem.write(CODE, &code);
+                    c.s.gpr[5] = v;
+                    // CF before INC/DEC (which keep it) from v's low bit.
+                    c.s.set_flags(2 | (v & 1));
+                }
+                assert_eq!(run(&mut interp, 100), Exit::Halted);
+                assert_eq!(run(&mut jit, 100), Exit::Halted);
+                assert_eq!(snapshot(&interp), snapshot(&jit), "op {op} size {bits} value {v:#x}");
+            }
+        }
+    }
+}
