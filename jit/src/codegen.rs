@@ -6,9 +6,10 @@
 //! and the lazy flags of the last inline flag setter) before every helper
 //! call and at the block's end; a helper may change any state, so the cache
 //! starts empty after it. Inline memory accesses keep the cache on their
-//! TLB-hit arm; only their helper arm syncs (see `reload_to_match`). A block is straight-line code: each
-//! helper call returns whether the block must end, and a branch to the exit
-//! (which only returns, everything being stored already) follows it.
+//! TLB-hit arm; only their helper arm syncs (see `reload_to_match`). Each
+//! helper call returns whether the block must end, and a branch to an exit
+//! (which only returns, everything being stored already) follows it. A
+//! block whose inline branch goes back to its start loops (`start_loop`).
 
 use crate::helpers::{self, Fallback, RunCtx};
 use cranelift_codegen::ir::{self, types, AbiParam, InstBuilder, MemFlagsData, SigRef, Value};
