@@ -28,6 +28,9 @@ pub struct RunCtx<'a> {
     /// The run loop's budget: a looping block starts another iteration only
     /// if all of it fits (`icount + len <= end`).
     pub end: u64,
+    /// Inline memory accesses that took the helper arm (soft-TLB miss,
+    /// page crossing, MMIO, code page, fault).
+    pub tlb_misses: u64,
     /// A helper panicked: the payload, resumed when the block returns.
     pub panic: Option<Box<dyn Any + Send>>,
 }

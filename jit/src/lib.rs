@@ -70,6 +70,9 @@ pub struct JitStats {
     /// Blocks entered from the JIT's own dispatch loop (after a clean exit
     /// of the previous translated block) instead of the interpreter's loop.
     pub chained: u64,
+    /// Inline memory accesses that missed the soft TLB (or could not use
+    /// it) and ran their instruction through the interpreter.
+    pub tlb_misses: u64,
     /// Guest instructions retired inside translated code.
     pub jit_insns: u64,
     pub invalidated_pages: u64,
@@ -443,6 +446,7 @@ impl Translator for Jit {
             cpu: cpu_ptr,
             bus: bus as *mut dyn Bus,
             end,
+            tlb_misses: 0,
             panic: None,
         };
         let mut first = true;
@@ -506,6 +510,7 @@ impl Translator for Jit {
             self.stats.chained += 1;
             first = false;
         }
+        self.stats.tlb_misses += ctx.tlb_misses;
         // SAFETY: as above.
         self.stats.jit_insns += unsafe { (*cpu_ptr).s.icount } - start;
         true
@@ -535,7 +540,7 @@ impl Translator for Jit {
         let s = &self.stats;
         format!(
             "jit: {} blocks translated ({} reused by code bytes), {} guest instructions ({} inline), compile time {:.6} s, \
-             code {} KiB, {} block runs ({} chained), {} instructions retired in translated code, {} pages invalidated, {} cache flushes, {} declined",
+             code {} KiB, {} block runs ({} chained), {} instructions retired in translated code, {} inline memory accesses through the helper, {} pages invalidated, {} cache flushes, {} declined",
             s.blocks_translated,
             s.blocks_reused,
             s.insns_translated,
@@ -545,6 +550,7 @@ impl Translator for Jit {
             s.block_runs,
             s.chained,
             s.jit_insns,
+            s.tlb_misses,
             s.invalidated_pages,
             s.flushes,
             s.declined

@@ -268,11 +268,20 @@ pub fn emit(em: &mut Emitter, i: &Instruction, n: usize, mode: Mode) -> bool {
     em.b.ins().jump(merge, &[]);
     em.b.switch_to_block(slow);
     em.restore(&at_branch);
+    count_miss(em);
     em.fallback(n, i.ip());
     em.reload_to_match(&fast);
     em.b.ins().jump(merge, &[]);
     em.b.switch_to_block(merge);
     false
+}
+
+/// Count a run of the helper arm (`RunCtx::tlb_misses`).
+fn count_miss(em: &mut Emitter) {
+    let off = offset_of!(RunCtx, tlb_misses) as i32;
+    let c = em.b.ins().load(I64, MemFlagsData::trusted(), em.ctx, off);
+    let c = em.b.ins().iadd_imm_u(c, 1);
+    em.b.ins().store(MemFlagsData::trusted(), c, em.ctx, off);
 }
 
 /// CALL rel / RET: the stack access through the TLB, then the block ends
@@ -308,6 +317,7 @@ fn emit_call_ret(em: &mut Emitter, i: &Instruction, n: usize, k: Kind) {
         slow
     };
     em.b.switch_to_block(slow);
+    count_miss(em);
     em.forget();
     em.fallback(n, i.ip());
     em.ret(crate::codegen::EXIT_CLEAN);

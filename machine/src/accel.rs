@@ -50,7 +50,10 @@ pub fn install(cpu: &mut Cpu, o: &JitOptions) {
 /// retired instructions between translated code and the interpreter.
 pub fn stats_report(cpu: &Cpu) -> String {
     let Some(t) = cpu.translator() else {
-        return format!("jit: off; {} instructions interpreted", cpu.s.icount);
+        return format!(
+            "jit: off (interpreter only; --jit turns it on); {} instructions interpreted",
+            cpu.s.icount
+        );
     };
     let mut r = t.stats_report();
     if let Some(n) = r
