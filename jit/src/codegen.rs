@@ -104,6 +104,7 @@ impl<'a, 'b> Emitter<'a, 'b> {
         let entry = b.create_block();
         b.append_block_params_for_function_params(entry);
         b.switch_to_block(entry);
+        b.seal_block(entry);
         let ctx = b.block_params(entry)[0];
         let st = b.ins().load(I64, MemFlagsData::trusted(), ctx, offset_of!(RunCtx, state) as i32);
         let fallback_base = b
@@ -205,6 +206,7 @@ impl<'a, 'b> Emitter<'a, 'b> {
         let fits = self.b.ins().icmp(ir::condcodes::IntCC::UnsignedLessThanOrEqual, next_end, end);
         let out = self.b.create_block();
         self.b.ins().brif(fits, head, &[], out, &[]);
+        self.b.seal_block(out);
         self.b.switch_to_block(out);
         let t = self.iconst(target);
         self.store_field(offset_of!(CpuState, rip), t);
@@ -393,6 +395,10 @@ impl<'a, 'b> Emitter<'a, 'b> {
         let exit = self.b.create_block();
         let cont = self.b.create_block();
         self.b.ins().brif(r, exit, &[], cont, &[]);
+        // (Blocks are sealed as soon as all their predecessors exist, which
+        // keeps Cranelift's SSA construction from guessing block params.)
+        self.b.seal_block(exit);
+        self.b.seal_block(cont);
         self.b.switch_to_block(exit);
         self.ret(EXIT_BREAK);
         self.b.switch_to_block(cont);

@@ -615,6 +615,8 @@ pub fn emit(em: &mut Emitter, i: &Instruction, n: usize, mode: Mode, last: bool)
                 let taken = em.b.create_block();
                 let cont = em.b.create_block();
                 em.b.ins().brif(c, taken, &[], cont, &[]);
+                em.b.seal_block(taken);
+                em.b.seal_block(cont);
                 em.b.switch_to_block(taken);
                 em.exit_to(i.near_branch_target());
                 em.b.switch_to_block(cont);
@@ -627,6 +629,8 @@ pub fn emit(em: &mut Emitter, i: &Instruction, n: usize, mode: Mode, last: bool)
                 let taken = em.b.create_block();
                 let cont = em.b.create_block();
                 em.b.ins().brif(c, taken, &[], cont, &[]);
+                em.b.seal_block(taken);
+                em.b.seal_block(cont);
                 em.b.switch_to_block(taken);
                 em.exit_to(i.near_branch_target());
                 em.b.switch_to_block(cont);

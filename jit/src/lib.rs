@@ -140,7 +140,13 @@ fn new_module() -> JITModule {
     flags
         .set("enable_verifier", if cfg!(debug_assertions) { "true" } else { "false" })
         .expect("cranelift flag");
-    flags.set("opt_level", "speed").expect("cranelift flag");
+    // `KAGAMI_JIT_OPT=none` trades code quality for compile time (for
+    // measuring; the default is "speed").
+    let opt = match std::env::var("KAGAMI_JIT_OPT") {
+        Ok(v) if v == "none" || v == "speed_and_size" => v,
+        _ => "speed".to_string(),
+    };
+    flags.set("opt_level", &opt).expect("cranelift flag");
     let isa = cranelift_native::builder()
         .expect("host not supported by Cranelift")
         .finish(settings::Flags::new(flags))
@@ -245,7 +251,14 @@ impl Jit {
                 break;
             }
             let jcc_runs_on = inline && insn.flow_control() == FlowControl::ConditionalBranch && inline::jcc_runs_on(&insn, cpu.s.mode);
-            let ends = (insn.flow_control() != FlowControl::Next && !jcc_runs_on) || insn.is_invalid() || insn.len() > max_len;
+            // (Ending a JIT block earlier than the interpreter would is
+            // harmless: see ARCHITECTURE.md "Block shape". Instructions
+            // that always or usually leave the block end it, so the bytes
+            // after them are not translated for nothing.)
+            let ends = (insn.flow_control() != FlowControl::Next && !jcc_runs_on)
+                || insn.is_invalid()
+                || insn.len() > max_len
+                || always_breaks(&insn);
             used += insn.len();
             insns.push(insn);
             if ends {
@@ -403,6 +416,37 @@ impl Jit {
         self.by_page.entry(c.page).or_default().push(*key);
         Some(c)
     }
+}
+
+/// Instructions after which the interpreter leaves the block (they set
+/// `break_block`) whatever their operands.
+fn always_breaks(i: &Instruction) -> bool {
+    use iced_x86::Mnemonic::*;
+    matches!(
+        i.mnemonic(),
+        Hlt | In
+            | Out
+            | Insb
+            | Insw
+            | Insd
+            | Outsb
+            | Outsw
+            | Outsd
+            | Sti
+            | Cli
+            | Popf
+            | Popfq
+            | Popfd
+            | Wrmsr
+            | Lgdt
+            | Lidt
+            | Ltr
+            | Lldt
+            | Invlpg
+            | Iret
+            | Iretd
+            | Iretq
+    )
 }
 
 /// The GPRs (0..15) that instructions name as operands or address parts.

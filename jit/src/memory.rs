@@ -155,6 +155,7 @@ fn tlb_lookup(em: &mut Emitter, lin: Value, size: u32, write: bool) -> (Value, B
     let fast = em.b.create_block();
     let slow = em.b.create_block();
     em.b.ins().brif(ok, fast, &[], slow, &[]);
+    em.b.seal_block(fast);
     em.b.switch_to_block(fast);
     let addend =
         em.b.ins()
@@ -266,12 +267,14 @@ pub fn emit(em: &mut Emitter, i: &Instruction, n: usize, mode: Mode) -> bool {
     let fast = em.save();
     let merge = em.b.create_block();
     em.b.ins().jump(merge, &[]);
+    em.b.seal_block(slow);
     em.b.switch_to_block(slow);
     em.restore(&at_branch);
     count_miss(em);
     em.fallback(n, i.ip());
     em.reload_to_match(&fast);
     em.b.ins().jump(merge, &[]);
+    em.b.seal_block(merge);
     em.b.switch_to_block(merge);
     false
 }
@@ -309,6 +312,7 @@ fn emit_call_ret(em: &mut Emitter, i: &Instruction, n: usize, k: Kind) {
         let canon = em.b.ins().icmp(IntCC::Equal, sx, target);
         let ok = em.b.create_block();
         em.b.ins().brif(canon, ok, &[], slow, &[]);
+        em.b.seal_block(ok);
         em.b.switch_to_block(ok);
         let sp = em.b.ins().iadd_imm_u(rsp, 8);
         em.set_gpr(4, sp);
@@ -316,6 +320,7 @@ fn emit_call_ret(em: &mut Emitter, i: &Instruction, n: usize, k: Kind) {
         em.finish_with_rip(target);
         slow
     };
+    em.b.seal_block(slow);
     em.b.switch_to_block(slow);
     count_miss(em);
     em.forget();
