@@ -359,10 +359,15 @@ impl<'a, 'b> Emitter<'a, 'b> {
     /// back the instruction's `icount` so that the pending count matches
     /// the fast arm's. The caller then joins the arms; the merged state is
     /// `fast` with the known flags dropped if the fast arm set them.
-    pub fn reload_to_match(&mut self, fast: &CacheState) {
+    ///
+    /// Only `written` (the GPRs the instruction writes) and registers that
+    /// were not yet in variables at the branch (`at_branch`) are loaded: the
+    /// helper changed no other register, so the values the variables had
+    /// at the branch are still right.
+    pub fn reload_to_match(&mut self, fast: &CacheState, at_branch: &CacheState, written: &[usize]) {
         debug_assert!(!self.dirty.iter().any(|d| *d));
         for r in 0..16 {
-            if fast.valid[r] {
+            if fast.valid[r] && (written.contains(&r) || !at_branch.valid[r]) {
                 let v = self.b.ins().load(I64, MemFlagsData::trusted(), self.st, gpr_offset(r));
                 self.b.def_var(self.vars[r], v);
             }

@@ -272,7 +272,14 @@ pub fn emit(em: &mut Emitter, i: &Instruction, n: usize, mode: Mode) -> bool {
     em.restore(&at_branch);
     count_miss(em);
     em.fallback(n, i.ip());
-    em.reload_to_match(&fast);
+    let written: &[usize] = match k {
+        Kind::Push => &[4],
+        Kind::Pop => &[4, gpr_reg(i, 0).unwrap().full_register().number()],
+        Kind::Load => &[gpr_reg(i, 0).unwrap().full_register().number()],
+        Kind::AluRegMem if !matches!(i.mnemonic(), Mnemonic::Cmp | Mnemonic::Test) => &[gpr_reg(i, 0).unwrap().full_register().number()],
+        _ => &[],
+    };
+    em.reload_to_match(&fast, &at_branch, written);
     em.b.ins().jump(merge, &[]);
     em.b.seal_block(merge);
     em.b.switch_to_block(merge);
