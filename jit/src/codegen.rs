@@ -6,9 +6,10 @@
 //! and the lazy flags of the last inline flag setter) before every helper
 //! call and at the block's end; a helper may change any state, so the cache
 //! starts empty after it. Inline memory accesses keep the cache on their
-//! TLB-hit arm; only their helper arm syncs (see `reload_to_match`). A block is straight-line code: each
-//! helper call returns whether the block must end, and a branch to the exit
-//! (which only returns, everything being stored already) follows it.
+//! TLB-hit arm; only their helper arm syncs (see `reload_to_match`). Each
+//! helper call returns whether the block must end, and a branch to an exit
+//! (which only returns, everything being stored already) follows it. A
+//! block whose inline branch goes back to its start loops (`start_loop`).
 
 use crate::helpers::{self, Fallback, RunCtx};
 use cranelift_codegen::ir::{self, types, AbiParam, InstBuilder, MemFlagsData, SigRef, Value};
@@ -64,6 +65,25 @@ pub struct Emitter<'a, 'b> {
     cond_sig: SigRef,
     pub fallbacks: usize,
     pub inlined: usize,
+    /// For a block that branches back to its own start: the loop header,
+    /// see `Emitter::start_loop`.
+    lp: Option<Loop>,
+}
+
+/// A block whose taken branch may go back to its own first instruction
+/// loops inside its function while the budget allows, instead of returning
+/// to the dispatch loop (after a clean exit the run loop would only check
+/// the budget before running the same block again).
+struct Loop {
+    head: ir::Block,
+    start: u64,
+    len: u64,
+    end: Value,
+    /// `icount` as of the last store (kept in a variable so the back edge
+    /// need not load it).
+    ic: Variable,
+    /// Registers loaded before the header: valid at its top.
+    valid: [bool; 16],
 }
 
 /// The register-cache state at one point of the emitted code, to give both
@@ -84,6 +104,7 @@ impl<'a, 'b> Emitter<'a, 'b> {
         let entry = b.create_block();
         b.append_block_params_for_function_params(entry);
         b.switch_to_block(entry);
+        b.seal_block(entry);
         let ctx = b.block_params(entry)[0];
         let st = b.ins().load(I64, MemFlagsData::trusted(), ctx, offset_of!(RunCtx, state) as i32);
         let fallback_base = b
@@ -116,6 +137,110 @@ impl<'a, 'b> Emitter<'a, 'b> {
             cond_sig,
             fallbacks: 0,
             inlined: 0,
+            lp: None,
+        }
+    }
+
+    /// Make this block's function loop: `start` is its first instruction,
+    /// `len` its instruction count, `regs` the GPRs to keep in variables
+    /// across iterations. Call before emitting any instruction.
+    pub fn start_loop(&mut self, start: u64, len: u64, regs: &[usize]) {
+        let end = self
+            .b
+            .ins()
+            .load(I64, MemFlagsData::trusted(), self.ctx, offset_of!(RunCtx, end) as i32);
+        let ic = self.b.declare_var(I64);
+        let v = self.load_field(offset_of!(CpuState, icount));
+        self.b.def_var(ic, v);
+        for &r in regs {
+            self.gpr(r);
+        }
+        let head = self.b.create_block();
+        self.b.ins().jump(head, &[]);
+        self.b.switch_to_block(head);
+        // `s.rip` is right on entry but not after the back edge.
+        self.rip_stale = true;
+        self.lp = Some(Loop {
+            head,
+            start,
+            len,
+            end,
+            ic,
+            valid: self.valid,
+        });
+    }
+
+    /// Leave the block by a taken branch to `target`: back to the loop
+    /// header when it is the block's own start and the budget allows
+    /// another whole iteration, otherwise return with RIP = `target`.
+    pub fn exit_to(&mut self, target: u64) {
+        let Some((head, start, len, end, ic, valid)) = self.lp.as_ref().map(|l| (l.head, l.start, l.len, l.end, l.ic, l.valid)) else {
+            let t = self.iconst(target);
+            self.finish_with_rip(t);
+            return;
+        };
+        if target != start {
+            let t = self.iconst(target);
+            self.finish_with_rip(t);
+            return;
+        }
+        // Store what the header does not carry in variables.
+        for r in 0..16 {
+            if self.dirty[r] {
+                let v = self.b.use_var(self.vars[r]);
+                self.b.ins().store(MemFlagsData::trusted(), v, self.st, gpr_offset(r));
+                self.dirty[r] = false;
+            }
+            if valid[r] && !self.valid[r] {
+                let v = self.b.ins().load(I64, MemFlagsData::trusted(), self.st, gpr_offset(r));
+                self.b.def_var(self.vars[r], v);
+            }
+        }
+        self.sync_cc();
+        let c = self.b.use_var(ic);
+        let c = self.b.ins().iadd_imm_u(c, self.pending_icount as i64);
+        self.store_field(offset_of!(CpuState, icount), c);
+        self.b.def_var(ic, c);
+        self.pending_icount = 0;
+        let next_end = self.b.ins().iadd_imm_u(c, len as i64);
+        let fits = self.b.ins().icmp(ir::condcodes::IntCC::UnsignedLessThanOrEqual, next_end, end);
+        let out = self.b.create_block();
+        self.b.ins().brif(fits, head, &[], out, &[]);
+        self.b.seal_block(out);
+        self.b.switch_to_block(out);
+        let t = self.iconst(target);
+        self.store_field(offset_of!(CpuState, rip), t);
+        self.ret(EXIT_CLEAN);
+    }
+
+    /// Whether a taken branch to `target` stays in this function.
+    pub fn loops_to(&self, target: u64) -> bool {
+        self.lp.as_ref().is_some_and(|l| l.start == target)
+    }
+
+    /// Store the pending `icount`.
+    fn sync_icount(&mut self) {
+        if self.pending_icount == 0 {
+            return;
+        }
+        let off = offset_of!(CpuState, icount);
+        let c = match &self.lp {
+            Some(l) => self.b.use_var(l.ic),
+            None => self.load_field(off),
+        };
+        let c = self.b.ins().iadd_imm_u(c, self.pending_icount as i64);
+        self.store_field(off, c);
+        if let Some(l) = &self.lp {
+            self.b.def_var(l.ic, c);
+        }
+        self.pending_icount = 0;
+    }
+
+    /// A helper changed `icount` in `CpuState`: reload the loop's copy.
+    fn reload_icount(&mut self) {
+        if let Some(ic) = self.lp.as_ref().map(|l| l.ic) {
+            let v = self.load_field(offset_of!(CpuState, icount));
+            self.b.def_var(ic, v);
         }
     }
 
@@ -189,13 +314,7 @@ impl<'a, 'b> Emitter<'a, 'b> {
             }
         }
         self.sync_cc();
-        if self.pending_icount != 0 {
-            let off = offset_of!(CpuState, icount);
-            let c = self.load_field(off);
-            let c = self.b.ins().iadd_imm_u(c, self.pending_icount as i64);
-            self.store_field(off, c);
-            self.pending_icount = 0;
-        }
+        self.sync_icount();
         if self.rip_stale {
             if let Some(rip) = rip {
                 let v = self.iconst(rip);
@@ -240,10 +359,15 @@ impl<'a, 'b> Emitter<'a, 'b> {
     /// back the instruction's `icount` so that the pending count matches
     /// the fast arm's. The caller then joins the arms; the merged state is
     /// `fast` with the known flags dropped if the fast arm set them.
-    pub fn reload_to_match(&mut self, fast: &CacheState) {
+    ///
+    /// Only `written` (the GPRs the instruction writes) and registers that
+    /// were not yet in variables at the branch (`at_branch`) are loaded: the
+    /// helper changed no other register, so the values the variables had
+    /// at the branch are still right.
+    pub fn reload_to_match(&mut self, fast: &CacheState, at_branch: &CacheState, written: &[usize]) {
         debug_assert!(!self.dirty.iter().any(|d| *d));
         for r in 0..16 {
-            if fast.valid[r] {
+            if fast.valid[r] && (written.contains(&r) || !at_branch.valid[r]) {
                 let v = self.b.ins().load(I64, MemFlagsData::trusted(), self.st, gpr_offset(r));
                 self.b.def_var(self.vars[r], v);
             }
@@ -253,6 +377,9 @@ impl<'a, 'b> Emitter<'a, 'b> {
             let c = self.load_field(off);
             let c = self.b.ins().iadd_imm_s(c, -(fast.pending_icount as i64));
             self.store_field(off, c);
+            if let Some(ic) = self.lp.as_ref().map(|l| l.ic) {
+                self.b.def_var(ic, c);
+            }
         }
         self.restore(fast);
     }
@@ -273,9 +400,14 @@ impl<'a, 'b> Emitter<'a, 'b> {
         let exit = self.b.create_block();
         let cont = self.b.create_block();
         self.b.ins().brif(r, exit, &[], cont, &[]);
+        // (Blocks are sealed as soon as all their predecessors exist, which
+        // keeps Cranelift's SSA construction from guessing block params.)
+        self.b.seal_block(exit);
+        self.b.seal_block(cont);
         self.b.switch_to_block(exit);
         self.ret(EXIT_BREAK);
         self.b.switch_to_block(cont);
+        self.reload_icount();
         self.fallbacks += 1;
     }
 

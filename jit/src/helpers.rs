@@ -25,6 +25,12 @@ pub struct RunCtx<'a> {
     pub tlb: *const kagami_cpu::mmu::TlbEntry,
     pub cpu: *mut Cpu,
     pub bus: *mut (dyn Bus + 'a),
+    /// The run loop's budget: a looping block starts another iteration only
+    /// if all of it fits (`icount + len <= end`).
+    pub end: u64,
+    /// Inline memory accesses that took the helper arm (soft-TLB miss,
+    /// page crossing, MMIO, code page, fault).
+    pub tlb_misses: u64,
     /// A helper panicked: the payload, resumed when the block returns.
     pub panic: Option<Box<dyn Any + Send>>,
 }

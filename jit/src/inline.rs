@@ -338,6 +338,64 @@ fn condition(em: &mut Emitter, cc: u8) -> Value {
                 _ => em.b.ins().icmp(IntCC::SignedLessThanOrEqual, nd, zero),
             }
         }
+        Some(k) if matches!(k.op, CC_ADD | CC_INC | CC_DEC) || (matches!(base, 4 | 8 | 10) && matches!(k.op, CC_SHL | CC_SHR | CC_MUL)) => {
+            // As `kagami_cpu::flags::compute`: ZF, SF, PF from the result
+            // for every op; CF and OF as ADD, INC and DEC define them (the
+            // operands are already masked to the operand size).
+            let t = narrow(k.size);
+            let sb = 1u64 << (k.size * 8 - 1);
+            let nd = if k.size < 8 { em.b.ins().ireduce(t, k.dst) } else { k.dst };
+            let zero = em.b.ins().iconst(t, 0);
+            let zf = |em: &mut Emitter| em.b.ins().icmp(IntCC::Equal, nd, zero);
+            let sf = |em: &mut Emitter| em.b.ins().icmp(IntCC::SignedLessThan, nd, zero);
+            let cf = |em: &mut Emitter| match k.op {
+                CC_ADD => em.b.ins().icmp(IntCC::UnsignedLessThan, k.dst, k.src1),
+                _ => {
+                    let c = em.b.ins().band_imm_u(k.src2, 1);
+                    em.b.ins().icmp_imm_u(IntCC::NotEqual, c, 0)
+                }
+            };
+            let of = |em: &mut Emitter| match k.op {
+                CC_ADD => {
+                    let x = em.b.ins().bxor(k.src1, k.dst);
+                    let y = em.b.ins().bxor(k.src2, k.dst);
+                    let o = em.b.ins().band(x, y);
+                    let o = em.b.ins().band_imm_u(o, sb as i64);
+                    em.b.ins().icmp_imm_u(IntCC::NotEqual, o, 0)
+                }
+                CC_INC => em.b.ins().icmp_imm_u(IntCC::Equal, k.dst, sb as i64),
+                _ => em.b.ins().icmp_imm_u(IntCC::Equal, k.dst, (sb - 1) as i64),
+            };
+            match base {
+                0 => of(em),
+                2 => cf(em),
+                4 => zf(em),
+                6 => {
+                    let c = cf(em);
+                    let z = zf(em);
+                    em.b.ins().bor(c, z)
+                }
+                8 => sf(em),
+                10 => {
+                    let lo = em.b.ins().band_imm_u(k.dst, 0xff);
+                    let p = em.b.ins().popcnt(lo);
+                    let p = em.b.ins().band_imm_u(p, 1);
+                    em.b.ins().icmp_imm_u(IntCC::Equal, p, 0)
+                }
+                12 => {
+                    let s = sf(em);
+                    let o = of(em);
+                    em.b.ins().bxor(s, o)
+                }
+                _ => {
+                    let s = sf(em);
+                    let o = of(em);
+                    let l = em.b.ins().bxor(s, o);
+                    let z = zf(em);
+                    em.b.ins().bor(l, z)
+                }
+            }
+        }
         _ => {
             let c = em.cond_via_helper(base);
             em.b.ins().ireduce(types::I8, c)
@@ -543,8 +601,7 @@ pub fn emit(em: &mut Emitter, i: &Instruction, n: usize, mode: Mode, last: bool)
         }
         Mnemonic::Jmp => {
             em.retire_inline();
-            let t = em.iconst(i.near_branch_target());
-            em.finish_with_rip(t);
+            em.exit_to(i.near_branch_target());
             return true;
         }
         _ => {
@@ -558,14 +615,29 @@ pub fn emit(em: &mut Emitter, i: &Instruction, n: usize, mode: Mode, last: bool)
                 let taken = em.b.create_block();
                 let cont = em.b.create_block();
                 em.b.ins().brif(c, taken, &[], cont, &[]);
+                em.b.seal_block(taken);
+                em.b.seal_block(cont);
                 em.b.switch_to_block(taken);
-                let t = em.iconst(i.near_branch_target());
-                em.finish_with_rip(t);
+                em.exit_to(i.near_branch_target());
                 em.b.switch_to_block(cont);
                 em.restore(&at);
                 return false;
             }
             em.retire_inline();
+            if em.loops_to(i.near_branch_target()) {
+                let at = em.save();
+                let taken = em.b.create_block();
+                let cont = em.b.create_block();
+                em.b.ins().brif(c, taken, &[], cont, &[]);
+                em.b.seal_block(taken);
+                em.b.seal_block(cont);
+                em.b.switch_to_block(taken);
+                em.exit_to(i.near_branch_target());
+                em.b.switch_to_block(cont);
+                em.restore(&at);
+                em.finish(i.next_ip());
+                return true;
+            }
             let t = em.iconst(i.near_branch_target());
             let n = em.iconst(i.next_ip());
             let rip = em.b.ins().select(c, t, n);

@@ -49,7 +49,11 @@ pub struct JitConfig {
 impl Default for JitConfig {
     fn default() -> Self {
         JitConfig {
-            threshold: 50,
+            // Compile time dominates below this: the deterministic vmlinux
+            // boot (dev build, loaded machine) took 187 s at 50 (110 s
+            // compiling), 145 s at 1000, 137 s at 4000 (21 s compiling,
+            // 94.8% of instructions translated).
+            threshold: 2000,
             code_limit: 64 << 20,
             inline: true,
         }
@@ -70,6 +74,9 @@ pub struct JitStats {
     /// Blocks entered from the JIT's own dispatch loop (after a clean exit
     /// of the previous translated block) instead of the interpreter's loop.
     pub chained: u64,
+    /// Inline memory accesses that missed the soft TLB (or could not use
+    /// it) and ran their instruction through the interpreter.
+    pub tlb_misses: u64,
     /// Guest instructions retired inside translated code.
     pub jit_insns: u64,
     pub invalidated_pages: u64,
@@ -108,6 +115,9 @@ struct Compiled {
 struct CodeKey {
     mode: u8,
     model: u8,
+    /// The block's start when an inline branch goes back to it (the code
+    /// then loops inside its function, see `Emitter::start_loop`).
+    loop_start: Option<u64>,
     insns: Box<[Option<(u64, Box<[u8]>)>]>,
 }
 
@@ -134,7 +144,13 @@ fn new_module() -> JITModule {
     flags
         .set("enable_verifier", if cfg!(debug_assertions) { "true" } else { "false" })
         .expect("cranelift flag");
-    flags.set("opt_level", "speed").expect("cranelift flag");
+    // `KAGAMI_JIT_OPT=none` trades code quality for compile time (for
+    // measuring; the default is "speed").
+    let opt = match std::env::var("KAGAMI_JIT_OPT") {
+        Ok(v) if v == "none" || v == "speed_and_size" => v,
+        _ => "speed".to_string(),
+    };
+    flags.set("opt_level", &opt).expect("cranelift flag");
     let isa = cranelift_native::builder()
         .expect("host not supported by Cranelift")
         .finish(settings::Flags::new(flags))
@@ -239,7 +255,14 @@ impl Jit {
                 break;
             }
             let jcc_runs_on = inline && insn.flow_control() == FlowControl::ConditionalBranch && inline::jcc_runs_on(&insn, cpu.s.mode);
-            let ends = (insn.flow_control() != FlowControl::Next && !jcc_runs_on) || insn.is_invalid() || insn.len() > max_len;
+            // (Ending a JIT block earlier than the interpreter would is
+            // harmless: see ARCHITECTURE.md "Block shape". Instructions
+            // that always or usually leave the block end it, so the bytes
+            // after them are not translated for nothing.)
+            let ends = (insn.flow_control() != FlowControl::Next && !jcc_runs_on)
+                || insn.is_invalid()
+                || insn.len() > max_len
+                || always_breaks(&insn);
             used += insn.len();
             insns.push(insn);
             if ends {
@@ -274,9 +297,14 @@ impl Jit {
                 (inline && inline::supported(i, mode)).then(|| (i.ip(), b.into()))
             })
             .collect();
+        let start = insns[0].ip();
+        let loops = insns.iter().enumerate().any(|(n, i)| {
+            plan[n].is_some() && (i.is_jcc_short_or_near() || i.mnemonic() == iced_x86::Mnemonic::Jmp) && i.near_branch_target() == start
+        });
         let code_key = CodeKey {
             mode: key.mode,
             model: cpu.model as u8,
+            loop_start: loops.then_some(start),
             insns: plan,
         };
         let code = match self.by_code.get(&code_key) {
@@ -321,6 +349,9 @@ impl Jit {
             let mut b = FunctionBuilder::new(&mut self.cl_ctx.func, &mut self.fctx);
             let mut em = Emitter::new(&mut b, call_conv);
             let last = insns.len() - 1;
+            if let Some(start) = plan.loop_start {
+                em.start_loop(start, insns.len() as u64, &used_gprs(insns));
+            }
             for (n, i) in insns.iter().enumerate() {
                 if plan.insns[n].is_some() {
                     let ended = inline::emit(&mut em, i, n, mode, n == last);
@@ -391,6 +422,59 @@ impl Jit {
     }
 }
 
+/// Instructions after which the interpreter leaves the block (they set
+/// `break_block`) whatever their operands.
+fn always_breaks(i: &Instruction) -> bool {
+    use iced_x86::Mnemonic::*;
+    matches!(
+        i.mnemonic(),
+        Hlt | In
+            | Out
+            | Insb
+            | Insw
+            | Insd
+            | Outsb
+            | Outsw
+            | Outsd
+            | Sti
+            | Cli
+            | Popf
+            | Popfq
+            | Popfd
+            | Wrmsr
+            | Lgdt
+            | Lidt
+            | Ltr
+            | Lldt
+            | Invlpg
+            | Iret
+            | Iretd
+            | Iretq
+    )
+}
+
+/// The GPRs (0..15) that instructions name as operands or address parts.
+fn used_gprs(insns: &[Instruction]) -> Vec<usize> {
+    let mut used = [false; 16];
+    for i in insns {
+        let mut note = |r: iced_x86::Register| {
+            if r.is_gpr() {
+                used[r.full_register().number()] = true;
+            }
+        };
+        for n in 0..i.op_count() {
+            if i.op_kind(n) == iced_x86::OpKind::Register {
+                note(i.op_register(n));
+            }
+        }
+        if i.op_count() > 0 && (0..i.op_count()).any(|n| i.op_kind(n) == iced_x86::OpKind::Memory) {
+            note(i.memory_base());
+            note(i.memory_index());
+        }
+    }
+    (0..16).filter(|&r| used[r]).collect()
+}
+
 impl Translator for Jit {
     fn run_block(&mut self, cpu: &mut Cpu, bus: &mut dyn Bus, key: &JitKey, end: u64) -> bool {
         let mut c: *const Compiled = match self.fast_get(key) {
@@ -409,6 +493,8 @@ impl Translator for Jit {
             tlb: std::ptr::null(),
             cpu: cpu_ptr,
             bus: bus as *mut dyn Bus,
+            end,
+            tlb_misses: 0,
             panic: None,
         };
         let mut first = true;
@@ -472,6 +558,7 @@ impl Translator for Jit {
             self.stats.chained += 1;
             first = false;
         }
+        self.stats.tlb_misses += ctx.tlb_misses;
         // SAFETY: as above.
         self.stats.jit_insns += unsafe { (*cpu_ptr).s.icount } - start;
         true
@@ -501,7 +588,7 @@ impl Translator for Jit {
         let s = &self.stats;
         format!(
             "jit: {} blocks translated ({} reused by code bytes), {} guest instructions ({} inline), compile time {:.6} s, \
-             code {} KiB, {} block runs ({} chained), {} instructions retired in translated code, {} pages invalidated, {} cache flushes, {} declined",
+             code {} KiB, {} block runs ({} chained), {} instructions retired in translated code, {} inline memory accesses through the helper, {} pages invalidated, {} cache flushes, {} declined",
             s.blocks_translated,
             s.blocks_reused,
             s.insns_translated,
@@ -511,6 +598,7 @@ impl Translator for Jit {
             s.block_runs,
             s.chained,
             s.jit_insns,
+            s.tlb_misses,
             s.invalidated_pages,
             s.flushes,
             s.declined

@@ -155,6 +155,7 @@ fn tlb_lookup(em: &mut Emitter, lin: Value, size: u32, write: bool) -> (Value, B
     let fast = em.b.create_block();
     let slow = em.b.create_block();
     em.b.ins().brif(ok, fast, &[], slow, &[]);
+    em.b.seal_block(fast);
     em.b.switch_to_block(fast);
     let addend =
         em.b.ins()
@@ -266,13 +267,31 @@ pub fn emit(em: &mut Emitter, i: &Instruction, n: usize, mode: Mode) -> bool {
     let fast = em.save();
     let merge = em.b.create_block();
     em.b.ins().jump(merge, &[]);
+    em.b.seal_block(slow);
     em.b.switch_to_block(slow);
     em.restore(&at_branch);
+    count_miss(em);
     em.fallback(n, i.ip());
-    em.reload_to_match(&fast);
+    let written: &[usize] = match k {
+        Kind::Push => &[4],
+        Kind::Pop => &[4, gpr_reg(i, 0).unwrap().full_register().number()],
+        Kind::Load => &[gpr_reg(i, 0).unwrap().full_register().number()],
+        Kind::AluRegMem if !matches!(i.mnemonic(), Mnemonic::Cmp | Mnemonic::Test) => &[gpr_reg(i, 0).unwrap().full_register().number()],
+        _ => &[],
+    };
+    em.reload_to_match(&fast, &at_branch, written);
     em.b.ins().jump(merge, &[]);
+    em.b.seal_block(merge);
     em.b.switch_to_block(merge);
     false
+}
+
+/// Count a run of the helper arm (`RunCtx::tlb_misses`).
+fn count_miss(em: &mut Emitter) {
+    let off = offset_of!(RunCtx, tlb_misses) as i32;
+    let c = em.b.ins().load(I64, MemFlagsData::trusted(), em.ctx, off);
+    let c = em.b.ins().iadd_imm_u(c, 1);
+    em.b.ins().store(MemFlagsData::trusted(), c, em.ctx, off);
 }
 
 /// CALL rel / RET: the stack access through the TLB, then the block ends
@@ -300,6 +319,7 @@ fn emit_call_ret(em: &mut Emitter, i: &Instruction, n: usize, k: Kind) {
         let canon = em.b.ins().icmp(IntCC::Equal, sx, target);
         let ok = em.b.create_block();
         em.b.ins().brif(canon, ok, &[], slow, &[]);
+        em.b.seal_block(ok);
         em.b.switch_to_block(ok);
         let sp = em.b.ins().iadd_imm_u(rsp, 8);
         em.set_gpr(4, sp);
@@ -307,7 +327,9 @@ fn emit_call_ret(em: &mut Emitter, i: &Instruction, n: usize, k: Kind) {
         em.finish_with_rip(target);
         slow
     };
+    em.b.seal_block(slow);
     em.b.switch_to_block(slow);
+    count_miss(em);
     em.forget();
     em.fallback(n, i.ip());
     em.ret(crate::codegen::EXIT_CLEAN);

@@ -211,7 +211,8 @@ pub fn run(cli: &Cli) -> Result<u8, String> {
         None => None,
     };
     let jit = kagami_machine::accel::JitOptions {
-        enabled: (cli.jit || cli.jit_threshold.is_some()) && !cli.no_jit,
+        // The JIT is on by default with TCG (`--jit` kept for old command lines).
+        enabled: !cli.no_jit,
         threshold: cli.jit_threshold.unwrap_or(kagami_machine::accel::JitOptions::default().threshold),
         stats: cli.jit_stats,
     };

@@ -161,16 +161,16 @@ pub(crate) struct Cli {
     #[arg(long)]
     pub(crate) print_machine: bool,
 
-    /// TCG: translate hot blocks with the Cranelift JIT (opt-in for now; see
-    /// README: its first tier is slower than the interpreter on most code).
+    /// TCG: translate hot blocks with the Cranelift JIT (the default; kept
+    /// for old command lines).
     #[arg(long)]
     pub(crate) jit: bool,
 
-    /// TCG: interpreter only, no JIT (the default; overrides --jit).
+    /// TCG: interpreter only, no JIT (overrides --jit).
     #[arg(long)]
     pub(crate) no_jit: bool,
 
-    /// TCG: executions of a block before the JIT translates it (0: at first sight); implies --jit.
+    /// TCG: executions of a block before the JIT translates it (0: at first sight).
     #[arg(long, value_name = "N")]
     pub(crate) jit_threshold: Option<u32>,
 
