@@ -238,7 +238,6 @@ fn boot_and_check(g: &Path, dir: &Path, machine: &str, initrd: &Path, extra: &st
 /// the CD-ROM with DMA; an ext2 file written on the first boot (through a
 /// qcow2 overlay on a raw base) is read back on the second.
 #[test]
-#[ignore = "not yet verified on kagami in CI at this commit: the next commit of branch diskci enables it"]
 fn linux_ata_piix_and_ahci_read_write_and_persist_ext2_on_a_qcow2_overlay() {
     let Some(g) = guest_with_disk_modules() else { return };
     let dir = tmpdir("disk-guest", "linux");
