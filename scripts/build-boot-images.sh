@@ -155,8 +155,13 @@ spec=$tmp/extra.spec
     done
     echo "file /lib/modules/modules.order $tmp/modules.order 0644 0 0"
 } >"$spec"
-(cd "$repo" && cargo build -q -p kagami-machine --bin kagami-mkinitramfs)
-"$target/debug/kagami-mkinitramfs" "$spec" -o "$tmp/extra.cpio.gz"
+# Built in the profile the caller already builds (KAGAMI_BUILD_PROFILE, as in
+# build-test-guest.sh; scripts/test.sh and the tests: debug), never one that
+# would compile the workspace again.
+profile=${KAGAMI_BUILD_PROFILE:-debug}
+pflag=(); [ "$profile" = release ] && pflag=(--release)
+(cd "$repo" && cargo build -q "${pflag[@]}" -p kagami-machine --bin kagami-mkinitramfs)
+"$target/$profile/kagami-mkinitramfs" "$spec" -o "$tmp/extra.cpio.gz"
 cat "$guest/initramfs.cpio.gz" "$tmp/extra.cpio.gz" >"$tmp/initrd.gz"
 
 # --- the disk image ---------------------------------------------------------

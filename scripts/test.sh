@@ -8,7 +8,9 @@
 #      for the -bios tests, syslinux/isolinux/mtools/dosfstools/fdisk/xorriso
 #      to build the boot images of the disk tests, gdb for the gdb stub tests);
 #   2. builds the Linux test guest in target/guest/ if it is not there
-#      (scripts/build-test-guest.sh) and the disk modules (scripts/build-disk-guest.sh);
+#      (scripts/build-test-guest.sh) and the disk modules (scripts/build-disk-guest.sh),
+#      and after the build the SYSLINUX/ISOLINUX boot images of the disk tests
+#      (scripts/build-boot-images.sh);
 #   3. runs every test of the workspace with cargo-nextest (cargo test if
 #      nextest is missing), in the dev profile only;
 #   4. builds the fuzz target (fuzz/) on stable and runs it briefly.
@@ -44,6 +46,10 @@ bash scripts/build-disk-guest.sh || log "disk modules unavailable: the Linux dis
 export KAGAMI_REQUIRE_GUEST=1
 # The command-line tests run the kagami binary; nextest builds only test targets.
 cargo build --workspace --bins
+# The SYSLINUX disk and ISOLINUX CD images of tests/tests/boot_images.rs
+# (uses target/debug/kagami-mkinitramfs, built just above). The test runs the
+# script too (a no-op when up to date); a failure here is reported there.
+bash scripts/build-boot-images.sh || log "boot images unavailable: tests/tests/boot_images.rs will fail"
 if cargo nextest --version >/dev/null 2>&1; then
     cargo nextest run --workspace --profile ci
     # The CPU conformance and boot tests again with the JIT translating every

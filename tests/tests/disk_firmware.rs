@@ -8,39 +8,21 @@
 //! to SeaBIOS's `bootorder` file.
 
 use iced_x86::code_asm::*;
+use kagami_tests::harness::{kagami, seabios, SEABIOS as BIOS};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-const BIOS: &str = "/usr/share/seabios/bios-256k.bin";
+fn have_bios() -> bool {
+    seabios().is_some()
+}
+
+fn tmpdir(name: &str) -> PathBuf {
+    kagami_tests::harness::tmpdir("diskfw", name)
+}
+
 /// isa-debug-exit status for success / a failed check: (v << 1) | 1.
 const PASS: i32 = (0x10 << 1) | 1;
 const FAIL: i32 = (0x01 << 1) | 1;
-
-fn kagami() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let profile_dir = exe.parent().unwrap().parent().unwrap();
-    let bin = profile_dir.join("kagami");
-    if !bin.exists() {
-        let status = Command::new(env!("CARGO"))
-            .args(["build", "-p", "kagami-machine", "--bin", "kagami", "--target-dir"])
-            .arg(profile_dir.parent().unwrap())
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .status()
-            .expect("run cargo");
-        assert!(status.success(), "building the kagami binary failed");
-    }
-    bin
-}
-
-fn have_bios() -> bool {
-    if Path::new(BIOS).is_file() {
-        return true;
-    }
-    let msg = format!("{BIOS} is missing (install the Debian package seabios)");
-    assert!(std::env::var("KAGAMI_REQUIRE_GUEST").map_or(true, |v| v != "1"), "{msg}");
-    eprintln!("SKIPPED: {msg}");
-    false
-}
 
 /// The checksum the boot sector computes: over 16-bit words, rotate left
 /// by one then add.
@@ -163,13 +145,6 @@ fn boot(dir: &Path, machine: &str, drive_args: &[String]) -> (i32, String) {
         eprintln!("--- {machine} SeaBIOS log ---\n{text}");
     }
     (status, format!("{text}\n--- stderr ---\n{}", String::from_utf8_lossy(&out.stderr)))
-}
-
-fn tmpdir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("kagami-diskfw-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
 }
 
 #[test]

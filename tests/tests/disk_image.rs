@@ -10,22 +10,11 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 fn have_qemu_img() -> bool {
-    let ok = Command::new("qemu-img").arg("--version").output().is_ok_and(|o| o.status.success());
-    if !ok {
-        assert!(
-            std::env::var_os("KAGAMI_REQUIRE_GUEST").is_none(),
-            "qemu-img is missing (package qemu-utils; scripts/test.sh installs it)"
-        );
-        eprintln!("SKIPPED: qemu-img not found (install qemu-utils)");
-    }
-    ok
+    kagami_tests::harness::have(&["qemu-img"], &[], "qemu-utils")
 }
 
 fn dir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("kagami-disk-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
+    kagami_tests::harness::tmpdir("disk", name)
 }
 
 fn qemu_img(args: &[&str]) -> String {

@@ -13,49 +13,16 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-const BIOS: &str = "/usr/share/seabios/bios-256k.bin";
+use kagami_tests::harness::{kagami, SEABIOS as BIOS};
 const MODULES: &str = "/usr/lib/syslinux/modules/bios";
-
-fn kagami() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let profile_dir = exe.parent().unwrap().parent().unwrap();
-    let bin = profile_dir.join("kagami");
-    if !bin.exists() {
-        let status = Command::new(env!("CARGO"))
-            .args(["build", "-p", "kagami-machine", "--bin", "kagami", "--target-dir"])
-            .arg(profile_dir.parent().unwrap())
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .status()
-            .expect("run cargo");
-        assert!(status.success(), "building the kagami binary failed");
-    }
-    bin
-}
 
 /// Whether the tools are here; otherwise SKIPPED (a failure under KAGAMI_REQUIRE_GUEST=1).
 fn have(tools: &[&str], files: &[&str]) -> bool {
-    let missing: Vec<String> = tools
-        .iter()
-        .filter(|t| {
-            !Command::new("sh")
-                .arg("-c")
-                .arg(format!("command -v {t}"))
-                .output()
-                .is_ok_and(|o| o.status.success())
-        })
-        .map(|t| t.to_string())
-        .chain(files.iter().filter(|f| !Path::new(f).exists()).map(|f| f.to_string()))
-        .collect();
-    if missing.is_empty() {
-        return true;
-    }
-    let msg = format!(
-        "missing {} (packages seabios syslinux syslinux-common isolinux mtools dosfstools fdisk xorriso)",
-        missing.join(", ")
-    );
-    assert!(std::env::var("KAGAMI_REQUIRE_GUEST").map_or(true, |v| v != "1"), "{msg}");
-    eprintln!("SKIPPED: {msg}");
-    false
+    kagami_tests::harness::have(
+        tools,
+        files,
+        "seabios syslinux syslinux-common isolinux mtools dosfstools fdisk xorriso",
+    )
 }
 
 fn sh(dir: &Path, script: &str) {
@@ -79,9 +46,7 @@ const CFG: &str =
     "SERIAL 0 115200\nDEFAULT mb\nPROMPT 0\nTIMEOUT 0\nLABEL mb\n  KERNEL mboot.c32\n  APPEND kernel.elf hello=syslinux --- module.bin\n";
 
 fn tmpdir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("kagami-syslinux-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
+    let d = kagami_tests::harness::tmpdir("syslinux", name);
     // mboot.c32 checks the ELF header strictly: e_version and e_ehsize,
     // which kagami's own loader does not need, are filled in here.
     let mut k = kagami_tests::mbkernel::kernel();

@@ -11,40 +11,13 @@
 use kagami_devices::SharedBuffer;
 use kagami_machine::clock::ClockMode;
 use kagami_machine::pc::{MachineKind, Pc, PcConfig, PcExtras};
-use std::path::PathBuf;
+use kagami_tests::harness::{guest_dir, kagami, SEABIOS as BIOS};
 use std::process::Command;
 
-const BIOS: &str = "/usr/share/seabios/bios-256k.bin";
 const MARKER: &str = "No bootable device.";
 
 fn bios() -> Option<Vec<u8>> {
-    match std::fs::read(BIOS) {
-        Ok(b) => Some(b),
-        Err(e) => {
-            let msg = format!("{BIOS}: {e} (install the Debian package seabios)");
-            // test.sh installs seabios and sets this: a missing image fails there.
-            assert!(std::env::var("KAGAMI_REQUIRE_GUEST").map_or(true, |v| v != "1"), "{msg}");
-            eprintln!("SKIPPED: {msg}");
-            None
-        }
-    }
-}
-
-/// target/<profile>/kagami, built if the runner did not build it.
-fn kagami() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let profile_dir = exe.parent().unwrap().parent().unwrap();
-    let bin = profile_dir.join("kagami");
-    if !bin.exists() {
-        let status = Command::new(env!("CARGO"))
-            .args(["build", "-p", "kagami-machine", "--bin", "kagami", "--target-dir"])
-            .arg(profile_dir.parent().unwrap())
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .status()
-            .expect("run cargo");
-        assert!(status.success(), "building the kagami binary failed");
-    }
-    bin
+    kagami_tests::harness::seabios().map(|p| std::fs::read(p).unwrap())
 }
 
 /// Lines of the SeaBIOS log that report a problem. "Boot failed: could not
@@ -244,9 +217,7 @@ fn seabios_starts_a_linux_kernel_through_fw_cfg() {
     if bios().is_none() {
         return;
     }
-    let dir = std::env::var_os("KAGAMI_GUEST_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/guest"));
+    let dir = guest_dir();
     let (kernel, initrd) = (dir.join("bzImage"), dir.join("initramfs.cpio.gz"));
     let required = std::env::var("KAGAMI_REQUIRE_GUEST").is_ok_and(|v| v == "1");
     if !kernel.is_file() || !initrd.is_file() {

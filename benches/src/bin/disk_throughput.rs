@@ -11,8 +11,8 @@
 //!
 //! Needs /usr/share/seabios/bios-256k.bin (seabios) and, for the reference,
 //! qemu-system-x86_64 (qemu-system-x86). A benchmark, not a test: it prints
-//! MiB/s and the ratio, nothing is asserted. The Linux `dd` comparison the
-//! issue asks for waits for Linux to boot on kagami.
+//! MiB/s and the ratio, nothing is asserted. The in-guest comparison (Linux
+//! drivers, `dd`) is the `disk_dd` benchmark.
 
 use iced_x86::code_asm::*;
 use std::path::{Path, PathBuf};
