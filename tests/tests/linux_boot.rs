@@ -268,7 +268,8 @@ fn instructions(out: &Output) -> u64 {
 /// once, so the test takes one boot's time when cores are free.
 #[test]
 fn deterministic_boot_replays_exactly() {
-    let det = ["-accel", "tcg", "-icount", "shift=0"];
+    // The JIT is on by default: the reference runs turn it off.
+    let det = ["-accel", "tcg", "-icount", "shift=0", "--no-jit"];
     let jit = ["-accel", "tcg", "-icount", "shift=0", "--jit"];
     let (a, b, j) = std::thread::scope(|s| {
         let a = s.spawn(|| boot("pc", "vmlinux", &det));
