@@ -2,26 +2,10 @@
 //! an error with exit code 1), `--stats`, `-S` (waits for Enter on stdin)
 //! and the stdin input doorway's Ctrl-A X.
 
+use kagami_tests::harness::kagami;
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
-
-fn kagami() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let profile_dir = exe.parent().unwrap().parent().unwrap();
-    let bin = profile_dir.join("kagami");
-    if !bin.exists() {
-        let target = profile_dir.parent().unwrap();
-        let status = Command::new(env!("CARGO"))
-            .args(["build", "-p", "kagami-machine", "--bin", "kagami", "--target-dir"])
-            .arg(target)
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .status()
-            .expect("run cargo");
-        assert!(status.success(), "building the kagami binary failed");
-    }
-    bin
-}
 
 fn mb_kernel(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("kagami-cli-run-{}", std::process::id()));

@@ -8,27 +8,9 @@
 
 use kagami_machine::drive::{self, OpenOptions};
 use kagami_machine::img;
+use kagami_tests::harness::kagami;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-
-/// The `kagami` binary of this build, built with cargo if the test runner
-/// did not build it (cargo-nextest builds only test targets).
-fn kagami() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let profile_dir = exe.parent().unwrap().parent().unwrap();
-    let bin = profile_dir.join("kagami");
-    if !bin.exists() {
-        let target = profile_dir.parent().unwrap();
-        let status = Command::new(env!("CARGO"))
-            .args(["build", "-p", "kagami-machine", "--bin", "kagami", "--target-dir"])
-            .arg(target)
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .status()
-            .expect("run cargo");
-        assert!(status.success(), "building the kagami binary failed");
-    }
-    bin
-}
 
 fn dir(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("kagami-drive-options-{}-{name}", std::process::id()));

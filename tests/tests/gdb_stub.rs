@@ -15,28 +15,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use kagami_tests::harness::kagami;
 use kagami_tests::mbkernel::LOAD;
 
 const ENTRY: u64 = LOAD as u64 + 0x40;
 const HANDLER: u64 = ENTRY + 0x400;
 const EXIT_CODE: i32 = (0x11 << 1) | 1;
-
-fn kagami() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let profile_dir = exe.parent().unwrap().parent().unwrap();
-    let bin = profile_dir.join("kagami");
-    if !bin.exists() {
-        let target = profile_dir.parent().unwrap();
-        let status = Command::new(env!("CARGO"))
-            .args(["build", "-p", "kagami-machine", "--bin", "kagami", "--target-dir"])
-            .arg(target)
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .status()
-            .expect("run cargo");
-        assert!(status.success(), "building the kagami binary failed");
-    }
-    bin
-}
 
 fn timer_kernel(tag: &str) -> PathBuf {
     write_kernel(tag, &kagami_tests::mbkernel::timer_kernel())

@@ -20,31 +20,13 @@
 //! $KAGAMI_GUEST_DIR); when it is missing the test builds it, and fails if
 //! that fails.
 
+use kagami_tests::harness::kagami;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::Instant;
 
 fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-/// The `kagami` binary of this build, built with cargo if the test runner
-/// did not build it.
-fn kagami() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let profile_dir = exe.parent().unwrap().parent().unwrap();
-    let bin = profile_dir.join("kagami");
-    if !bin.exists() {
-        let target = profile_dir.parent().unwrap();
-        let status = Command::new(env!("CARGO"))
-            .args(["build", "-p", "kagami-machine", "--bin", "kagami", "--target-dir"])
-            .arg(target)
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .status()
-            .expect("run cargo");
-        assert!(status.success(), "building the kagami binary failed");
-    }
-    bin
 }
 
 /// The guest folder, built by scripts/build-test-guest.sh when a file is missing.
