@@ -121,6 +121,19 @@ fn build_script(name: &str) -> Result<(), String> {
     }
 }
 
+/// The test guest's folder with `files` present: runs
+/// scripts/build-test-guest.sh when one is missing, and fails the test if
+/// the guest cannot be built.
+pub fn test_guest(files: &[&str]) -> PathBuf {
+    let dir = guest_dir();
+    if !files.iter().all(|f| dir.join(f).is_file()) {
+        if let Err(e) = build_script("build-test-guest.sh") {
+            panic!("the Linux guest cannot be built: {e}");
+        }
+    }
+    dir
+}
+
 /// The test guest with its disk modules (target/guest/disk-modules, from
 /// scripts/build-disk-guest.sh, which this runs when they are missing), or
 /// None after [`skip`].

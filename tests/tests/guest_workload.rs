@@ -13,7 +13,7 @@
 //! take a fraction of that.
 
 use kagami_tests::harness::kagami;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
@@ -21,29 +21,9 @@ use std::time::Duration;
 #[path = "../../benches/src/workload.rs"]
 mod workload;
 
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
 /// The guest folder, built by scripts/build-test-guest.sh when a file is missing.
 fn guest() -> PathBuf {
-    let dir = match std::env::var_os("KAGAMI_GUEST_DIR") {
-        Some(d) => PathBuf::from(d),
-        None => workspace().join("target/guest"),
-    };
-    let complete = ["vmlinux", "initramfs.cpio.gz", "busybox"].iter().all(|f| dir.join(f).is_file());
-    if !complete {
-        let status = Command::new("bash")
-            .arg(workspace().join("scripts/build-test-guest.sh"))
-            .env("KAGAMI_GUEST_DIR", &dir)
-            .status()
-            .expect("run scripts/build-test-guest.sh");
-        assert!(
-            status.success(),
-            "scripts/build-test-guest.sh failed: the Linux guest cannot be built"
-        );
-    }
-    dir
+    kagami_tests::harness::test_guest(&["vmlinux", "initramfs.cpio.gz", "busybox"])
 }
 
 #[test]

@@ -21,35 +21,13 @@
 //! that fails.
 
 use kagami_tests::harness::kagami;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 use std::time::Instant;
 
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
 /// The guest folder, built by scripts/build-test-guest.sh when a file is missing.
 fn guest() -> PathBuf {
-    static BUILT: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    let _once = BUILT.lock().unwrap_or_else(|e| e.into_inner());
-    let dir = match std::env::var_os("KAGAMI_GUEST_DIR") {
-        Some(d) => PathBuf::from(d),
-        None => workspace().join("target/guest"),
-    };
-    let complete = ["bzImage", "vmlinux", "initramfs.cpio.gz"].iter().all(|f| dir.join(f).is_file());
-    if !complete {
-        let status = Command::new("bash")
-            .arg(workspace().join("scripts/build-test-guest.sh"))
-            .env("KAGAMI_GUEST_DIR", &dir)
-            .status()
-            .expect("run scripts/build-test-guest.sh");
-        assert!(
-            status.success(),
-            "scripts/build-test-guest.sh failed: the Linux guest cannot be built"
-        );
-    }
-    dir
+    kagami_tests::harness::test_guest(&["bzImage", "vmlinux", "initramfs.cpio.gz"])
 }
 
 const CMDLINE: &str = "console=ttyS0 loglevel=7 kagami.poweroff=1";
