@@ -11,8 +11,9 @@
 //! (which only returns, everything being stored already) follows it. A
 //! block whose inline branch goes back to its start loops (`start_loop`).
 
-use crate::helpers::{self, Fallback, RunCtx};
+use crate::helpers::{self, BlockHead, Fallback, RunCtx};
 use cranelift_codegen::ir::{self, types, AbiParam, InstBuilder, MemFlagsData, SigRef, Value};
+use cranelift_codegen::isa::CallConv;
 use cranelift_frontend::{FunctionBuilder, Variable};
 use kagami_cpu::CpuState;
 use std::mem::offset_of;
@@ -25,6 +26,19 @@ pub const I64: ir::Type = types::I64;
 pub const EXIT_CLEAN: u32 = 0;
 /// A helper faulted, set `break_block` or panicked: back to the run loop.
 pub const EXIT_BREAK: u32 = 1;
+/// `EXIT_LINK + k`: a clean exit through link cell `k`, which was empty;
+/// `Jit::run_block` fills it when the next block is translated.
+pub const EXIT_LINK: u32 = 2;
+
+/// The signature of a generated block function: the `tail` calling
+/// convention (so one block can jump to the next with a tail call), one
+/// `*mut RunCtx` argument, an exit status.
+pub fn block_signature() -> ir::Signature {
+    let mut sig = ir::Signature::new(CallConv::Tail);
+    sig.params.push(AbiParam::new(I64));
+    sig.returns.push(AbiParam::new(types::I32));
+    sig
+}
 
 pub fn gpr_offset(r: usize) -> i32 {
     (offset_of!(CpuState, gpr) + 8 * r) as i32
@@ -45,6 +59,8 @@ pub struct Emitter<'a, 'b> {
     pub b: &'a mut FunctionBuilder<'b>,
     pub ctx: Value,
     pub st: Value,
+    /// The running block's `BlockHead` (loaded once at entry).
+    cur: Value,
     fallback_base: Value,
     /// One Cranelift variable per GPR; `valid[r]`: it holds the guest
     /// register (loaded or computed on this path), `dirty[r]`: `CpuState`
@@ -63,11 +79,17 @@ pub struct Emitter<'a, 'b> {
     cc_dirty: bool,
     fallback_sig: SigRef,
     cond_sig: SigRef,
+    /// A generated block function's own signature (direct jumps).
+    block_sig: SigRef,
     pub fallbacks: usize,
     pub inlined: usize,
     /// For a block that branches back to its own start: the loop header,
     /// see `Emitter::start_loop`.
     lp: Option<Loop>,
+    /// See `Emitter::new`.
+    link_page: Option<u64>,
+    /// Link cells used so far (the block's `links` table has this many).
+    pub links: u32,
 }
 
 /// A block whose taken branch may go back to its own first instruction
@@ -100,31 +122,37 @@ pub struct CacheState {
 }
 
 impl<'a, 'b> Emitter<'a, 'b> {
-    pub fn new(b: &'a mut FunctionBuilder<'b>, call_conv: cranelift_codegen::isa::CallConv) -> Self {
+    /// `helper_conv`: the calling convention of the `extern "C"` helpers;
+    /// `link_page`: the linear page (address >> 12) a static exit may jump
+    /// to directly (`leave_to`), `None` for no direct jumps.
+    pub fn new(b: &'a mut FunctionBuilder<'b>, helper_conv: CallConv, link_page: Option<u64>) -> Self {
         let entry = b.create_block();
         b.append_block_params_for_function_params(entry);
         b.switch_to_block(entry);
         b.seal_block(entry);
         let ctx = b.block_params(entry)[0];
         let st = b.ins().load(I64, MemFlagsData::trusted(), ctx, offset_of!(RunCtx, state) as i32);
+        let cur = b.ins().load(I64, MemFlagsData::trusted(), ctx, offset_of!(RunCtx, cur) as i32);
         let fallback_base = b
             .ins()
-            .load(I64, MemFlagsData::trusted(), ctx, offset_of!(RunCtx, fallbacks) as i32);
-        let mut fsig = ir::Signature::new(call_conv);
+            .load(I64, MemFlagsData::trusted(), cur, offset_of!(BlockHead, fallbacks) as i32);
+        let mut fsig = ir::Signature::new(helper_conv);
         fsig.params.push(AbiParam::new(I64));
         fsig.params.push(AbiParam::new(I64));
         fsig.returns.push(AbiParam::new(types::I32));
         let fallback_sig = b.import_signature(fsig);
-        let mut csig = ir::Signature::new(call_conv);
+        let mut csig = ir::Signature::new(helper_conv);
         csig.params.push(AbiParam::new(I64));
         csig.params.push(AbiParam::new(types::I32));
         csig.returns.push(AbiParam::new(types::I32));
         let cond_sig = b.import_signature(csig);
+        let block_sig = b.import_signature(block_signature());
         let vars = std::array::from_fn(|_| b.declare_var(I64));
         Emitter {
             b,
             ctx,
             st,
+            cur,
             fallback_base,
             vars,
             valid: [false; 16],
@@ -135,9 +163,12 @@ impl<'a, 'b> Emitter<'a, 'b> {
             cc_dirty: false,
             fallback_sig,
             cond_sig,
+            block_sig,
             fallbacks: 0,
             inlined: 0,
             lp: None,
+            link_page,
+            links: 0,
         }
     }
 
@@ -175,13 +206,11 @@ impl<'a, 'b> Emitter<'a, 'b> {
     /// another whole iteration, otherwise return with RIP = `target`.
     pub fn exit_to(&mut self, target: u64) {
         let Some((head, start, len, end, ic, valid)) = self.lp.as_ref().map(|l| (l.head, l.start, l.len, l.end, l.ic, l.valid)) else {
-            let t = self.iconst(target);
-            self.finish_with_rip(t);
+            self.leave_to(target);
             return;
         };
         if target != start {
-            let t = self.iconst(target);
-            self.finish_with_rip(t);
+            self.leave_to(target);
             return;
         }
         // Store what the header does not carry in variables.
@@ -213,9 +242,60 @@ impl<'a, 'b> Emitter<'a, 'b> {
         self.ret(EXIT_CLEAN);
     }
 
-    /// Whether a taken branch to `target` stays in this function.
-    pub fn loops_to(&self, target: u64) -> bool {
-        self.lp.as_ref().is_some_and(|l| l.start == target)
+    /// Leave the block for the known address `target`: everything stored,
+    /// then, when `target` is on the linear page this block may link to,
+    /// a direct jump (tail call) to the block in the next link cell if
+    /// that cell is filled and the budget allows all of that block
+    /// (`icount + len <= end`, what the dispatch loop checks); otherwise
+    /// return (`EXIT_LINK + k` for an empty cell, so that the dispatch loop
+    /// fills it).
+    ///
+    /// Why a jump within one linear page needs no other check: the page's
+    /// translation was looked up when the dispatch loop entered the first
+    /// block of the chain, and a clean exit changes neither the mode nor
+    /// the page tables in force (CR3 writes, INVLPG and mode changes end
+    /// blocks unclean), so the dispatch loop would find the same block.
+    pub fn leave_to(&mut self, target: u64) {
+        self.sync(None);
+        let t = self.iconst(target);
+        self.store_field(offset_of!(CpuState, rip), t);
+        self.rip_stale = false;
+        if self.link_page != Some(target >> 12) {
+            self.ret(EXIT_CLEAN);
+            return;
+        }
+        let k = self.links;
+        self.links += 1;
+        let trusted = MemFlagsData::trusted();
+        let links = self.b.ins().load(I64, trusted, self.cur, offset_of!(BlockHead, links) as i32);
+        let next = self.b.ins().load(I64, trusted, links, (8 * k) as i32);
+        let empty = self.b.create_block();
+        let filled = self.b.create_block();
+        self.b.ins().brif(next, filled, &[], empty, &[]);
+        self.b.seal_block(empty);
+        self.b.seal_block(filled);
+        self.b.switch_to_block(empty);
+        self.ret(EXIT_LINK + k);
+        self.b.switch_to_block(filled);
+        let ic = self.load_field(offset_of!(CpuState, icount));
+        let len = self.b.ins().load(I64, trusted, next, offset_of!(BlockHead, len) as i32);
+        let end = self.b.ins().load(I64, trusted, self.ctx, offset_of!(RunCtx, end) as i32);
+        let after = self.b.ins().iadd(ic, len);
+        let fits = self.b.ins().icmp(ir::condcodes::IntCC::UnsignedLessThanOrEqual, after, end);
+        let go = self.b.create_block();
+        let stop = self.b.create_block();
+        self.b.ins().brif(fits, go, &[], stop, &[]);
+        self.b.seal_block(go);
+        self.b.seal_block(stop);
+        self.b.switch_to_block(stop);
+        self.ret(EXIT_CLEAN);
+        self.b.switch_to_block(go);
+        self.b.ins().store(trusted, next, self.ctx, offset_of!(RunCtx, cur) as i32);
+        let jumps = self.b.ins().load(I64, trusted, self.ctx, offset_of!(RunCtx, link_jumps) as i32);
+        let jumps = self.b.ins().iadd_imm_u(jumps, 1);
+        self.b.ins().store(trusted, jumps, self.ctx, offset_of!(RunCtx, link_jumps) as i32);
+        let code = self.b.ins().load(I64, trusted, next, offset_of!(BlockHead, code) as i32);
+        self.b.ins().return_call_indirect(self.block_sig, code, &[self.ctx]);
     }
 
     /// Store the pending `icount`.
@@ -430,9 +510,15 @@ impl<'a, 'b> Emitter<'a, 'b> {
     }
 
     /// End the block after straight-line code that continues at `next`.
+    /// (After an instruction run through the helper, RIP is whatever its
+    /// handler set, so only an inline last instruction can jump directly.)
     pub fn finish(&mut self, next: u64) {
-        self.sync(Some(next));
-        self.ret(EXIT_CLEAN);
+        if self.rip_stale {
+            self.leave_to(next);
+        } else {
+            self.sync(Some(next));
+            self.ret(EXIT_CLEAN);
+        }
     }
 
     /// Return `status` (`EXIT_CLEAN` or `EXIT_BREAK`) from the block.

@@ -11,15 +11,33 @@ use kagami_cpu::block::Handler;
 use kagami_cpu::{Bus, Cpu, CpuState};
 use std::any::Any;
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::AtomicPtr;
+
+/// What generated code reads of a translated block (the first field of
+/// `Compiled`, `#[repr(C)]`): its entry, its fallback table, its link
+/// cells and its length. A link cell is the block a direct exit jumps to
+/// (null until `Jit::run_block` fills it, see `Emitter::leave_to`).
+#[repr(C)]
+pub struct BlockHead {
+    /// The generated function (`tail` calling convention, one argument:
+    /// `*mut RunCtx`).
+    pub code: *const u8,
+    pub fallbacks: *const Fallback,
+    pub links: *const AtomicPtr<BlockHead>,
+    /// Guest instructions in the block (the budget check before a jump).
+    pub len: u64,
+}
 
 /// Passed to every translated block in its only argument.
 #[repr(C)]
 pub struct RunCtx<'a> {
     /// `&mut cpu.s`, for direct loads and stores (offset 0: read by the code).
     pub state: *mut CpuState,
-    /// The running block's fallback table (code is shared between blocks
-    /// that differ only in the instructions they run through the helper).
-    pub fallbacks: *const Fallback,
+    /// The running block: its fallback table (code is shared between
+    /// blocks that differ only in the instructions they run through the
+    /// helper) and link cells. A direct jump to another block stores it
+    /// here; the dispatch loop reads it to know which block returned.
+    pub cur: *const BlockHead,
     /// The soft-TLB table of the current MMU mode (refreshed after every
     /// helper call: CPL, EFLAGS.AC or CR4.SMAP may have changed).
     pub tlb: *const kagami_cpu::mmu::TlbEntry,
@@ -31,6 +49,8 @@ pub struct RunCtx<'a> {
     /// Inline memory accesses that took the helper arm (soft-TLB miss,
     /// page crossing, MMIO, code page, fault).
     pub tlb_misses: u64,
+    /// Direct jumps taken from one block to the next (`Emitter::leave_to`).
+    pub link_jumps: u64,
     /// A helper panicked: the payload, resumed when the block returns.
     pub panic: Option<Box<dyn Any + Send>>,
 }

@@ -624,7 +624,9 @@ pub fn emit(em: &mut Emitter, i: &Instruction, n: usize, mode: Mode, last: bool)
                 return false;
             }
             em.retire_inline();
-            if em.loops_to(i.near_branch_target()) {
+            // Both ways out are known addresses: each may jump directly to
+            // its block (`Emitter::leave_to`).
+            {
                 let at = em.save();
                 let taken = em.b.create_block();
                 let cont = em.b.create_block();
@@ -638,11 +640,6 @@ pub fn emit(em: &mut Emitter, i: &Instruction, n: usize, mode: Mode, last: bool)
                 em.finish(i.next_ip());
                 return true;
             }
-            let t = em.iconst(i.near_branch_target());
-            let n = em.iconst(i.next_ip());
-            let rip = em.b.ins().select(c, t, n);
-            em.finish_with_rip(rip);
-            return true;
         }
     }
     em.retire_inline();

@@ -15,19 +15,20 @@ mod inline;
 mod memory;
 
 use codegen::Emitter;
-use cranelift_codegen::ir::{AbiParam, UserFuncName};
+use cranelift_codegen::ir::{AbiParam, InstBuilder, UserFuncName};
 use cranelift_codegen::settings::{self, Configurable};
 use cranelift_codegen::Context;
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
 use cranelift_jit::{JITBuilder, JITModule};
 use cranelift_module::{default_libcall_names, Linkage, Module};
-use helpers::{Fallback, RunCtx};
+use helpers::{BlockHead, Fallback, RunCtx};
 use iced_x86::{Decoder, DecoderOptions, FlowControl, Instruction};
 use kagami_cpu::dispatch::handler_for;
 use kagami_cpu::jit_iface::{JitKey, Translator};
 use kagami_cpu::state::{Mode, CS};
 use kagami_cpu::{Bus, Cpu, CpuModel};
 use rustc_hash::FxHashMap;
+use std::sync::atomic::{AtomicPtr, Ordering};
 use std::sync::Arc as Rc;
 use std::time::{Duration, Instant};
 
@@ -44,6 +45,8 @@ pub struct JitConfig {
     /// Translate instructions inline (off: every instruction through the
     /// interpreter helper; for tests that isolate the inline translators).
     pub inline: bool,
+    /// Direct jumps between blocks of one page (`Emitter::leave_to`).
+    pub link: bool,
 }
 
 impl Default for JitConfig {
@@ -56,6 +59,7 @@ impl Default for JitConfig {
             threshold: 2000,
             code_limit: 64 << 20,
             inline: true,
+            link: true,
         }
     }
 }
@@ -77,6 +81,9 @@ pub struct JitStats {
     /// Inline memory accesses that missed the soft TLB (or could not use
     /// it) and ran their instruction through the interpreter.
     pub tlb_misses: u64,
+    /// Link cells filled, and direct jumps taken through them.
+    pub links_made: u64,
+    pub link_jumps: u64,
     /// Guest instructions retired inside translated code.
     pub jit_insns: u64,
     pub invalidated_pages: u64,
@@ -85,7 +92,10 @@ pub struct JitStats {
     pub declined: u64,
 }
 
-type CodeFn = unsafe extern "C" fn(*mut RunCtx<'_>) -> u32;
+/// The trampoline from Rust into generated code (`Jit::enter`): calls the
+/// block function at the second argument (`tail` convention) with the
+/// context and returns its status.
+type EnterFn = unsafe extern "C" fn(*mut RunCtx<'_>, *const u8) -> u32;
 
 /// Entries of the direct-mapped block cache.
 const FAST_ENTRIES: usize = 4096;
@@ -96,15 +106,28 @@ fn fast_index(k: &JitKey) -> usize {
 }
 
 /// One translated block.
+#[repr(C)]
 struct Compiled {
-    code: CodeFn,
+    /// What generated code reads (first, so a `*const BlockHead` from a
+    /// link cell or `RunCtx::cur` is also a `*const Compiled`).
+    head: BlockHead,
     /// Instructions run through the interpreter (entry n for instruction n).
     fallbacks: Box<[Fallback]>,
-    len: u32,
+    /// Link cells: the blocks this one's direct exits jump to (filled by
+    /// `run_block`). A cell only ever names a block on the same backing
+    /// page, so invalidating a page drops both ends of every link into it.
+    links: Box<[AtomicPtr<BlockHead>]>,
     /// Highest `next_ip` of the block, for the CS limit check at entry.
     max_next_ip: u64,
     page: u64,
 }
+
+// SAFETY: the raw pointers in `head` point into the `Compiled`'s own boxes
+// and into the code module, which outlives every `Compiled` (`flush_all`);
+// they and the link cells are only used on the thread running the CPU.
+unsafe impl Send for Compiled {}
+// SAFETY: as above; the link cells are atomics.
+unsafe impl Sync for Compiled {}
 
 /// What decides a translation's code: the mode and, per instruction, either
 /// its address and bytes (translated inline) or nothing (run through the
@@ -130,17 +153,22 @@ pub struct Jit {
     /// Direct-mapped lookup cache in front of `blocks` (`fast_index`).
     fast: Box<[Option<(JitKey, Rc<Compiled>)>]>,
     by_page: FxHashMap<u64, Vec<JitKey>>,
-    by_code: FxHashMap<CodeKey, CodeFn>,
+    /// Generated code by what decides it: entry and link-cell count.
+    by_code: FxHashMap<CodeKey, (usize, u32)>,
+    /// The module's trampoline into generated code.
+    enter: EnterFn,
     counts: FxHashMap<JitKey, u32>,
     code_bytes: usize,
     next_fn: u32,
     pub stats: JitStats,
 }
 
-fn new_module() -> JITModule {
+fn new_module() -> (JITModule, EnterFn) {
     let mut flags = settings::builder();
     flags.set("use_colocated_libcalls", "false").expect("cranelift flag");
     flags.set("is_pic", "false").expect("cranelift flag");
+    // Tail calls (direct jumps between blocks) need frame pointers.
+    flags.set("preserve_frame_pointers", "true").expect("cranelift flag");
     flags
         .set("enable_verifier", if cfg!(debug_assertions) { "true" } else { "false" })
         .expect("cranelift flag");
@@ -155,7 +183,43 @@ fn new_module() -> JITModule {
         .expect("host not supported by Cranelift")
         .finish(settings::Flags::new(flags))
         .expect("cranelift ISA");
-    JITModule::new(JITBuilder::with_isa(isa, default_libcall_names()))
+    let mut module = JITModule::new(JITBuilder::with_isa(isa, default_libcall_names()));
+    let enter = build_enter(&mut module);
+    (module, enter)
+}
+
+/// The trampoline `EnterFn`: the platform's C convention on the outside,
+/// a call of a `tail`-convention block function inside.
+fn build_enter(module: &mut JITModule) -> EnterFn {
+    let mut ctx = module.make_context();
+    let mut sig = module.make_signature();
+    sig.params.push(AbiParam::new(codegen::I64));
+    sig.params.push(AbiParam::new(codegen::I64));
+    sig.returns.push(AbiParam::new(cranelift_codegen::ir::types::I32));
+    ctx.func.signature = sig.clone();
+    let id = module.declare_function("enter", Linkage::Local, &sig).expect("declare enter");
+    ctx.func.name = UserFuncName::user(0, id.as_u32());
+    let mut fctx = FunctionBuilderContext::new();
+    {
+        let mut b = FunctionBuilder::new(&mut ctx.func, &mut fctx);
+        let entry = b.create_block();
+        b.append_block_params_for_function_params(entry);
+        b.switch_to_block(entry);
+        b.seal_block(entry);
+        let (rctx, code) = (b.block_params(entry)[0], b.block_params(entry)[1]);
+        let bsig = b.import_signature(codegen::block_signature());
+        let call = b.ins().call_indirect(bsig, code, &[rctx]);
+        let r = b.inst_results(call)[0];
+        b.ins().return_(&[r]);
+        b.finalize(module.target_config());
+    }
+    module.define_function(id, &mut ctx).expect("define enter");
+    module.clear_context(&mut ctx);
+    module.finalize_definitions().expect("finalize enter");
+    let ptr = module.get_finalized_function(id);
+    // SAFETY: built just above with exactly `EnterFn`'s signature in the
+    // platform's C convention; it lives as long as the module.
+    unsafe { std::mem::transmute::<*const u8, EnterFn>(ptr) }
 }
 
 impl Default for Jit {
@@ -166,7 +230,7 @@ impl Default for Jit {
 
 impl Jit {
     pub fn new(cfg: JitConfig) -> Jit {
-        let module = new_module();
+        let (module, enter) = new_module();
         let cl_ctx = module.make_context();
         Jit {
             cfg,
@@ -177,6 +241,7 @@ impl Jit {
             fast: vec![None; FAST_ENTRIES].into_boxed_slice(),
             by_page: FxHashMap::default(),
             by_code: FxHashMap::default(),
+            enter,
             counts: FxHashMap::default(),
             code_bytes: 0,
             next_fn: 0,
@@ -223,7 +288,9 @@ impl Jit {
             // dropped with the maps above.
             unsafe { m.free_memory() };
         }
-        self.module = Some(new_module());
+        let (module, enter) = new_module();
+        self.module = Some(module);
+        self.enter = enter;
     }
 
     /// Decode the block at `key` from guest memory with the interpreter's
@@ -307,37 +374,42 @@ impl Jit {
             loop_start: loops.then_some(start),
             insns: plan,
         };
-        let code = match self.by_code.get(&code_key) {
+        let (code, nlinks) = match self.by_code.get(&code_key) {
             Some(c) => {
                 self.stats.blocks_reused += 1;
                 *c
             }
             None => {
-                let c = self.compile(&insns, &code_key, mode);
+                let link_page = (self.cfg.link && mode == Mode::Long64).then_some(start >> 12);
+                let c = self.compile(&insns, &code_key, mode, link_page);
                 self.by_code.insert(code_key, c);
                 c
             }
         };
+        let links: Box<[AtomicPtr<BlockHead>]> = (0..nlinks).map(|_| AtomicPtr::new(std::ptr::null_mut())).collect();
         Some(Rc::new(Compiled {
-            code,
+            head: BlockHead {
+                code: code as *const u8,
+                fallbacks: fallbacks.as_ptr(),
+                links: links.as_ptr(),
+                len: insns.len() as u64,
+            },
             fallbacks,
-            len: insns.len() as u32,
+            links,
             max_next_ip: insns.iter().map(|i| i.next_ip()).max().unwrap_or(0),
             page: key.page(),
         }))
     }
 
-    fn compile(&mut self, insns: &[Instruction], plan: &CodeKey, mode: Mode) -> CodeFn {
+    fn compile(&mut self, insns: &[Instruction], plan: &CodeKey, mode: Mode, link_page: Option<u64>) -> (usize, u32) {
         if self.code_bytes > self.cfg.code_limit {
             self.flush_all();
         }
         let t0 = Instant::now();
         let module = self.module.as_mut().expect("module");
         self.cl_ctx.func.clear();
-        let mut sig = module.make_signature();
-        sig.params.push(AbiParam::new(codegen::I64));
-        sig.returns.push(AbiParam::new(cranelift_codegen::ir::types::I32));
-        let call_conv = sig.call_conv;
+        let helper_conv = module.isa().default_call_conv();
+        let sig = codegen::block_signature();
         self.cl_ctx.func.signature = sig.clone();
         let id = module
             .declare_function(&format!("b{}", self.next_fn), Linkage::Local, &sig)
@@ -345,9 +417,10 @@ impl Jit {
         self.next_fn += 1;
         self.cl_ctx.func.name = UserFuncName::user(0, id.as_u32());
         let inlined;
+        let nlinks;
         {
             let mut b = FunctionBuilder::new(&mut self.cl_ctx.func, &mut self.fctx);
-            let mut em = Emitter::new(&mut b, call_conv);
+            let mut em = Emitter::new(&mut b, helper_conv, link_page);
             let last = insns.len() - 1;
             if let Some(start) = plan.loop_start {
                 em.start_loop(start, insns.len() as u64, &used_gprs(insns));
@@ -368,13 +441,23 @@ impl Jit {
                 }
             }
             inlined = em.inlined;
+            nlinks = em.links;
             b.seal_all_blocks();
             b.finalize(module.target_config());
         }
-        if std::env::var_os("KAGAMI_JIT_DUMP").is_some() {
-            eprintln!("{}", self.cl_ctx.func.display());
+        // `KAGAMI_JIT_DUMP=1`: the IR of every block; `=asm`: its host code.
+        let dump = std::env::var("KAGAMI_JIT_DUMP").ok();
+        match dump.as_deref() {
+            Some("asm") => self.cl_ctx.set_disasm(true),
+            Some(_) => eprintln!("{}", self.cl_ctx.func.display()),
+            None => {}
         }
         module.define_function(id, &mut self.cl_ctx).expect("define block");
+        if dump.as_deref() == Some("asm") {
+            if let Some(v) = self.cl_ctx.compiled_code().and_then(|c| c.vcode.as_ref()) {
+                eprintln!("; block {} at {:#x}\n{v}", self.next_fn - 1, insns[0].ip());
+            }
+        }
         let size = self.cl_ctx.compiled_code().map(|c| c.code_info().total_size).unwrap_or(0) as usize;
         module.clear_context(&mut self.cl_ctx);
         module.finalize_definitions().expect("finalize");
@@ -385,10 +468,10 @@ impl Jit {
         self.stats.insns_translated += insns.len() as u64;
         self.stats.insns_inline += inlined as u64;
         self.stats.compile_time += t0.elapsed();
-        // SAFETY: the function was built with exactly this signature (one
-        // pointer argument, an i32 result); the module stays alive until
-        // `flush_all`, which drops every copy of the pointer first.
-        unsafe { std::mem::transmute::<*const u8, CodeFn>(ptr) }
+        // (Called only through `enter` or a direct jump, with the block
+        // signature it was built with; the module stays alive until
+        // `flush_all`, which drops every copy of the pointer first.)
+        (ptr as usize, nlinks)
     }
 
     #[inline(always)]
@@ -489,12 +572,13 @@ impl Translator for Jit {
         let mut ctx = RunCtx {
             // SAFETY: `cpu_ptr` is valid; the state pointer is derived from it.
             state: unsafe { &raw mut (*cpu_ptr).s },
-            fallbacks: std::ptr::null(),
+            cur: std::ptr::null(),
             tlb: std::ptr::null(),
             cpu: cpu_ptr,
             bus: bus as *mut dyn Bus,
             end,
             tlb_misses: 0,
+            link_jumps: 0,
             panic: None,
         };
         let mut first = true;
@@ -515,7 +599,7 @@ impl Translator for Jit {
             {
                 // SAFETY: no translated code is running; plain reads.
                 let cpu = unsafe { &*cpu_ptr };
-                if end.saturating_sub(cpu.s.icount) < cb.len as u64
+                if end.saturating_sub(cpu.s.icount) < cb.head.len
                     || (cpu.s.mode != Mode::Long64 && cb.max_next_ip.wrapping_sub(1) > cpu.s.segs[CS].limit as u64)
                 {
                     // The interpreter would stop inside the block: let it
@@ -528,18 +612,21 @@ impl Translator for Jit {
                 }
                 ctx.tlb = cpu.tlb.e[cpu.mmu_mode()].as_ptr();
             }
-            ctx.fallbacks = cb.fallbacks.as_ptr();
-            // SAFETY: `cb.code` was generated for this block and only
-            // touches the CPU through `ctx` (see `codegen.rs`); the CPU and
-            // bus are not used otherwise until it returns.
-            let status = unsafe { (cb.code)(&mut ctx) };
+            ctx.cur = &cb.head;
+            // SAFETY: `cb.head.code` was generated for this block with the
+            // block signature `enter` calls; it only touches the CPU through
+            // `ctx` (see `codegen.rs`), and the blocks it jumps to directly
+            // are alive (link cells name blocks of the same page, dropped
+            // together); the CPU and bus are not used otherwise until it
+            // returns.
+            let status = unsafe { (self.enter)(&mut ctx, cb.head.code) };
             if let Some(p) = ctx.panic.take() {
                 std::panic::resume_unwind(p);
             }
             self.stats.block_runs += 1;
             // SAFETY: as above, no translated code is running.
             let cpu = unsafe { &*cpu_ptr };
-            if status != codegen::EXIT_CLEAN || cpu.s.icount >= end {
+            if status == codegen::EXIT_BREAK || cpu.s.icount >= end {
                 break;
             }
             let Some(k) = cpu.jit_key_fast() else {
@@ -555,10 +642,24 @@ impl Translator for Jit {
                     None => break,
                 },
             };
+            if status >= codegen::EXIT_LINK {
+                // A direct exit whose cell is empty: fill it when the next
+                // block is on the same page (see `Emitter::leave_to`).
+                // SAFETY: `ctx.cur` is the head of the block that returned,
+                // a live `Compiled` (`#[repr(C)]`, head first).
+                let prev = unsafe { &*(ctx.cur as *const Compiled) };
+                // SAFETY: `c` is live (just looked up).
+                let next = unsafe { &*c };
+                if prev.page == next.page && k.mode == Mode::Long64 as u8 {
+                    prev.links[(status - codegen::EXIT_LINK) as usize].store(c as *mut BlockHead, Ordering::Relaxed);
+                    self.stats.links_made += 1;
+                }
+            }
             self.stats.chained += 1;
             first = false;
         }
         self.stats.tlb_misses += ctx.tlb_misses;
+        self.stats.link_jumps += ctx.link_jumps;
         // SAFETY: as above.
         self.stats.jit_insns += unsafe { (*cpu_ptr).s.icount } - start;
         true
@@ -588,7 +689,7 @@ impl Translator for Jit {
         let s = &self.stats;
         format!(
             "jit: {} blocks translated ({} reused by code bytes), {} guest instructions ({} inline), compile time {:.6} s, \
-             code {} KiB, {} block runs ({} chained), {} instructions retired in translated code, {} inline memory accesses through the helper, {} pages invalidated, {} cache flushes, {} declined",
+             code {} KiB, {} block runs ({} chained), {} direct jumps ({} links), {} instructions retired in translated code, {} inline memory accesses through the helper, {} pages invalidated, {} cache flushes, {} declined",
             s.blocks_translated,
             s.blocks_reused,
             s.insns_translated,
@@ -597,6 +698,8 @@ impl Translator for Jit {
             s.code_bytes / 1024,
             s.block_runs,
             s.chained,
+            s.link_jumps,
+            s.links_made,
             s.jit_insns,
             s.tlb_misses,
             s.invalidated_pages,
