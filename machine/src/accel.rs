@@ -22,6 +22,11 @@ pub struct JitOptions {
     pub threshold: u32,
     /// Print translation statistics on stderr when the run ends.
     pub stats: bool,
+    /// Compile on a background thread while the interpreter runs the block
+    /// (`--jit-sync`: on the CPU's thread). Translated code is exact, so
+    /// when a block switches from interpreted to translated changes
+    /// nothing the guest sees, even under `-icount`.
+    pub background: bool,
 }
 
 impl Default for JitOptions {
@@ -30,6 +35,7 @@ impl Default for JitOptions {
             enabled: true,
             threshold: JitConfig::default().threshold,
             stats: false,
+            background: true,
         }
     }
 }
@@ -41,6 +47,7 @@ pub fn install(cpu: &mut Cpu, o: &JitOptions) {
             cpu,
             JitConfig {
                 threshold: o.threshold,
+                background: o.background,
                 ..JitConfig::default()
             },
         );

@@ -215,6 +215,7 @@ pub fn run(cli: &Cli) -> Result<u8, String> {
         enabled: !cli.no_jit,
         threshold: cli.jit_threshold.unwrap_or(kagami_machine::accel::JitOptions::default().threshold),
         stats: cli.jit_stats,
+        background: !cli.jit_sync,
     };
     pc.set_no_shutdown(cli.no_shutdown);
     if cli.paused && gdb_listener.is_none() {

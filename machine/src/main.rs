@@ -178,6 +178,11 @@ pub(crate) struct Cli {
     #[arg(long)]
     pub(crate) jit_stats: bool,
 
+    /// TCG: compile blocks on the CPU's thread instead of a background
+    /// compiler thread (the guest runs the same either way).
+    #[arg(long)]
+    pub(crate) jit_sync: bool,
+
     /// Debug log items, comma separated: int, guest_errors, unimp, cpu_reset (-d help lists them).
     #[arg(short = 'd', value_name = "ITEMS")]
     pub(crate) log_items: Option<String>,
