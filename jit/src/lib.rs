@@ -28,7 +28,7 @@ use kagami_cpu::dispatch::handler_for;
 use kagami_cpu::jit_iface::{JitKey, Translator};
 use kagami_cpu::state::{Mode, CS};
 use kagami_cpu::{Bus, Cpu, CpuModel};
-use rustc_hash::FxHashMap;
+use rustc_hash::{FxHashMap, FxHashSet};
 use std::sync::atomic::{AtomicPtr, Ordering};
 use std::sync::Arc as Rc;
 use std::time::{Duration, Instant};
@@ -110,11 +110,21 @@ pub struct JitStats {
 /// context and returns its status.
 type EnterFn = unsafe extern "C" fn(*mut RunCtx<'_>, *const u8) -> u32;
 
-/// `Jit::counts` value of a block the worker is compiling.
+/// The count of a block the worker is compiling (`Slot::Count`).
 const PENDING: u32 = u32::MAX;
 
+/// An entry of the direct-mapped cache in front of `Jit::blocks`: a
+/// translated block, or the execution count of one not translated yet.
+#[derive(Clone, Default)]
+enum Slot {
+    #[default]
+    Empty,
+    Block(JitKey, Rc<Compiled>),
+    Count(JitKey, u32),
+}
+
 /// Entries of the direct-mapped block cache.
-const FAST_ENTRIES: usize = 4096;
+const FAST_ENTRIES: usize = 8192;
 
 #[inline(always)]
 fn fast_index(k: &JitKey) -> usize {
@@ -162,13 +172,14 @@ pub struct Jit {
     page_gen: FxHashMap<u64, u64>,
     blocks: FxHashMap<JitKey, Rc<Compiled>>,
     /// Direct-mapped lookup cache in front of `blocks` (`fast_index`).
-    fast: Box<[Option<(JitKey, Rc<Compiled>)>]>,
+    fast: Box<[Slot]>,
     by_page: FxHashMap<u64, Vec<JitKey>>,
     /// Generated code by what decides it: entry and link-cell count.
     by_code: FxHashMap<CodeKey, (usize, u32)>,
     /// The module's trampoline into generated code.
     enter: EnterFn,
-    counts: FxHashMap<JitKey, u32>,
+    /// Blocks the worker is compiling.
+    pending_keys: FxHashSet<JitKey>,
     code_bytes: usize,
     next_fn: u32,
     pub stats: JitStats,
@@ -280,11 +291,11 @@ impl Jit {
             epoch: 0,
             page_gen: FxHashMap::default(),
             blocks: FxHashMap::default(),
-            fast: vec![None; FAST_ENTRIES].into_boxed_slice(),
+            fast: vec![Slot::Empty; FAST_ENTRIES].into_boxed_slice(),
             by_page: FxHashMap::default(),
             by_code: FxHashMap::default(),
             enter,
-            counts: FxHashMap::default(),
+            pending_keys: FxHashSet::default(),
             code_bytes: 0,
             next_fn: 0,
             stats: JitStats::default(),
@@ -317,11 +328,11 @@ impl Jit {
 
     /// Drop all generated code and start a new code cache.
     fn flush_all(&mut self) {
-        self.fast.fill(None);
+        self.fast.fill(Slot::Empty);
         self.blocks.clear();
         self.by_page.clear();
         self.by_code.clear();
-        self.counts.clear();
+        self.pending_keys.clear();
         self.code_bytes = 0;
         self.epoch += 1;
         self.pending.clear();
@@ -450,7 +461,8 @@ impl Jit {
                 },
             );
             w.send(ticket, job);
-            self.counts.insert(*key, PENDING);
+            self.pending_keys.insert(*key);
+            self.fast[fast_index(key)] = Slot::Count(*key, PENDING);
             self.stats.sent += 1;
             return None;
         }
@@ -516,7 +528,8 @@ impl Jit {
             let page = p.key.page();
             if p.epoch != self.epoch || self.page_gen.get(&page).copied().unwrap_or(0) != p.page_gen {
                 self.stats.dropped += 1;
-                self.counts.remove(&p.key);
+                self.pending_keys.remove(&p.key);
+                self.unmark(&p.key);
                 continue;
             }
             let (code, nlinks) = match self.by_code.get(&p.plan) {
@@ -524,40 +537,67 @@ impl Jit {
                 None => self.install_code(&out, p.insns, p.plan),
             };
             let c = Self::make_block(code, nlinks, p.fallbacks, p.len, p.max_next_ip, page);
-            self.counts.remove(&p.key);
+            self.pending_keys.remove(&p.key);
+            self.unmark(&p.key);
             self.blocks.insert(p.key, c);
             self.by_page.entry(page).or_default().push(p.key);
+        }
+    }
+
+    /// Forget the count (or pending mark) of `key` in the fast cache.
+    fn unmark(&mut self, key: &JitKey) {
+        let e = &mut self.fast[fast_index(key)];
+        if matches!(e, Slot::Count(k, _) if k == key) {
+            *e = Slot::Empty;
         }
     }
 
     #[inline(always)]
     fn fast_get(&self, key: &JitKey) -> Option<*const Compiled> {
         match &self.fast[fast_index(key)] {
-            Some((k, c)) if k == key => Some(Rc::as_ptr(c)),
+            Slot::Block(k, c) if k == key => Some(Rc::as_ptr(c)),
             _ => None,
         }
     }
 
     fn fast_put(&mut self, key: &JitKey, c: Rc<Compiled>) -> *const Compiled {
         let p = Rc::as_ptr(&c);
-        self.fast[fast_index(key)] = Some((*key, c));
+        self.fast[fast_index(key)] = Slot::Block(*key, c);
         p
     }
 
     fn lookup_or_translate(&mut self, cpu: &mut Cpu, key: &JitKey) -> Option<Rc<Compiled>> {
-        if let Some(c) = self.blocks.get(key) {
-            return Some(c.clone());
+        let i = fast_index(key);
+        let threshold = self.cfg.threshold;
+        match &mut self.fast[i] {
+            // A block still being counted: no map lookups on this path.
+            Slot::Count(k, n) if k == key => {
+                if *n == PENDING {
+                    return None;
+                }
+                if *n < threshold {
+                    *n += 1;
+                    return None;
+                }
+            }
+            _ => {
+                if let Some(c) = self.blocks.get(key) {
+                    return Some(c.clone());
+                }
+                if self.pending_keys.contains(key) {
+                    self.fast[i] = Slot::Count(*key, PENDING);
+                    return None;
+                }
+                if threshold > 0 {
+                    // (A count pushed out of its slot by another block
+                    // starts again: translation only comes later.)
+                    self.fast[i] = Slot::Count(*key, 1);
+                    return None;
+                }
+            }
         }
-        let n = self.counts.entry(*key).or_insert(0);
-        if *n == PENDING {
-            return None;
-        }
-        if *n < self.cfg.threshold {
-            *n += 1;
-            return None;
-        }
-        self.counts.remove(key);
-        // (`translate` marks the key `PENDING` when the worker compiles it.)
+        self.fast[i] = Slot::Empty;
+        // (`translate` marks the key pending when the worker compiles it.)
         let c = self.translate(cpu, key)?;
         self.blocks.insert(*key, c.clone());
         self.by_page.entry(c.page).or_default().push(*key);
@@ -715,8 +755,8 @@ impl Translator for Jit {
             for k in keys {
                 self.blocks.remove(&k);
                 let e = &mut self.fast[fast_index(&k)];
-                if e.as_ref().is_some_and(|(fk, _)| *fk == k) {
-                    *e = None;
+                if matches!(e, Slot::Block(fk, _) if *fk == k) {
+                    *e = Slot::Empty;
                 }
             }
         }
@@ -725,10 +765,10 @@ impl Translator for Jit {
     fn flush(&mut self) {
         self.epoch += 1;
         self.pending.clear();
-        self.fast.fill(None);
+        self.fast.fill(Slot::Empty);
         self.blocks.clear();
         self.by_page.clear();
-        self.counts.clear();
+        self.pending_keys.clear();
     }
 
     fn stats_report(&self) -> String {

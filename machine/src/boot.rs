@@ -210,10 +210,22 @@ pub fn run(cli: &Cli) -> Result<u8, String> {
         Some(a) => Some(kagami_machine::gdb::listen(a)?),
         None => None,
     };
+    // `KAGAMI_JIT_THRESHOLD` stands in for `--jit-threshold` when that is
+    // not given: the test suite reruns the boot tests with it at 0.
+    let env_threshold = match std::env::var("KAGAMI_JIT_THRESHOLD") {
+        Ok(v) if !v.is_empty() => Some(
+            v.parse::<u32>()
+                .map_err(|_| format!("KAGAMI_JIT_THRESHOLD={v:?} is not a number of executions"))?,
+        ),
+        _ => None,
+    };
     let jit = kagami_machine::accel::JitOptions {
         // The JIT is on by default with TCG (`--jit` kept for old command lines).
         enabled: !cli.no_jit,
-        threshold: cli.jit_threshold.unwrap_or(kagami_machine::accel::JitOptions::default().threshold),
+        threshold: cli
+            .jit_threshold
+            .or(env_threshold)
+            .unwrap_or(kagami_machine::accel::JitOptions::default().threshold),
         stats: cli.jit_stats,
         background: !cli.jit_sync,
     };
