@@ -135,6 +135,19 @@ impl Cpu {
         })
     }
 
+    /// The soft-TLB table `jit_key_fast` looks code pages up in (by
+    /// privilege), for translated code that checks a jump's target page
+    /// the same way.
+    #[inline(always)]
+    pub fn jit_code_tlb(&self) -> *const crate::mmu::TlbEntry {
+        let mmu = if self.s.cpl == 3 {
+            crate::mmu::MMU_USER
+        } else {
+            crate::mmu::MMU_SUPER_NOSMAP
+        };
+        self.tlb.e[mmu].as_ptr()
+    }
+
     /// The interpreter dropped the decoded blocks of a written page.
     #[inline]
     pub(crate) fn jit_invalidate_page(&mut self, page: u64) {

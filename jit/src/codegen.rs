@@ -11,10 +11,11 @@
 //! (which only returns, everything being stored already) follows it. A
 //! block whose inline branch goes back to its start loops (`start_loop`).
 
-use crate::helpers::{self, BlockHead, Fallback, RunCtx};
+use crate::helpers::{self, BlockHead, Fallback, JcEntry, RunCtx, JC_ENTRIES};
 use cranelift_codegen::ir::{self, types, AbiParam, InstBuilder, MemFlagsData, SigRef, Value};
 use cranelift_codegen::isa::CallConv;
 use cranelift_frontend::{FunctionBuilder, Variable};
+use kagami_cpu::mmu::{TlbEntry, TLB_ENTRIES};
 use kagami_cpu::CpuState;
 use std::mem::offset_of;
 
@@ -243,27 +244,28 @@ impl<'a, 'b> Emitter<'a, 'b> {
     }
 
     /// Leave the block for the known address `target`: everything stored,
-    /// then, when `target` is on the linear page this block may link to,
-    /// a direct jump (tail call) to the block in the next link cell if
-    /// that cell is filled and the budget allows all of that block
-    /// (`icount + len <= end`, what the dispatch loop checks); otherwise
-    /// return (`EXIT_LINK + k` for an empty cell, so that the dispatch loop
-    /// fills it).
+    /// then, in 64-bit mode, a direct jump (tail call) to the block in the
+    /// next link cell if that cell is filled and the budget allows all of
+    /// that block (`icount + len <= end`, what the dispatch loop checks);
+    /// otherwise return (`EXIT_LINK + k` for an empty cell, so that the
+    /// dispatch loop fills it).
     ///
-    /// Why a jump within one linear page needs no other check: the page's
-    /// translation was looked up when the dispatch loop entered the first
-    /// block of the chain, and a clean exit changes neither the mode nor
-    /// the page tables in force (CR3 writes, INVLPG and mode changes end
-    /// blocks unclean), so the dispatch loop would find the same block.
+    /// A target on this block's own linear page needs no other check: the
+    /// page's translation was looked up when the dispatch loop entered the
+    /// first block of the chain, and a clean exit changes neither the mode,
+    /// the privilege nor the page tables in force (CR3 writes, INVLPG and
+    /// mode changes end blocks unclean), so the dispatch loop would find
+    /// the same block. A target on another page is checked in the code TLB
+    /// first, as `Cpu::jit_key_fast` does.
     pub fn leave_to(&mut self, target: u64) {
         self.sync(None);
         let t = self.iconst(target);
         self.store_field(offset_of!(CpuState, rip), t);
         self.rip_stale = false;
-        if self.link_page != Some(target >> 12) {
+        let Some(page) = self.link_page else {
             self.ret(EXIT_CLEAN);
             return;
-        }
+        };
         let k = self.links;
         self.links += 1;
         let trusted = MemFlagsData::trusted();
@@ -277,6 +279,74 @@ impl<'a, 'b> Emitter<'a, 'b> {
         self.b.switch_to_block(empty);
         self.ret(EXIT_LINK + k);
         self.b.switch_to_block(filled);
+        if target >> 12 != page {
+            // Another page: its code-TLB entry must still map it to the
+            // linked block's backing page (`Cpu::jit_key_fast`'s check).
+            let slot = ((target >> 12) as usize & (TLB_ENTRIES - 1)) * std::mem::size_of::<TlbEntry>();
+            let slot = self.b.ins().iconst(I64, slot as i64);
+            self.check_code_page(t, next, slot);
+        }
+        self.jump_to(next);
+    }
+
+    /// Leave for a computed 64-bit RIP `rip` (already stored): jump to the
+    /// block the jump cache holds for it if the code TLB still maps its
+    /// page to that block's and the budget allows; otherwise return clean.
+    pub fn leave_dynamic(&mut self, rip: Value) {
+        if self.link_page.is_none() {
+            self.ret(EXIT_CLEAN);
+            return;
+        }
+        let trusted = MemFlagsData::trusted();
+        let sh = self.b.ins().ushr_imm_u(rip, 12);
+        let h = self.b.ins().bxor(rip, sh);
+        let h = self.b.ins().band_imm_u(h, (JC_ENTRIES - 1) as i64);
+        let off = self.b.ins().ishl_imm_u(h, 4);
+        let jc = self.b.ins().load(I64, trusted, self.ctx, offset_of!(RunCtx, jc) as i32);
+        let e = self.b.ins().iadd(jc, off);
+        let erip = self.b.ins().load(I64, trusted, e, offset_of!(JcEntry, rip) as i32);
+        let hit = self.b.ins().icmp(ir::condcodes::IntCC::Equal, erip, rip);
+        let found = self.b.create_block();
+        let miss = self.b.create_block();
+        self.b.ins().brif(hit, found, &[], miss, &[]);
+        self.b.seal_block(found);
+        self.b.seal_block(miss);
+        self.b.switch_to_block(miss);
+        self.ret(EXIT_CLEAN);
+        self.b.switch_to_block(found);
+        let next = self.b.ins().load(I64, trusted, e, offset_of!(JcEntry, head) as i32);
+        let slot = self.b.ins().band_imm_u(sh, (TLB_ENTRIES - 1) as i64);
+        let slot = self.b.ins().imul_imm_u(slot, std::mem::size_of::<TlbEntry>() as i64);
+        self.check_code_page(rip, next, slot);
+        self.jump_to(next);
+    }
+
+    /// Return clean unless the code-TLB entry at byte offset `slot` maps
+    /// the page of `lin` to the backing page of block `next`.
+    fn check_code_page(&mut self, lin: Value, next: Value, slot: Value) {
+        let trusted = MemFlagsData::trusted();
+        let tlb = self.b.ins().load(I64, trusted, self.ctx, offset_of!(RunCtx, code_tlb) as i32);
+        let e = self.b.ins().iadd(tlb, slot);
+        let tag = self.b.ins().load(I64, trusted, e, offset_of!(TlbEntry, code) as i32);
+        let page = self.b.ins().band_imm_u(lin, !0xfffu64 as i64);
+        let tag_ok = self.b.ins().icmp(ir::condcodes::IntCC::Equal, tag, page);
+        let backing = self.b.ins().load(I64, trusted, e, offset_of!(TlbEntry, backing) as i32);
+        let want = self.b.ins().load(I64, trusted, next, offset_of!(BlockHead, page) as i32);
+        let same = self.b.ins().icmp(ir::condcodes::IntCC::Equal, backing, want);
+        let ok = self.b.ins().band(tag_ok, same);
+        let go = self.b.create_block();
+        let stop = self.b.create_block();
+        self.b.ins().brif(ok, go, &[], stop, &[]);
+        self.b.seal_block(go);
+        self.b.seal_block(stop);
+        self.b.switch_to_block(stop);
+        self.ret(EXIT_CLEAN);
+        self.b.switch_to_block(go);
+    }
+
+    /// The budget check, then a direct jump (tail call) to block `next`.
+    fn jump_to(&mut self, next: Value) {
+        let trusted = MemFlagsData::trusted();
         let ic = self.load_field(offset_of!(CpuState, icount));
         let len = self.b.ins().load(I64, trusted, next, offset_of!(BlockHead, len) as i32);
         let end = self.b.ins().load(I64, trusted, self.ctx, offset_of!(RunCtx, end) as i32);
@@ -506,7 +576,7 @@ impl<'a, 'b> Emitter<'a, 'b> {
         self.sync(None);
         self.store_field(offset_of!(CpuState, rip), rip);
         self.rip_stale = false;
-        self.ret(EXIT_CLEAN);
+        self.leave_dynamic(rip);
     }
 
     /// End the block after straight-line code that continues at `next`.
@@ -517,7 +587,8 @@ impl<'a, 'b> Emitter<'a, 'b> {
             self.leave_to(next);
         } else {
             self.sync(Some(next));
-            self.ret(EXIT_CLEAN);
+            let rip = self.load_field(offset_of!(CpuState, rip));
+            self.leave_dynamic(rip);
         }
     }
 

@@ -26,6 +26,31 @@ pub struct BlockHead {
     pub links: *const AtomicPtr<BlockHead>,
     /// Guest instructions in the block (the budget check before a jump).
     pub len: u64,
+    /// Backing page number of the block (checked against the code TLB
+    /// before a jump to it from another page).
+    pub page: u64,
+}
+
+/// An entry of the jump cache for computed targets (`Emitter::leave_dynamic`):
+/// the block last dispatched at a 64-bit RIP. Cleared whenever any block
+/// is dropped; checked against the code TLB before each use.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct JcEntry {
+    pub rip: u64,
+    pub head: *const BlockHead,
+}
+
+// SAFETY: the head pointer is only dereferenced by translated code and the
+// JIT, on the thread running the CPU.
+unsafe impl Send for JcEntry {}
+
+/// Entries of the jump cache (a power of two).
+pub const JC_ENTRIES: usize = 4096;
+
+/// The jump-cache slot of `rip`.
+pub fn jc_index(rip: u64) -> usize {
+    ((rip ^ (rip >> 12)) as usize) & (JC_ENTRIES - 1)
 }
 
 /// Passed to every translated block in its only argument.
@@ -41,6 +66,11 @@ pub struct RunCtx<'a> {
     /// The soft-TLB table of the current MMU mode (refreshed after every
     /// helper call: CPL, EFLAGS.AC or CR4.SMAP may have changed).
     pub tlb: *const kagami_cpu::mmu::TlbEntry,
+    /// The code-fetch soft-TLB table of the current privilege (what
+    /// `Cpu::jit_key_fast` looks in), for jumps to other pages.
+    pub code_tlb: *const kagami_cpu::mmu::TlbEntry,
+    /// The jump cache (`JC_ENTRIES` entries).
+    pub jc: *const JcEntry,
     pub cpu: *mut Cpu,
     pub bus: *mut (dyn Bus + 'a),
     /// The run loop's budget: a looping block starts another iteration only
@@ -75,6 +105,7 @@ pub unsafe extern "C" fn exec_fallback(ctx: *mut RunCtx<'_>, f: *const Fallback)
     match catch_unwind(AssertUnwindSafe(|| {
         let ok = cpu.jit_exec_insn(bus, &f.insn, f.handler);
         ctx.tlb = cpu.tlb.e[cpu.mmu_mode()].as_ptr();
+        ctx.code_tlb = cpu.jit_code_tlb();
         !ok || cpu.jit_break_block()
     })) {
         Ok(exit) => exit as u32,

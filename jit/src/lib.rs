@@ -22,7 +22,7 @@ use cranelift_codegen::settings::{self, Configurable};
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
 use cranelift_jit::{JITBuilder, JITModule};
 use cranelift_module::{default_libcall_names, Linkage, Module};
-use helpers::{BlockHead, Fallback, RunCtx};
+use helpers::{jc_index, BlockHead, Fallback, JcEntry, RunCtx, JC_ENTRIES};
 use iced_x86::{Decoder, DecoderOptions, FlowControl, Instruction};
 use kagami_cpu::dispatch::handler_for;
 use kagami_cpu::jit_iface::{JitKey, Translator};
@@ -110,6 +110,11 @@ pub struct JitStats {
 /// context and returns its status.
 type EnterFn = unsafe extern "C" fn(*mut RunCtx<'_>, *const u8) -> u32;
 
+const EMPTY_JC: JcEntry = JcEntry {
+    rip: u64::MAX,
+    head: std::ptr::null(),
+};
+
 /// The count of a block the worker is compiling (`Slot::Count`).
 const PENDING: u32 = u32::MAX;
 
@@ -140,9 +145,10 @@ struct Compiled {
     /// Instructions run through the interpreter (entry n for instruction n).
     fallbacks: Box<[Fallback]>,
     /// Link cells: the blocks this one's direct exits jump to (filled by
-    /// `run_block`). A cell only ever names a block on the same backing
-    /// page, so invalidating a page drops both ends of every link into it.
+    /// `run_block`; a link to another page is noted in `Jit::links_into`
+    /// so that dropping its target empties the cell).
     links: Box<[AtomicPtr<BlockHead>]>,
+    key: JitKey,
     /// Highest `next_ip` of the block, for the CS limit check at entry.
     max_next_ip: u64,
     page: u64,
@@ -178,6 +184,11 @@ pub struct Jit {
     by_code: FxHashMap<CodeKey, (usize, u32)>,
     /// The module's trampoline into generated code.
     enter: EnterFn,
+    /// Link cells pointing into a backing page: (block, cell) by the
+    /// target's page, emptied when that page's blocks are dropped.
+    links_into: FxHashMap<u64, Vec<(std::sync::Weak<Compiled>, u32)>>,
+    /// The jump cache for computed targets (`RunCtx::jc`).
+    jc: Box<[JcEntry]>,
     /// Blocks the worker is compiling.
     pending_keys: FxHashSet<JitKey>,
     code_bytes: usize,
@@ -296,6 +307,8 @@ impl Jit {
             by_code: FxHashMap::default(),
             enter,
             pending_keys: FxHashSet::default(),
+            links_into: FxHashMap::default(),
+            jc: vec![EMPTY_JC; JC_ENTRIES].into_boxed_slice(),
             code_bytes: 0,
             next_fn: 0,
             stats: JitStats::default(),
@@ -328,6 +341,8 @@ impl Jit {
 
     /// Drop all generated code and start a new code cache.
     fn flush_all(&mut self) {
+        self.jc.fill(EMPTY_JC);
+        self.links_into.clear();
         self.fast.fill(Slot::Empty);
         self.blocks.clear();
         self.by_page.clear();
@@ -433,7 +448,7 @@ impl Jit {
         let max_next_ip = insns.iter().map(|i| i.next_ip()).max().unwrap_or(0);
         if let Some(&(code, nlinks)) = self.by_code.get(&code_key) {
             self.stats.blocks_reused += 1;
-            return Some(Self::make_block(code, nlinks, fallbacks, len, max_next_ip, key.page()));
+            return Some(Self::make_block(code, nlinks, fallbacks, len, max_next_ip, *key));
         }
         let link_page = (self.cfg.link && mode == Mode::Long64).then_some(start >> 12);
         let job = Job {
@@ -468,10 +483,11 @@ impl Jit {
         }
         let out = self.compiler.compile(&job);
         let (code, nlinks) = self.install_code(&out, job.insns.len() as u64, job.plan);
-        Some(Self::make_block(code, nlinks, fallbacks, len, max_next_ip, key.page()))
+        Some(Self::make_block(code, nlinks, fallbacks, len, max_next_ip, *key))
     }
 
-    fn make_block(code: usize, nlinks: u32, fallbacks: Box<[Fallback]>, len: u64, max_next_ip: u64, page: u64) -> Rc<Compiled> {
+    fn make_block(code: usize, nlinks: u32, fallbacks: Box<[Fallback]>, len: u64, max_next_ip: u64, key: JitKey) -> Rc<Compiled> {
+        let page = key.page();
         let links: Box<[AtomicPtr<BlockHead>]> = (0..nlinks).map(|_| AtomicPtr::new(std::ptr::null_mut())).collect();
         Rc::new(Compiled {
             head: BlockHead {
@@ -479,9 +495,11 @@ impl Jit {
                 fallbacks: fallbacks.as_ptr(),
                 links: links.as_ptr(),
                 len,
+                page,
             },
             fallbacks,
             links,
+            key,
             max_next_ip,
             page,
         })
@@ -536,12 +554,35 @@ impl Jit {
                 Some(&c) => c,
                 None => self.install_code(&out, p.insns, p.plan),
             };
-            let c = Self::make_block(code, nlinks, p.fallbacks, p.len, p.max_next_ip, page);
             self.pending_keys.remove(&p.key);
             self.unmark(&p.key);
+            if self.blocks.contains_key(&p.key) {
+                // (Never replace a block: links may point to it.)
+                continue;
+            }
+            let c = Self::make_block(code, nlinks, p.fallbacks, p.len, p.max_next_ip, p.key);
             self.blocks.insert(p.key, c);
             self.by_page.entry(page).or_default().push(p.key);
         }
+    }
+
+    /// Fill link cell `k` of block `prev` (which returned `EXIT_LINK + k`)
+    /// with `next`, the block at the address that exit leaves for.
+    fn link(&mut self, prev: *const BlockHead, k: usize, next: *const Compiled) {
+        // SAFETY: `prev` is the head of the block that just returned, a
+        // live `Compiled` (`#[repr(C)]`, head first); `next` was just looked
+        // up in `blocks`.
+        let (p, n) = unsafe { (&*(prev as *const Compiled), &*next) };
+        if p.page != n.page {
+            // Note the link so that dropping `next`'s page empties the cell.
+            let Some(rc) = self.blocks.get(&p.key).filter(|rc| std::ptr::eq(Rc::as_ptr(rc), p)) else {
+                return;
+            };
+            let w = Rc::downgrade(rc);
+            self.links_into.entry(n.page).or_default().push((w, k as u32));
+        }
+        p.links[k].store(next as *mut BlockHead, Ordering::Relaxed);
+        self.stats.links_made += 1;
     }
 
     /// Forget the count (or pending mark) of `key` in the fast cache.
@@ -655,6 +696,8 @@ impl Translator for Jit {
             state: unsafe { &raw mut (*cpu_ptr).s },
             cur: std::ptr::null(),
             tlb: std::ptr::null(),
+            code_tlb: std::ptr::null(),
+            jc: self.jc.as_ptr(),
             cpu: cpu_ptr,
             bus: bus as *mut dyn Bus,
             end,
@@ -662,6 +705,12 @@ impl Translator for Jit {
             link_jumps: 0,
             panic: None,
         };
+        if key.mode == Mode::Long64 as u8 {
+            self.jc[jc_index(key.rip)] = JcEntry {
+                rip: key.rip,
+                head: c.cast(),
+            };
+        }
         let mut first = true;
         // The dispatch loop: run translated blocks one after the other while
         // each exits cleanly (see `codegen::EXIT_CLEAN`). After a clean exit
@@ -692,14 +741,15 @@ impl Translator for Jit {
                     break;
                 }
                 ctx.tlb = cpu.tlb.e[cpu.mmu_mode()].as_ptr();
+                ctx.code_tlb = cpu.jit_code_tlb();
             }
             ctx.cur = &cb.head;
             // SAFETY: `cb.head.code` was generated for this block with the
             // block signature `enter` calls; it only touches the CPU through
             // `ctx` (see `codegen.rs`), and the blocks it jumps to directly
-            // are alive (link cells name blocks of the same page, dropped
-            // together); the CPU and bus are not used otherwise until it
-            // returns.
+            // are alive (a dropped block's link cells and jump-cache entries
+            // are emptied first); the CPU and bus are not used otherwise
+            // until it returns.
             let status = unsafe { (self.enter)(&mut ctx, cb.head.code) };
             if let Some(p) = ctx.panic.take() {
                 std::panic::resume_unwind(p);
@@ -723,17 +773,13 @@ impl Translator for Jit {
                     None => break,
                 },
             };
-            if status >= codegen::EXIT_LINK {
-                // A direct exit whose cell is empty: fill it when the next
-                // block is on the same page (see `Emitter::leave_to`).
-                // SAFETY: `ctx.cur` is the head of the block that returned,
-                // a live `Compiled` (`#[repr(C)]`, head first).
-                let prev = unsafe { &*(ctx.cur as *const Compiled) };
-                // SAFETY: `c` is live (just looked up).
-                let next = unsafe { &*c };
-                if prev.page == next.page && k.mode == Mode::Long64 as u8 {
-                    prev.links[(status - codegen::EXIT_LINK) as usize].store(c as *mut BlockHead, Ordering::Relaxed);
-                    self.stats.links_made += 1;
+            if k.mode == Mode::Long64 as u8 {
+                self.jc[jc_index(k.rip)] = JcEntry {
+                    rip: k.rip,
+                    head: c.cast(),
+                };
+                if status >= codegen::EXIT_LINK {
+                    self.link(ctx.cur, (status - codegen::EXIT_LINK) as usize, c);
                 }
             }
             self.stats.chained += 1;
@@ -752,6 +798,13 @@ impl Translator for Jit {
         }
         if let Some(keys) = self.by_page.remove(&page) {
             self.stats.invalidated_pages += 1;
+            // Nothing may jump to the blocks dropped here.
+            self.jc.fill(EMPTY_JC);
+            for (src, k) in self.links_into.remove(&page).unwrap_or_default() {
+                if let Some(src) = src.upgrade() {
+                    src.links[k as usize].store(std::ptr::null_mut(), Ordering::Relaxed);
+                }
+            }
             for k in keys {
                 self.blocks.remove(&k);
                 let e = &mut self.fast[fast_index(&k)];
@@ -763,6 +816,8 @@ impl Translator for Jit {
     }
 
     fn flush(&mut self) {
+        self.jc.fill(EMPTY_JC);
+        self.links_into.clear();
         self.epoch += 1;
         self.pending.clear();
         self.fast.fill(Slot::Empty);

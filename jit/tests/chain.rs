@@ -12,6 +12,21 @@ use iced_x86::code_asm::*;
 use kagami_cpu::Exit;
 
 const PAGE_B: u64 = CODE + 0x1000;
+/// A 4 KiB page table for the first 2 MiB (`remap_page`) and a spare page.
+const PT: u64 = 0x4000;
+const ALT_PAGE: u64 = 0x18_0000;
+
+/// Map the first 2 MiB with 4 KiB pages, identity except `lin` -> `phys`,
+/// put `code` at `phys` and flush the TLB (as a MOV CR3 would).
+fn remap_page(cpu: &mut kagami_cpu::Cpu, lin: u64, phys: u64, code: &[u8]) {
+    for i in 0..512u64 {
+        let pa = if i * 0x1000 == lin { phys } else { i * 0x1000 };
+        cpu.mem.write(PT + i * 8, &(pa | 3).to_le_bytes());
+    }
+    cpu.mem.write(0x3000, &(PT | 3).to_le_bytes());
+    cpu.mem.write(phys, code);
+    cpu.flush_tlb_all();
+}
 
 fn asm_at(base: u64, f: impl FnOnce(&mut CodeAssembler) -> Result<(), IcedError>) -> Vec<u8> {
     let mut a = CodeAssembler::new(64).unwrap();
@@ -67,17 +82,52 @@ fn chained_blocks_across_pages_match_the_interpreter() {
     assert_eq!(run(&mut jit, 1_000_000), Exit::Halted);
     assert_eq!(snapshot(&interp), snapshot(&jit));
     let report = jit.translator().unwrap().stats_report();
-    // Page A's loop, page B; the rest of the 40 outer iterations chain.
-    let chained: u64 = report
-        .split(" chained)")
-        .next()
-        .unwrap()
-        .rsplit('(')
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap();
-    assert!(chained >= 70, "{report}");
+    // Page A's loop, page B; the rest of the 40 outer iterations go from
+    // block to block without the interpreter: through the dispatch loop
+    // until the link cells are filled, then by direct jumps, also between
+    // the two pages.
+    let count = |after: &str| -> u64 {
+        report
+            .split(after)
+            .next()
+            .unwrap()
+            .rsplit(['(', ' '])
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    let (chained, jumps) = (count(" chained)"), count(" direct jumps"));
+    assert!(chained + jumps >= 70, "{report}");
+    assert!(jumps >= 70, "the two pages' blocks jump to each other directly: {report}");
+}
+
+/// The same two pages, with page B's virtual mapping moved to another
+/// physical page holding different code between runs: a direct jump from
+/// page A must not reach the old page B's block (the code TLB says no).
+#[test]
+fn a_direct_jump_to_another_page_follows_the_page_tables() {
+    let mut interp = cpu64(None);
+    let mut jit = cpu64(translate_all());
+    for c in [&mut interp, &mut jit] {
+        two_page_program(c, 40);
+        assert_eq!(run(c, 1_000_000), Exit::Halted);
+        // Page B's code again elsewhere, with a different constant, and
+        // page B's linear page remapped there.
+        let b = asm_at(PAGE_B, |a| {
+            a.mov(ecx, 5)?;
+            a.add(r8, rbx)?;
+            a.dec(rsi)?;
+            a.jne(CODE)?;
+            a.hlt()
+        });
+        remap_page(c, PAGE_B, ALT_PAGE, &b);
+        c.s.gpr[6] = 10;
+        c.s.rip = CODE;
+        c.s.halted = 0;
+        assert_eq!(run(c, 1_000_000), Exit::Halted);
+    }
+    assert_eq!(snapshot(&interp), snapshot(&jit));
 }
 
 /// A block that ends with a JMP back to its start: it iterates inside its
